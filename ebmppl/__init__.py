@@ -1,0 +1,14 @@
+"""ebmppl: energy-based models in the JAX probabilistic-programming stack.
+
+An energy ``E(x)`` defines ``p(x) ∝ exp(-E(x)/T)``. ebmppl registers it as a
+potential that NumPyro and BlackJAX both understand, samples it with many
+vectorised chains, and reports diagnostics through ArviZ.
+"""
+
+from ebmppl import diagnostics, nn, samplers, targets
+from ebmppl.energy import Energy
+from ebmppl.samplers import Samples, sample
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["Energy", "sample", "Samples", "samplers", "nn", "targets", "diagnostics", "__version__"]

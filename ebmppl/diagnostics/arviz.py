@@ -1,0 +1,102 @@
+"""Every ArviZ call ebmppl makes lives here.
+
+ArviZ 0.23 (Python 3.11) uses ``InferenceData``; ArviZ 1.x (Python >= 3.12)
+moves to ``DataTree`` and the ``arviz_base``/``arviz_stats``/``arviz_plots``
+split. Keeping the calls in one module means 1.x support is a change here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "plot_trace", "plot_rank"]
+
+
+def _az():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the 1.x-refactor notice
+        import arviz as az
+    return az
+
+
+def to_inference_data(samples: Any, var_name: str = "x") -> Any:
+    """Convert :class:`ebmppl.Samples` to ``InferenceData`` with ``posterior`` and ``sample_stats``.
+
+    ``sample_stats`` uses ArviZ's names: ``acceptance_rate``, ``diverging``,
+    ``n_steps`` (gradient evaluations) and ``lp`` (``-E/T``).
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl import sample
+    >>> from ebmppl.targets import banana
+    >>> out = sample(banana().energy, jax.random.key(0), sampler="mala", num_chains=2,
+    ...              num_warmup=100, num_samples=50, progress_bar=False)
+    >>> idata = to_inference_data(out)
+    >>> idata.posterior["x"].shape
+    (2, 50, 2)
+    >>> sorted(idata.sample_stats.data_vars)
+    ['acceptance_rate', 'diverging', 'lp', 'n_steps']
+    """
+    az = _az()
+    positions = np.asarray(samples.positions)
+    stats = samples.stats
+    sample_stats = {
+        "acceptance_rate": np.asarray(stats.acceptance_rate),
+        "diverging": np.asarray(stats.is_divergent),
+        "n_steps": np.asarray(stats.num_grad_evals),
+        "lp": np.asarray(stats.logdensity),
+    }
+    dims = {var_name: [f"{var_name}_dim_{i}" for i in range(positions.ndim - 2)]}
+    return az.from_dict(posterior={var_name: positions}, sample_stats=sample_stats, dims=dims)
+
+
+def from_numpyro(mcmc: Any, **kwargs: Any) -> Any:
+    """``az.from_numpyro`` for a model with energy factors, with ``log_likelihood`` left out.
+
+    ArviZ files every ``numpyro.factor`` site (so every
+    :func:`ebmppl.numpyro.energy_factor`) under ``log_likelihood``. An energy
+    factor is a prior term, not a likelihood, and ``az.loo``/``az.waic`` would
+    silently score it; so the group is dropped unless you pass
+    ``log_likelihood=True``.
+    """
+    az = _az()
+    kwargs.setdefault("log_likelihood", False)
+    return az.from_numpyro(mcmc, **kwargs)
+
+
+def rhat(draws: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R-hat per dimension of ``draws`` ``(chain, draw, *shape)``."""
+    az = _az()
+    return np.asarray(az.rhat(az.convert_to_dataset(np.asarray(draws)), method="rank")["x"])
+
+
+def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
+    """Bulk (or ``method="tail"``) effective sample size per dimension of ``draws``."""
+    az = _az()
+    return np.asarray(az.ess(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
+
+
+def mcse(draws: np.ndarray, method: str = "mean") -> np.ndarray:
+    """Monte-Carlo standard error of the mean (or ``method="sd"``) per dimension."""
+    az = _az()
+    return np.asarray(az.mcse(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
+
+
+def summary(idata: Any, **kwargs: Any) -> Any:
+    """``az.summary`` (a pandas DataFrame: mean, sd, HDI, MCSE, ESS, R-hat)."""
+    return _az().summary(idata, **kwargs)
+
+
+def plot_trace(idata: Any, **kwargs: Any) -> Any:
+    """``az.plot_trace``: marginal densities and traces per chain."""
+    return _az().plot_trace(idata, **kwargs)
+
+
+def plot_rank(idata: Any, **kwargs: Any) -> Any:
+    """``az.plot_rank``: rank histograms per chain (flat when chains agree)."""
+    return _az().plot_rank(idata, **kwargs)

@@ -1,0 +1,339 @@
+"""The energy contract: one object that BlackJAX, NumPyro and ebmppl all understand.
+
+An energy is written for ONE example, ``energy_fn(params, x) -> scalar``, with
+``params`` any pytree. :class:`Energy` bundles that function with its
+parameters, the event shape of ``x`` and a temperature ``T`` and defines the
+unnormalised density ``p(x) ∝ exp(-E(x) / T)``. It exposes every sign
+convention a caller may need, so nobody ever flips a sign by hand:
+
+==================  =====================  ===============================
+method              value                  convention of
+==================  =====================  ===============================
+``energy(x)``       ``E(x)`` (batched)     energy-based modelling
+``logdensity(x)``   ``-E(x) / T``          BlackJAX ``logdensity_fn``
+``potential(x)``    ``E(x) / T``           NumPyro ``potential_fn``
+``score(x)``        ``∇ₓ log p = -∇E / T``  Langevin dynamics
+==================  =====================  ===============================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Energy"]
+
+EnergyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def _as_event_shape(event_shape: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(event_shape, (int, np.integer)):
+        event_shape = (int(event_shape),)
+    try:
+        shape = tuple(int(s) for s in event_shape)
+    except TypeError:
+        raise TypeError(
+            f"event_shape must be an int or a tuple of ints, got {event_shape!r}; "
+            "pass the shape of ONE example, e.g. event_shape=(2,)."
+        ) from None
+    if any(s <= 0 for s in shape):
+        raise ValueError(
+            f"event_shape must have positive sizes, got {shape}; pass the shape of ONE example."
+        )
+    return shape
+
+
+class Energy(eqx.Module):
+    """An unnormalised density ``p(x) ∝ exp(-E(x) / T)`` defined by an energy function.
+
+    Parameters
+    ----------
+    energy_fn
+        ``energy_fn(params, x) -> scalar`` for ONE example ``x`` of shape
+        ``event_shape``. ebmppl vmaps it over batches and chains.
+    params
+        Any pytree of parameters (``None`` for a fixed function).
+    event_shape
+        Shape of one example, e.g. ``(2,)`` for points in the plane or
+        ``(1, 8, 8)`` for 8x8 grey images.
+    temperature
+        ``T > 0``; the density is ``exp(-E / T)``.
+    probe
+        Point at which the energy is checked at construction (default: zeros).
+        Must be finite there.
+
+    Raises
+    ------
+    ValueError
+        If the energy is not a scalar, fails on an input of shape
+        ``event_shape``, or is not finite at the probe point; if ``temperature``
+        is not positive.
+    TypeError
+        If the energy returns an integer or non-real dtype.
+
+    Notes
+    -----
+    ``Energy`` is an Equinox module, hence a pytree: pass it through
+    ``jax.jit`` and ``jax.grad`` freely. ``params`` are its leaves;
+    ``energy_fn`` and ``event_shape`` are static.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from ebmppl import Energy
+    >>> quad = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), params=jnp.ones(2), event_shape=(2,))
+    >>> float(quad.energy(jnp.zeros(2)))
+    1.0
+    >>> quad.energy(jnp.zeros((5, 2))).shape   # batched over leading axes
+    (5,)
+    >>> float(quad.logdensity(jnp.zeros(2)))    # BlackJAX convention: -E/T
+    -1.0
+    >>> quad.score(jnp.zeros(2))                # grad_x log p
+    Array([1., 1.], dtype=float32)
+    """
+
+    energy_fn: EnergyFn = eqx.field(static=True)
+    params: Any
+    event_shape: tuple[int, ...] = eqx.field(static=True)
+    temperature: float | jax.Array = 1.0
+
+    def __init__(
+        self,
+        energy_fn: EnergyFn,
+        params: Any = None,
+        *,
+        event_shape: int | Sequence[int],
+        temperature: float = 1.0,
+        probe: jax.Array | None = None,
+        validate: bool = True,
+    ):
+        if not callable(energy_fn):
+            raise TypeError(
+                f"energy_fn must be callable as energy_fn(params, x) -> scalar, got {type(energy_fn).__name__}."
+            )
+        self.energy_fn = energy_fn
+        self.params = params
+        self.event_shape = _as_event_shape(event_shape)
+        if not isinstance(temperature, jax.core.Tracer):
+            t = float(temperature)
+            if not (math.isfinite(t) and t > 0):
+                raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
+        self.temperature = temperature
+        if validate:
+            self._validate(probe)
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self, probe: jax.Array | None) -> None:
+        if probe is None:
+            probe = jnp.zeros(self.event_shape, dtype=jnp.result_type(float))
+        probe = jnp.asarray(probe)
+        if probe.shape != self.event_shape:
+            raise ValueError(
+                f"probe has shape {probe.shape} but event_shape is {self.event_shape}; "
+                "pass a probe point of the event shape."
+            )
+        try:
+            out = jax.eval_shape(self.energy_fn, self.params, probe)
+        except Exception as err:  # the user's function rejected the declared shape
+            raise ValueError(
+                f"energy_fn failed on an input of shape event_shape={self.event_shape}: {err}. "
+                "Check event_shape: it is the shape of ONE example (no batch axis)."
+            ) from err
+        if not hasattr(out, "shape") or out.shape != ():
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ValueError(
+                f"energy_fn must return a scalar for one example of shape {self.event_shape}, "
+                f"got shape {shape}. Write the energy for a single example (ebmppl vmaps over "
+                "batches), or reduce its output, e.g. with jnp.sum or .squeeze()."
+            )
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            raise TypeError(
+                f"energy_fn must return a real floating-point scalar, got dtype {out.dtype}. "
+                "Compute the energy in floating point (cast with .astype(jnp.float32))."
+            )
+        value = self.energy_fn(self.params, probe)
+        if not bool(jnp.isfinite(value)):
+            raise ValueError(
+                f"energy_fn is not finite at the probe point (value {float(value)}). Pass a probe "
+                "point where the energy is defined (probe=...), or fix the energy (e.g. add an "
+                "epsilon inside log/sqrt)."
+            )
+
+    def _check_input(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x)
+        k = len(self.event_shape)
+        if x.ndim < k or x.shape[x.ndim - k :] != self.event_shape:
+            raise ValueError(
+                f"x has shape {x.shape}, whose trailing axes must equal event_shape "
+                f"{self.event_shape}; reshape x to (..., *{self.event_shape})."
+            )
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(
+                f"x has dtype {x.dtype}; energies are defined on real inputs. "
+                "Cast x to floating point, e.g. x.astype(jnp.float32)."
+            )
+        return x
+
+    def _batched(self, fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+        x = self._check_input(x)
+        batch = x.shape[: x.ndim - len(self.event_shape)]
+        flat = x.reshape((-1, *self.event_shape))
+        out = jax.vmap(fn)(flat)
+        return out.reshape(batch + out.shape[1:])
+
+    # ------------------------------------------------------------ conventions
+    def energy(self, x: jax.Array) -> jax.Array:
+        """``E(x)``, batched over any leading axes of ``x`` (shape ``x.shape[:-len(event_shape)]``)."""
+        return self._batched(lambda xi: self.energy_fn(self.params, xi), x)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Alias of :meth:`energy`."""
+        return self.energy(x)
+
+    def logdensity(self, x: jax.Array) -> jax.Array:
+        """Unnormalised log-density ``-E(x) / T``: BlackJAX's ``logdensity_fn`` convention."""
+        return -self.energy(x) / self.temperature
+
+    def potential(self, x: jax.Array) -> jax.Array:
+        """Potential ``E(x) / T`` (``= -log p + const``): NumPyro's ``potential_fn`` convention."""
+        return self.energy(x) / self.temperature
+
+    def score(self, x: jax.Array) -> jax.Array:
+        """Score ``∇ₓ log p(x) = -∇ₓ E(x) / T``, batched like :meth:`energy`."""
+        grad = jax.grad(lambda xi: -self.energy_fn(self.params, xi) / self.temperature)
+        return self._batched(grad, x)
+
+    # ---------------------------------------------------------------- updates
+    def with_params(self, params: Any) -> Energy:
+        """The same energy with other parameters (no re-validation; jit-safe)."""
+        return eqx.tree_at(lambda e: e.params, self, params, is_leaf=lambda v: v is None)
+
+    def with_temperature(self, temperature: float | jax.Array) -> Energy:
+        """The same energy at another temperature ``T`` (the density becomes ``exp(-E/T)``)."""
+        if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        return eqx.tree_at(lambda e: e.temperature, self, temperature)
+
+    @property
+    def dim(self) -> int:
+        """Number of scalar entries in one example."""
+        return math.prod(self.event_shape)
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def from_equinox(
+        cls,
+        module: eqx.Module,
+        *,
+        event_shape: int | Sequence[int],
+        temperature: float = 1.0,
+        probe: jax.Array | None = None,
+    ) -> Energy:
+        """An energy from an Equinox module ``module(x) -> scalar``.
+
+        The module's inexact arrays become ``params``; everything else is
+        static, so the module costs nothing extra inside ``jit``.
+
+        Examples
+        --------
+        >>> import jax
+        >>> from ebmppl import Energy
+        >>> from ebmppl.nn import MLPEnergy
+        >>> net = MLPEnergy(2, widths=(16, 16), key=jax.random.key(0))
+        >>> energy = Energy.from_equinox(net, event_shape=(2,))
+        >>> energy.energy(jax.numpy.zeros((3, 2))).shape
+        (3,)
+        """
+        params, static = eqx.partition(module, eqx.is_inexact_array)
+        fn = _EquinoxApply(static)
+        return cls(fn, params, event_shape=event_shape, temperature=temperature, probe=probe)
+
+    @classmethod
+    def from_nnx(
+        cls,
+        module: Any,
+        *,
+        event_shape: int | Sequence[int],
+        temperature: float = 1.0,
+        probe: jax.Array | None = None,
+    ) -> Energy:
+        """An energy from a Flax NNX module ``module(x) -> scalar``.
+
+        The module is split once into a static graph definition and a state
+        pytree (the ``params``); calls merge them inside the traced function,
+        which avoids ``nnx.jit``'s per-call Python overhead.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from ebmppl import Energy
+        >>> class Net(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.lin = nnx.Linear(2, 1, rngs=rngs)
+        ...     def __call__(self, x):
+        ...         return self.lin(x)[0]
+        >>> energy = Energy.from_nnx(Net(nnx.Rngs(0)), event_shape=(2,))
+        >>> energy.energy(jnp.zeros((4, 2))).shape
+        (4,)
+        """
+        from flax import nnx
+
+        graphdef, state = nnx.split(module)
+        return cls(
+            _NNXApply(graphdef), state, event_shape=event_shape, temperature=temperature, probe=probe
+        )
+
+    @classmethod
+    def from_linen(
+        cls,
+        module: Any,
+        params: Any,
+        *,
+        event_shape: int | Sequence[int],
+        temperature: float = 1.0,
+        probe: jax.Array | None = None,
+    ) -> Energy:
+        """An energy from a Flax Linen module and its variables (``module.apply(params, x) -> scalar``).
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> import flax.linen as nn
+        >>> from ebmppl import Energy
+        >>> class Net(nn.Module):
+        ...     @nn.compact
+        ...     def __call__(self, x):
+        ...         return nn.Dense(1)(x)[0]
+        >>> net = Net()
+        >>> variables = net.init(jax.random.key(0), jnp.zeros(2))
+        >>> energy = Energy.from_linen(net, variables, event_shape=(2,))
+        >>> energy.energy(jnp.zeros((4, 2))).shape
+        (4,)
+        """
+        return cls(module.apply, params, event_shape=event_shape, temperature=temperature, probe=probe)
+
+
+class _EquinoxApply(eqx.Module):
+    """``(params, x) -> static ⊕ params (x)``; hashable, so it can be a static field."""
+
+    static: Any = eqx.field(static=True)
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        return eqx.combine(params, self.static)(x)
+
+
+class _NNXApply:
+    def __init__(self, graphdef: Any):
+        self.graphdef = graphdef
+
+    def __call__(self, state: Any, x: jax.Array) -> jax.Array:
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, state)(x)

@@ -1,0 +1,156 @@
+"""Built-in energy networks (Equinox modules: plain pytrees, free inside ``jit``).
+
+Each network maps ONE example to a scalar energy. Wrap it with
+:meth:`ebmppl.Energy.from_equinox` to sample or fit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+__all__ = ["MLPEnergy", "ConvEnergy", "spectral_normalise"]
+
+
+class MLPEnergy(eqx.Module):
+    """A multilayer perceptron ``R^d -> R`` with SiLU (Swish) activations.
+
+    Smooth activations matter for EBMs: Langevin dynamics follows ``∇ₓE``,
+    and ReLU networks give piecewise-constant gradients.
+
+    Parameters
+    ----------
+    in_size
+        Input dimension ``d`` (the event shape is ``(in_size,)``).
+    widths
+        Hidden widths, e.g. ``(128, 128, 128)``.
+    activation
+        Elementwise activation (default :func:`jax.nn.silu`).
+    key
+        PRNG key for the initialisation.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl.nn import MLPEnergy
+    >>> net = MLPEnergy(2, widths=(32, 32), key=jax.random.key(0))
+    >>> net(jax.numpy.zeros(2)).shape
+    ()
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    activation: Callable[[jax.Array], jax.Array] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_size: int,
+        widths: Sequence[int] = (128, 128, 128),
+        *,
+        activation: Callable[[jax.Array], jax.Array] = jax.nn.silu,
+        key: jax.Array,
+    ):
+        if int(in_size) <= 0:
+            raise ValueError(f"in_size must be a positive int, got {in_size!r}.")
+        widths = tuple(int(w) for w in widths)
+        if any(w <= 0 for w in widths):
+            raise ValueError(f"widths must be positive ints, got {widths!r}.")
+        sizes = (int(in_size), *widths, 1)
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
+        )
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        return self.layers[-1](x)[0]
+
+
+def spectral_normalise(weight: jax.Array, key: jax.Array, num_iterations: int = 3) -> jax.Array:
+    """Divide ``weight`` by an estimate of its largest singular value.
+
+    The weight is flattened to a matrix ``(out, -1)`` (Miyato et al., 2018) and
+    its spectral norm estimated by power iteration from a fixed start vector;
+    the vectors are held constant for the gradient, as in the original method.
+    Stateless, so the network stays a plain pytree.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> w = jnp.diag(jnp.array([4.0, 1.0]))
+    >>> w_sn = spectral_normalise(w, jax.random.key(0), num_iterations=10)
+    >>> round(float(jnp.linalg.norm(w_sn, 2)), 3)
+    1.0
+    """
+    mat = weight.reshape(weight.shape[0], -1)
+    u = jax.random.normal(key, (mat.shape[0],), mat.dtype)
+    for _ in range(num_iterations):
+        v = mat.T @ u
+        v = v / (jnp.linalg.norm(v) + 1e-12)
+        u = mat @ v
+        u = u / (jnp.linalg.norm(u) + 1e-12)
+    u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
+    sigma = u @ mat @ v
+    return weight / sigma
+
+
+class ConvEnergy(eqx.Module):
+    """A small ConvNet energy for images of shape ``(channels, height, width)``.
+
+    Three 3x3 convolutions (the last two with stride 2) with SiLU, global
+    average pooling and a linear read-out, as in short-run EBMs on small
+    images. Optional spectral normalisation bounds each layer's Lipschitz
+    constant, which stabilises contrastive-divergence training.
+
+    Parameters
+    ----------
+    in_channels
+        Image channels (1 for grey images).
+    width
+        Channels of the first convolution; later layers double it.
+    spectral_norm
+        Divide each convolution's kernel by its estimated spectral norm.
+    key
+        PRNG key for the initialisation.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl.nn import ConvEnergy
+    >>> net = ConvEnergy(1, width=8, key=jax.random.key(0))
+    >>> net(jax.numpy.zeros((1, 8, 8))).shape
+    ()
+    """
+
+    convs: tuple[eqx.nn.Conv2d, ...]
+    head: eqx.nn.Linear
+    spectral_norm: bool = eqx.field(static=True)
+
+    def __init__(self, in_channels: int = 1, *, width: int = 32, spectral_norm: bool = False, key: jax.Array):
+        if int(in_channels) <= 0 or int(width) <= 0:
+            raise ValueError(
+                f"in_channels and width must be positive ints, got {in_channels!r} and {width!r}."
+            )
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        c = int(width)
+        self.convs = (
+            eqx.nn.Conv2d(in_channels, c, 3, padding=1, key=k1),
+            eqx.nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, key=k2),
+            eqx.nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1, key=k3),
+        )
+        self.head = eqx.nn.Linear(4 * c, 1, key=k4)
+        self.spectral_norm = spectral_norm
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim != 3:
+            raise ValueError(f"ConvEnergy expects one image (channels, height, width), got shape {x.shape}.")
+        for i, conv in enumerate(self.convs):
+            if self.spectral_norm:
+                w = spectral_normalise(conv.weight, jax.random.key(i))
+                conv = eqx.tree_at(lambda c: c.weight, conv, w)
+            x = jax.nn.silu(conv(x))
+        return self.head(jnp.mean(x, axis=(1, 2)))[0]
