@@ -1,0 +1,45 @@
+"""Shared targets and helpers: Monte-Carlo tolerances come from ESS, not from tuning."""
+
+import jax
+import numpy as np
+import pytest
+
+from ebmppl import diagnostics
+from ebmppl.targets import gaussian
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def ill_conditioned_gaussian(dim: int = 10, condition: float = 100.0, seed: int = 0):
+    """A correlated Gaussian: log-spaced eigenvalues (condition number ``condition``), random rotation."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    eig = np.logspace(-1, 1, dim) * np.sqrt(100.0 / condition) ** 0  # 0.1 .. 10: condition 100
+    cov = q @ np.diag(eig) @ q.T
+    mean = rng.normal(size=dim)
+    return gaussian(mean, 0.5 * (cov + cov.T))
+
+
+@pytest.fixture(scope="session")
+def gauss2d():
+    return gaussian([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
+
+
+@pytest.fixture(scope="session")
+def gauss10d():
+    return ill_conditioned_gaussian()
+
+
+def z_scores(values: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """|mean of values - truth| / MCSE, per statistic; ``values`` is (chain, draw, k)."""
+    est = values.mean(axis=(0, 1))
+    se = diagnostics.mcse(values)
+    return np.abs(est - truth) / se
+
+
+def moment_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z-scores of the means and of every covariance entry (centred at the true mean)."""
+    centred = draws - mean
+    iu = np.triu_indices(mean.shape[0])
+    products = centred[..., iu[0]] * centred[..., iu[1]]
+    return z_scores(draws, mean), z_scores(products, cov[iu])
