@@ -158,6 +158,8 @@ class Energy(eqx.Module):
                 "Compute the energy in floating point (cast with .astype(jnp.float32))."
             )
         value = self.energy_fn(self.params, probe)
+        if isinstance(value, jax.core.Tracer):  # built inside a traced function: shapes checked, values unknown
+            return
         if not bool(jnp.isfinite(value)):
             raise ValueError(
                 f"energy_fn is not finite at the probe point (value {float(value)}). Pass a probe "
