@@ -5,10 +5,14 @@ potential that NumPyro and BlackJAX both understand, samples it with many
 vectorised chains, and reports diagnostics through ArviZ.
 """
 
-from ebmppl import diagnostics, nn, samplers, targets
+from ebmppl import buffer, data, diagnostics, nn, objectives, samplers, targets
 from ebmppl.energy import Energy
+from ebmppl.fit import FitResult, TrainingDiverged, fit
 from ebmppl.samplers import Samples, sample
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Energy", "sample", "Samples", "samplers", "nn", "targets", "diagnostics", "__version__"]
+__all__ = [
+    "Energy", "sample", "Samples", "fit", "FitResult", "TrainingDiverged",
+    "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__",
+]

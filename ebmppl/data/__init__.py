@@ -1,0 +1,17 @@
+"""Data sets: 2-D toy densities with exact samplers and log-densities, and the 8x8 digits."""
+
+from ebmppl.data.digits import load_digits
+from ebmppl.data.toy import (
+    TOY_DENSITIES,
+    ToyDensity,
+    checkerboard,
+    eight_gaussians,
+    pinwheel,
+    rings,
+    toy,
+    two_moons,
+    two_spirals,
+)
+
+__all__ = ["ToyDensity", "TOY_DENSITIES", "toy", "two_moons", "eight_gaussians", "rings", "checkerboard",
+           "two_spirals", "pinwheel", "load_digits"]

@@ -1,0 +1,68 @@
+"""What every training objective returns: a pure ``init``/``step`` trainer over a ``TrainState``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ebmppl.buffer import BufferState
+
+__all__ = ["TrainState", "Trainer", "guard_non_finite", "all_finite"]
+
+
+class TrainState(NamedTuple):
+    """Everything a training run needs to continue exactly where it stopped.
+
+    Attributes
+    ----------
+    params
+        Energy parameters θ.
+    opt_state
+        Optax state.
+    buffer
+        Persistent negatives (:class:`~ebmppl.buffer.BufferState`; empty when not persistent).
+    key
+        PRNG key; every step splits it, so a resumed run draws the same noise.
+    step
+        Number of completed steps.
+    """
+
+    params: Any
+    opt_state: Any
+    buffer: BufferState
+    key: jax.Array
+    step: jax.Array
+
+
+class Trainer(NamedTuple):
+    """A training objective as pure functions (BlackJAX/Optax style).
+
+    Attributes
+    ----------
+    name
+        Objective name, e.g. ``"cd"``.
+    init
+        ``init(key, params) -> TrainState``.
+    step
+        ``step(state, batch) -> (state, metrics)``: one jit-able update from a
+        data batch ``(batch, *event_shape)``. A non-finite loss, gradient or
+        parameter leaves the state unchanged and sets ``metrics["finite"]`` to False.
+    """
+
+    name: str
+    init: Callable[[jax.Array, Any], TrainState]
+    step: Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def guard_non_finite(old: TrainState, new: TrainState, ok: jax.Array) -> TrainState:
+    """Keep ``old`` (but advance nothing) where ``ok`` is False: nothing continues on NaN."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
