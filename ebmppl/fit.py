@@ -207,6 +207,10 @@ def fit(
     step_batch = jax.jit(lambda state, batch: _with_step(trainer.step(state, batch)))
     batches = iter(data) if data_array is None else None
 
+    def save(state):
+        save_checkpoint(ckpt_path, state, {"step": int(state.step), "num_steps": num_steps, "config": config or {}},
+                        extras={k: np.concatenate(v) for k, v in history.items()})
+
     t0 = time.perf_counter()
     start = int(state.step)
     bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar)
@@ -227,12 +231,14 @@ def fit(
         bar.update(int(state.step) - int(previous.step))
         bar.set_postfix(loss=f"{metrics['loss'][-1]:.3f}", e_pos=f"{metrics['energy_pos'][-1]:.2f}",
                         e_neg=f"{metrics['energy_neg'][-1]:.2f}")
-        stop = any(bool(cb(int(state.step), state, metrics)) for cb in callbacks)
-        done = int(state.step) >= num_steps or stop
-        if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or done):
-            save_checkpoint(ckpt_path, state, {"step": int(state.step), "num_steps": num_steps, "config": config or {}},
-                            extras={k: np.concatenate(v) for k, v in history.items()})
-        if stop:
+        saved = False
+        if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or int(state.step) >= num_steps):
+            save(state)
+            saved = True
+        # callbacks run after the checkpoint, so an interruption inside one loses nothing
+        if any([bool(cb(int(state.step), state, metrics)) for cb in callbacks]):
+            if ckpt_path is not None and not saved:
+                save(state)
             break
     bar.close()
     hist = {k: np.concatenate(v) for k, v in history.items()} if history else {}
