@@ -1,7 +1,9 @@
 """The ``ebmppl`` command line (thin: parses, calls the API, writes a run folder).
 
-``ebmppl sample`` samples a built-in target with a chosen sampler and writes
-the draws, an ArviZ summary and a figure into a run folder.
+``ebmppl fit`` trains an energy (default: two moons) and writes a run folder
+with config, metrics, checkpoint, figures and an HTML report;
+``ebmppl sample`` samples a built-in target and writes draws, an ArviZ
+summary and a figure. User errors exit with code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -64,12 +66,51 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from ebmppl.runs import FitConfig, fit_run
+
+    widths = None if args.widths is None else tuple(int(w) for w in args.widths.split(","))
+    cfg = FitConfig(dataset=args.dataset, widths=widths, sampler=args.sampler, init=args.init, steps=args.steps,
+                    batch_size=args.batch_size, mcmc_steps=args.mcmc_steps, step_size=args.step_size,
+                    noise_scale=args.noise_scale, lr=args.lr, alpha=args.alpha, seed=args.seed, out=args.out)
+    try:
+        evaluation = fit_run(cfg, resume=args.resume, overwrite=args.overwrite, progress_bar=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the last checkpoint in {args.out} is intact; continue with --resume", file=sys.stderr)
+        return 130
+    for key, value in evaluation.items():
+        print(f"{key:>26s}: {value}")
+    print(f"\nwrote {args.out}/ (report.html, config.json, metrics.jsonl, checkpoint.ebm, density.png, samples.png, curves.png)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from ebmppl.samplers import available
     from ebmppl.targets import TARGETS
 
     parser = argparse.ArgumentParser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.")
     sub = parser.add_subparsers(dest="command", required=True)
+    from ebmppl.buffer import STRATEGIES
+    from ebmppl.runs import DATASETS
+
+    f = sub.add_parser("fit", help="train an energy on a dataset and write a run folder with a report")
+    f.add_argument("--dataset", default="two_moons", choices=DATASETS, help="training data (default two_moons)")
+    f.add_argument("--widths", default=None, help="hidden widths of the MLP energy, e.g. 128,128,128")
+    f.add_argument("--sampler", default="langevin", choices=available(), help="sampler for the negatives")
+    f.add_argument("--init", default="replay_buffer", choices=sorted(STRATEGIES), help="where chains start")
+    f.add_argument("--steps", type=int, default=None, help="training steps (default: 5000 toy, 2000 digits)")
+    f.add_argument("--batch-size", type=int, default=128)
+    f.add_argument("--mcmc-steps", type=int, default=20, help="K sampler steps per training step")
+    f.add_argument("--step-size", type=float, default=None, help="sampler step size")
+    f.add_argument("--noise-scale", type=float, default=None, help="Langevin noise scale")
+    f.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    f.add_argument("--alpha", type=float, default=None, help="L2 energy penalty (default 0.05 toy, 0.1 digits)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", default="runs/fit", help="run folder (default runs/fit)")
+    f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(run=_fit)
     s = sub.add_parser("sample", help="sample a built-in target and write draws, a summary and a figure")
     s.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
     s.add_argument("--sampler", default="nuts", choices=available(), help="sampler (default nuts)")
@@ -86,11 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ebmppl`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    for name in ("chains", "warmup", "samples"):
-        low = 0 if name == "warmup" else 1
-        if getattr(args, name) < low:
-            parser.error(f"--{name} must be >= {low}")
-    return args.run(args)
+    if args.command == "sample":
+        for name in ("chains", "warmup", "samples"):
+            low = 0 if name == "warmup" else 1
+            if getattr(args, name) < low:
+                parser.error(f"--{name} must be >= {low}")
+    from ebmppl.checkpoint import CheckpointError
+
+    try:
+        return args.run(args)
+    except (ValueError, FileExistsError, CheckpointError) as err:
+        parser.exit(2, f"ebmppl {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

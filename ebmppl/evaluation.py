@@ -15,12 +15,17 @@ __all__ = ["grid_log_partition", "log_likelihood", "mmd"]
 
 
 def grid_log_partition(
-    energy: Energy, limits: Sequence[float], resolution: int = 400
+    energy: Energy, limits: Sequence[float], resolution: int = 400, outer_scale: float | None = 10.0
 ) -> float:
-    """``log Z = log ∫ exp(-E(x)/T) dx`` by the midpoint rule on a grid over the box ``limits``.
+    """``log Z = log ∫ exp(-E(x)/T) dx`` by the midpoint rule on a grid.
 
-    Exact up to quadrature error for 1-D and 2-D energies whose mass lies in
-    the box. ``limits`` is ``(low, high)`` in 1-D or ``(xmin, xmax, ymin, ymax)`` in 2-D.
+    A fine grid covers the box ``limits`` (``(low, high)`` in 1-D, ``(xmin,
+    xmax, ymin, ymax)`` in 2-D), where the data and the detail are. A learned
+    energy may leave mass far outside it, so by default a coarser grid also
+    covers a box ``outer_scale`` times larger around it (the fine box cut
+    out): a density that is not normalisable shows up as a log Z that grows
+    with ``outer_scale`` instead of being silently truncated. ``outer_scale=None``
+    integrates the box only.
 
     Examples
     --------
@@ -36,17 +41,33 @@ def grid_log_partition(
         raise ValueError(f"limits must hold {2 * d} numbers (low/high per dimension), got {len(limits)}.")
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}.")
-    axes, cell = [], 1.0
-    for i in range(d):
-        lo, hi = float(limits[2 * i]), float(limits[2 * i + 1])
+    box = [(float(limits[2 * i]), float(limits[2 * i + 1])) for i in range(d)]
+    for i, (lo, hi) in enumerate(box):
         if not lo < hi:
             raise ValueError(f"limits: low must be < high in dimension {i}, got {lo}, {hi}.")
+    terms = [_grid_logsumexp(energy, box, resolution, exclude=None)]
+    if outer_scale is not None:
+        if not outer_scale > 1:
+            raise ValueError(f"outer_scale must be > 1 (or None), got {outer_scale!r}.")
+        outer = [((lo + hi) / 2 - outer_scale * (hi - lo) / 2, (lo + hi) / 2 + outer_scale * (hi - lo) / 2) for lo, hi in box]
+        terms.append(_grid_logsumexp(energy, outer, resolution, exclude=box))
+    return float(logsumexp(jnp.asarray(terms)))
+
+
+def _grid_logsumexp(energy, box, resolution, exclude):
+    """log Σ exp(log p) · cell over a midpoint grid on ``box``, skipping cells whose centre lies in ``exclude``."""
+    d = len(box)
+    axes, cell = [], 1.0
+    for lo, hi in box:
         h = (hi - lo) / resolution
         axes.append(lo + h * (jnp.arange(resolution) + 0.5))
         cell *= h
     points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
     logp = jax.lax.map(energy.logdensity, points.reshape(-1, resolution, d)).reshape(-1)
-    return float(logsumexp(logp) + math.log(cell))
+    if exclude is not None:
+        inside = jnp.all(jnp.stack([(points[:, i] >= lo) & (points[:, i] < hi) for i, (lo, hi) in enumerate(exclude)]), 0)
+        logp = jnp.where(inside, -jnp.inf, logp)
+    return logsumexp(logp) + math.log(cell)
 
 
 def log_likelihood(energy: Energy, data: jax.Array, log_z: float) -> jax.Array:

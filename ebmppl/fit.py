@@ -213,7 +213,7 @@ def fit(
 
     t0 = time.perf_counter()
     start = int(state.step)
-    bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar)
+    bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar, mininterval=1.0)
     while int(state.step) < num_steps:
         n = min(chunk_size, num_steps - int(state.step))
         previous = state

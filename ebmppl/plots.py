@@ -10,7 +10,7 @@ import numpy as np
 
 from ebmppl.energy import Energy
 
-__all__ = ["plot_density_2d", "plot_samples_2d"]
+__all__ = ["plot_density_2d", "plot_samples_2d", "plot_training_curves", "plot_fit_2d", "plot_image_grid"]
 
 
 def _grid(limits: Sequence[float], resolution: int):
@@ -104,6 +104,106 @@ def plot_samples_2d(energy: Energy, positions: Any, *, title: str = "", limits: 
         for c in range(n_chains):
             axt.plot(x[c, :, i], lw=0.6, alpha=0.8, color=colours(c % 10))
         axt.set(ylabel=f"$x_{i + 1}$", xlabel="draw" if i == 1 else None, title="trace per chain" if i == 0 else None)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_training_curves(history: dict[str, Any], *, smooth: int = 50):
+    """Loss, energies of data and negatives, CD gap and gradient norm against the step.
+
+    ``history`` is :attr:`ebmppl.FitResult.history`. Curves are shown raw
+    (faint) and as a running mean over ``smooth`` steps.
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> h = {k: np.random.default_rng(0).normal(size=300) for k in ("loss", "energy_pos", "energy_neg", "cd_gap", "grad_norm")}
+    >>> len(plot_training_curves(h).axes)
+    3
+    """
+    import matplotlib.pyplot as plt
+
+    def running(v):
+        v = np.asarray(v, np.float64)
+        k = max(1, min(smooth, len(v)))
+        return np.convolve(v, np.ones(k) / k, mode="valid"), np.arange(k - 1, len(v))
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+    panels = [
+        ("loss", ["loss"], "loss"),
+        ("energies", ["energy_pos", "energy_neg"], "mean energy"),
+        ("gradient norm", ["grad_norm"], "‖∇θ loss‖"),
+    ]
+    labels = {"energy_pos": "data E(x⁺)", "energy_neg": "negatives E(x⁻)", "loss": "loss", "grad_norm": "grad norm"}
+    for ax, (title, keys, ylabel) in zip(axes, panels, strict=True):
+        for key in keys:
+            if key not in history:
+                continue
+            v = np.asarray(history[key], np.float64)
+            line = ax.plot(v, lw=0.5, alpha=0.3)[0]
+            mean, steps = running(v)
+            ax.plot(steps, mean, color=line.get_color(), lw=1.6, label=labels.get(key, key))
+        ax.set(title=title, xlabel="step", ylabel=ylabel)
+        if len(keys) > 1:
+            ax.legend()
+    return fig
+
+
+def plot_fit_2d(energy: Energy, data: Any, samples: Any, limits: Sequence[float], *, title: str = ""):
+    """Learned density beside the data, with model samples: three panels.
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> from ebmppl.targets import banana
+    >>> x = np.random.default_rng(0).normal(size=(100, 2))
+    >>> len(plot_fit_2d(banana().energy, x, x, (-3, 3, -3, 3)).axes)
+    3
+    """
+    import matplotlib.pyplot as plt
+
+    data, samples = np.asarray(data), np.asarray(samples)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), sharex=True, sharey=True, layout="constrained")
+    hist_kw = dict(bins=120, range=[limits[:2], limits[2:]], cmap="Blues")
+    axes[0].hist2d(data[:, 0], data[:, 1], **hist_kw)
+    axes[0].set_title(f"data ({len(data)} points)")
+    plot_density_2d(energy, axes[1], limits, resolution=250)
+    axes[1].set_title("learned density exp(-E)")
+    axes[2].scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue")
+    axes[2].set_title(f"model samples ({len(samples)} points)")
+    for ax in axes:
+        ax.set(xlim=limits[:2], ylim=limits[2:], aspect="equal")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_image_grid(images: Any, *, ncols: int = 8, title: str = ""):
+    """A grid of grey images ``(n, 1, h, w)`` (or ``(n, h, w)``) with values in [-1, 1].
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> fig = plot_image_grid(np.zeros((16, 1, 8, 8)))
+    >>> len(fig.axes)
+    16
+    """
+    import matplotlib.pyplot as plt
+
+    x = np.asarray(images)
+    if x.ndim == 4:
+        x = x[:, 0]
+    n = len(x)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.2 * nrows + (0.4 if title else 0)),
+                             layout="constrained", squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(x[i], cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    for ax in axes.ravel()[n:]:
+        ax.remove()
     if title:
         fig.suptitle(title)
     return fig
