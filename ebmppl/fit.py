@@ -11,6 +11,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -197,14 +198,6 @@ def fit(
         state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True)
         history = {k: [v[: int(state.step)]] for k, v in saved_history.items()}
 
-    def draw_and_step(state, data_array):
-        idx = jax.random.randint(jax.random.fold_in(state.key, 7), (batch_size,), 0, data_array.shape[0])
-        state, metrics = trainer.step(state, data_array[idx])
-        return state, {**metrics, "step": state.step}
-
-    run_chunk = jax.jit(lambda state, data_array, n: jax.lax.scan(
-        lambda s, _: draw_and_step(s, data_array), state, None, length=n), static_argnums=2)
-    step_batch = jax.jit(lambda state, batch: _with_step(trainer.step(state, batch)))
     batches = iter(data) if data_array is None else None
 
     def save(state):
@@ -218,9 +211,9 @@ def fit(
         n = min(chunk_size, num_steps - int(state.step))
         previous = state
         if batches is None:
-            state, metrics = run_chunk(state, data_array, n)
+            state, metrics = _run_chunk(trainer, batch_size, n, state, data_array)
         else:
-            state, metrics = _run_batches(step_batch, state, batches, n, energy)
+            state, metrics = _run_batches(trainer, state, batches, n, energy)
         metrics = jax.tree.map(np.asarray, metrics)
         if not metrics["finite"].all():
             first = int(np.argmin(metrics["finite"]))
@@ -245,12 +238,26 @@ def fit(
     return FitResult(energy.with_params(state.params), state, hist, time.perf_counter() - t0)
 
 
-def _with_step(out):
-    state, metrics = out
+# Module-level jitted programs with the trainer static: a Trainer reused across
+# fit calls (fit(objective=trainer, ...)) compiles once.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _run_chunk(trainer: Trainer, batch_size: int, num: int, state: TrainState, data: jax.Array):
+    def body(state, _):
+        # the batch is a function of the state's key: resuming reproduces it exactly
+        idx = jax.random.randint(jax.random.fold_in(state.key, 7), (batch_size,), 0, data.shape[0])
+        state, metrics = trainer.step(state, data[idx])
+        return state, {**metrics, "step": state.step}
+
+    return jax.lax.scan(body, state, None, length=num)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _step_batch(trainer: Trainer, state: TrainState, batch: jax.Array):
+    state, metrics = trainer.step(state, batch)
     return state, {**metrics, "step": state.step}
 
 
-def _run_batches(step_batch, state, batches, n, energy):
+def _run_batches(trainer, state, batches, n, energy):
     collected = []
     for _ in range(n):
         try:
@@ -258,7 +265,7 @@ def _run_batches(step_batch, state, batches, n, energy):
         except StopIteration:
             break
         batch = _as_data(np.asarray(batch), energy)
-        state, metrics = step_batch(state, batch)
+        state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)
         if not bool(metrics["finite"]):
             break

@@ -40,3 +40,50 @@ def test_example_runs_in_fast_mode(script, tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "figure.png").exists()
+
+
+def test_cli_fit_two_moons_writes_a_complete_run_folder(tmp_path):
+    from ebmppl.cli import main
+
+    out = tmp_path / "moons"
+    assert main(["fit", "--steps", "200", "--out", str(out), "--quiet"]) == 0
+    for name in ("config.json", "metrics.jsonl", "checkpoint.ebm", "evaluation.json", "density.png", "samples.png",
+                 "curves.png", "report.html"):
+        assert (out / name).exists(), name
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert {"test_log_likelihood", "data_log_likelihood", "gap_nats", "mmd_samples_vs_test"} <= set(evaluation)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 200
+    report = (out / "report.html").read_text()
+    assert all(f'src="{png}"' in report for png in ("density.png", "samples.png", "curves.png"))
+
+
+def test_cli_fit_refuses_to_overwrite_and_resumes(tmp_path, capsys):
+    from ebmppl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["fit", "--steps", "50", "--out", str(out), "--quiet", "--dataset", "eight_gaussians"]) == 0
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--steps", "50", "--out", str(out), "--quiet", "--dataset", "eight_gaussians"])
+    assert err.value.code == 2 and "--resume" in capsys.readouterr().err
+    assert main(["fit", "--steps", "100", "--out", str(out), "--quiet", "--dataset", "eight_gaussians",
+                 "--resume"]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["steps"] == 100
+
+
+def test_cli_fit_digits_shows_a_sample_grid(tmp_path):
+    pytest.importorskip("sklearn")
+    from ebmppl.cli import main
+
+    out = tmp_path / "digits"
+    assert main(["fit", "--dataset", "digits", "--steps", "30", "--out", str(out), "--quiet"]) == 0
+    assert (out / "samples.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_default_fit_reaches_the_data_log_likelihood(tmp_path):
+    """The README's main job: within 0.15 nats of the data's own log-likelihood (-entropy)."""
+    from ebmppl.runs import FitConfig, fit_run
+
+    evaluation = fit_run(FitConfig(out=str(tmp_path / "default")), progress_bar=False)
+    assert evaluation["gap_nats"] < 0.15, evaluation
+    assert evaluation["train_seconds"] < 180

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
 
-__all__ = ["mala", "hmc", "nuts", "barker", "ghmc", "mclmc", "ula", "langevin", "sghmc", "GradientState"]
+__all__ = ["mala", "hmc", "nuts", "barker", "ghmc", "mclmc", "ula", "langevin", "sghmc", "GradientState", "PositionState"]
 
 
 def _cached(builder: Callable[..., Sampler]) -> Callable[..., Sampler]:
@@ -311,11 +311,25 @@ def mclmc(step_size: float = 0.5, L: float = 1.0) -> Sampler:
 
 
 # ------------------------------------------------------------ Langevin family
-def _overdamped_step(kernel, key, state, logdensity_fn, step_size, temperature, grad_fn=None):
+class PositionState(NamedTuple):
+    """State of the unadjusted samplers: the position only. Nothing is cached,
+    so nothing can go stale when θ changes."""
+
+    position: Any
+
+
+def _overdamped_step(kernel, key, position, logdensity_fn, step_size, temperature, grad_fn=None):
     # BlackJAX's SGLD integrator with the full gradient: x + h ∇log p + sqrt(2 T h) ξ.
-    grad = state.logdensity_grad if grad_fn is None else grad_fn(state.logdensity_grad)
-    position = kernel(key, state.position, lambda _x, _batch: grad, None, step_size, temperature)
-    return position
+    # The gradient is taken at the current position: K steps cost K gradients.
+    grad = jax.grad(logdensity_fn)(position)
+    grad = grad if grad_fn is None else grad_fn(grad)
+    return kernel(key, position, lambda _x, _batch: grad, None, step_size, temperature)
+
+
+def _position_stats(position, logdensity_fn, grad_evals):
+    # log-density of the new position for the per-draw statistics; when a caller
+    # ignores it (as the CD trainer does) XLA removes this evaluation
+    return _stats(jnp.nan, False, grad_evals, logdensity_fn(position))
 
 
 @_cached
@@ -338,17 +352,16 @@ def ula(step_size: float = 0.01, temperature: float = 1.0) -> Sampler:
     kernel = blackjax.sgld.build_kernel()
 
     def step(key, state, logdensity_fn, params):
-        position = _overdamped_step(kernel, key, state, logdensity_fn, params["step_size"], params["temperature"])
-        state = _gradient_state(position, logdensity_fn)
-        return state, _stats(jnp.nan, False, 1, state.logdensity)
+        position = _overdamped_step(kernel, key, state.position, logdensity_fn, params["step_size"], params["temperature"])
+        return PositionState(position), _position_stats(position, logdensity_fn, 1)
 
     return Sampler(
         name="ula",
         exact=False,
-        init=lambda key, x, ld: _gradient_state(x, ld),
+        init=lambda key, x, ld: PositionState(x),
         step=step,
         position=lambda s: s.position,
-        rebuild=lambda s, ld: _gradient_state(s.position, ld),
+        rebuild=lambda s, ld: s,
         default_params=lambda dim: {"step_size": _f(step_size), "temperature": _f(temperature)},
         adaptation="none",
         target_acceptance=float("nan"),
@@ -403,19 +416,18 @@ def langevin(
 
     def step(key, state, logdensity_fn, params):
         s, sigma = params["step_size"], params["noise_scale"]
-        position = _overdamped_step(kernel, key, state, logdensity_fn, s, sigma**2 / (2.0 * s), grad_fn=clip)
+        position = _overdamped_step(kernel, key, state.position, logdensity_fn, s, sigma**2 / (2.0 * s), grad_fn=clip)
         if clamp is not None:
             position = jax.tree.map(lambda p: jnp.clip(p, clamp[0], clamp[1]), position)
-        state = _gradient_state(position, logdensity_fn)
-        return state, _stats(jnp.nan, False, 1, state.logdensity)
+        return PositionState(position), _position_stats(position, logdensity_fn, 1)
 
     return Sampler(
         name="langevin",
         exact=False,
-        init=lambda key, x, ld: _gradient_state(x, ld),
+        init=lambda key, x, ld: PositionState(x),
         step=step,
         position=lambda s: s.position,
-        rebuild=lambda s, ld: _gradient_state(s.position, ld),
+        rebuild=lambda s, ld: s,
         default_params=lambda dim: {"step_size": _f(step_size), "noise_scale": _f(noise_scale)},
         adaptation="none",
         target_acceptance=float("nan"),
@@ -444,16 +456,15 @@ def sghmc(step_size: float = 0.01, num_integration_steps: int = 10, friction: fl
     def step(key, state, logdensity_fn, params):
         grad_fn = jax.grad(logdensity_fn)
         position = kernel(key, state.position, lambda x, _batch: grad_fn(x), None, params["step_size"], n_steps)
-        state = _gradient_state(position, logdensity_fn)
-        return state, _stats(jnp.nan, False, n_steps + 1, state.logdensity)
+        return PositionState(position), _position_stats(position, logdensity_fn, n_steps)
 
     return Sampler(
         name="sghmc",
         exact=False,
-        init=lambda key, x, ld: _gradient_state(x, ld),
+        init=lambda key, x, ld: PositionState(x),
         step=step,
         position=lambda s: s.position,
-        rebuild=lambda s, ld: _gradient_state(s.position, ld),
+        rebuild=lambda s, ld: s,
         default_params=lambda dim: {"step_size": _f(step_size)},
         adaptation="none",
         target_acceptance=float("nan"),
