@@ -195,3 +195,14 @@ def test_fit_accepts_an_iterator_of_batches():
                                                                           if k not in ("checkpoint_every",)})
     assert int(result.state.step) == 8 and result.history["loss"].shape == (8,)
     assert pathlib.Path  # noqa: B018
+
+
+@pytest.mark.parametrize("sampler", [samplers.hmc(num_integration_steps=4, step_size=0.1), samplers.ula(step_size=0.01),
+                                     samplers.barker(step_size=0.3)], ids=["hmc", "ula", "barker"])
+def test_other_samplers_drive_the_negatives(sampler, gaussian_data):
+    result = fit(quadratic_energy(), gaussian_data, key=jax.random.key(7), num_steps=300, batch_size=128,
+                 optimizer=optax.adam(2e-2), sampler=sampler, num_mcmc_steps=5, alpha=0.0, progress_bar=False)
+    mean, _ = fitted_moments(result.state.params)
+    assert np.all(np.isfinite(result.history["loss"]))
+    assert np.max(np.abs(mean - TRUE_MEAN)) < 0.3  # moving towards the data, whichever sampler
+    assert np.all(np.isfinite(result.history["buffer_std"]))

@@ -159,6 +159,9 @@ def contrastive_divergence(
             "grad_norm": optax.tree.norm(grads),
             "acceptance_rate": acceptance,
             "reinit_fraction": jnp.asarray(chain_init.reinit_prob, jnp.float32),
+            # spread of the persistent negatives (nan without a buffer): collapsing or
+            # exploding buffers show up here first
+            "buffer_std": jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else jnp.nan,
             "finite": ok,
         }
         return guarded, metrics
