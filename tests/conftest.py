@@ -43,3 +43,12 @@ def moment_z_scores(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> tup
     iu = np.triu_indices(mean.shape[0])
     products = centred[..., iu[0]] * centred[..., iu[1]]
     return z_scores(draws, mean), z_scores(products, cov[iu])
+
+
+def langevin_stationary_cov(cov, step, noise_var):
+    """Stationary covariance of x' = x - h P (x - m) + σ ξ for a Gaussian N(m, Σ), P = Σ⁻¹.
+
+    V = A V A + σ² I with A = I - hP gives V = σ² (2hP - h²P²)⁻¹.
+    """
+    p = np.linalg.inv(cov)
+    return noise_var * np.linalg.inv(2 * step * p - step**2 * p @ p)

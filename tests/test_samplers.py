@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import moment_z_scores, z_scores
+from conftest import langevin_stationary_cov, moment_z_scores, z_scores
 from scipy.stats import norm
 
 from ebmppl import diagnostics, sample, samplers
@@ -54,15 +54,6 @@ def test_mclmc_on_10d_gaussian_within_mc_error(gauss10d):
     out = sample(gauss10d.energy, jax.random.key(3), sampler="mclmc", num_chains=8,
                  num_warmup=2000, num_samples=4000, progress_bar=False)
     check_moments(gauss10d, out)
-
-
-def langevin_stationary_cov(cov, step, noise_var):
-    """Stationary covariance of x' = x - h P (x - m) + σ ξ for a Gaussian N(m, Σ), P = Σ⁻¹.
-
-    V = A V A + σ² I with A = I - hP gives V = σ² (2hP - h²P²)⁻¹.
-    """
-    p = np.linalg.inv(cov)
-    return noise_var * np.linalg.inv(2 * step * p - step**2 * p @ p)
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,7 @@ def contrastive_divergence(
     >>> state = trainer.init(jax.random.key(0), e.params)
     >>> state, metrics = jax.jit(trainer.step)(state, jnp.ones((16, 2)))
     >>> sorted(metrics)[:4]
-    ['acceptance_rate', 'cd_gap', 'energy_neg', 'energy_pos']
+    ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg']
     """
     if not isinstance(energy, Energy):
         raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
