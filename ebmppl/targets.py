@@ -22,6 +22,7 @@ from ebmppl.energy import Energy
 __all__ = [
     "Target",
     "gaussian",
+    "ill_conditioned_gaussian",
     "gaussian_mixture",
     "double_well",
     "banana",
@@ -98,6 +99,25 @@ def gaussian(mean: Sequence[float] | np.ndarray, cov: Sequence[Sequence[float]] 
         return params["mean"] + jax.random.normal(key, (n, d)) @ chol.T
 
     return Target("gaussian", Energy(_gaussian_energy, params, event_shape=(d,)), float(log_z), mean, cov, sample)
+
+
+def ill_conditioned_gaussian(dim: int = 100, condition: float = 100.0, seed: int = 0) -> Target:
+    """A correlated Gaussian with log-spaced covariance eigenvalues (condition number ``condition``)
+    in a random orthogonal basis, and a random mean: hard for samplers with a diagonal metric.
+
+    Examples
+    --------
+    >>> t = ill_conditioned_gaussian(10, 100.0)
+    >>> round(float(np.linalg.cond(t.cov)), 1)
+    100.0
+    """
+    if dim < 2 or condition < 1:
+        raise ValueError(f"dim must be >= 2 and condition >= 1, got {dim}, {condition}.")
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    eig = np.logspace(-0.5, 0.5, dim) ** np.log10(condition)  # from 1/sqrt(c) to sqrt(c)
+    cov = q @ np.diag(eig) @ q.T
+    return gaussian(rng.normal(size=dim), 0.5 * (cov + cov.T))
 
 
 def _mixture_energy(params, x):
@@ -291,5 +311,6 @@ TARGETS: dict[str, Callable[[], Target]] = {
     "banana": banana,
     "funnel": lambda: neals_funnel(10),
     "ring": ring,
+    "gaussian_100d": ill_conditioned_gaussian,
 }
 """Built-in targets by name, as the command line and ``compare`` refer to them."""

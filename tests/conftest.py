@@ -5,19 +5,9 @@ import numpy as np
 import pytest
 
 from ebmppl import diagnostics
-from ebmppl.targets import gaussian
+from ebmppl.targets import gaussian, ill_conditioned_gaussian
 
 jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def ill_conditioned_gaussian(dim: int = 10, condition: float = 100.0, seed: int = 0):
-    """A correlated Gaussian: log-spaced eigenvalues (condition number ``condition``), random rotation."""
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
-    eig = np.logspace(-1, 1, dim) * np.sqrt(100.0 / condition) ** 0  # 0.1 .. 10: condition 100
-    cov = q @ np.diag(eig) @ q.T
-    mean = rng.normal(size=dim)
-    return gaussian(mean, 0.5 * (cov + cov.T))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +17,7 @@ def gauss2d():
 
 @pytest.fixture(scope="session")
 def gauss10d():
-    return ill_conditioned_gaussian()
+    return ill_conditioned_gaussian(10, 100.0)
 
 
 def z_scores(values: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Diagnostics: conversion to ArviZ, R-hat, ESS, MCSE, summaries and plots."""
 
 from ebmppl.diagnostics.arviz import (
+    autocorr,
     ess,
     from_numpyro,
     mcse,
@@ -11,4 +12,8 @@ from ebmppl.diagnostics.arviz import (
     to_inference_data,
 )
 
-__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "plot_trace", "plot_rank"]
+from ebmppl.diagnostics.compare import COLUMNS, Comparison, compare
+from ebmppl.diagnostics.figures import plot_comparison
+
+__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "autocorr", "plot_trace",
+           "plot_rank", "compare", "Comparison", "COLUMNS", "plot_comparison"]

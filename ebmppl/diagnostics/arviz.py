@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "plot_trace", "plot_rank"]
+__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "autocorr", "plot_trace", "plot_rank"]
 
 
 def _az():
@@ -85,6 +85,11 @@ def mcse(draws: np.ndarray, method: str = "mean") -> np.ndarray:
     """Monte-Carlo standard error of the mean (or ``method="sd"``) per dimension."""
     az = _az()
     return np.asarray(az.mcse(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
+
+
+def autocorr(x: np.ndarray) -> np.ndarray:
+    """Autocorrelation of a 1-D series (``az.autocorr``, FFT based)."""
+    return np.asarray(_az().autocorr(np.asarray(x, np.float64)))
 
 
 def summary(idata: Any, **kwargs: Any) -> Any:
