@@ -84,6 +84,18 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from ebmppl.runs import compare_run
+
+    names = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    comparison = compare_run(None if args.checkpoint else args.target, names, out=args.out, chains=args.chains,
+                             warmup=args.warmup, samples=args.samples, seed=args.seed, checkpoint=args.checkpoint,
+                             progress_bar=not args.quiet)
+    print(comparison.to_markdown())
+    print(f"wrote {args.out}/ (comparison.csv, comparison.md, comparison.png, trace_*.png, rank_*.png, report.html)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from ebmppl.samplers import available
     from ebmppl.targets import TARGETS
@@ -111,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(run=_fit)
+    c = sub.add_parser("compare", help="compare samplers on a built-in target or a trained run")
+    c.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
+    c.add_argument("--checkpoint", default=None, help="a run folder of 'ebmppl fit' to sample instead of --target")
+    c.add_argument("--samplers", default="mala,hmc,nuts,barker,ula", help="comma-separated sampler names")
+    c.add_argument("--chains", type=int, default=4)
+    c.add_argument("--warmup", type=int, default=1000)
+    c.add_argument("--samples", type=int, default=1000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(run=_compare)
+
     s = sub.add_parser("sample", help="sample a built-in target and write draws, a summary and a figure")
     s.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
     s.add_argument("--sampler", default="nuts", choices=available(), help="sampler (default nuts)")
@@ -127,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ebmppl`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "sample":
+    if args.command in ("sample", "compare"):
         for name in ("chains", "warmup", "samples"):
             low = 0 if name == "warmup" else 1
             if getattr(args, name) < low:
@@ -136,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ValueError, FileExistsError, CheckpointError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError) as err:
         parser.exit(2, f"ebmppl {args.command}: error: {err}\n")
 
 

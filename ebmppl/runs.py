@@ -35,7 +35,7 @@ from ebmppl.fit import CHECKPOINT_NAME, FitResult, fit
 from ebmppl.nn import MLPEnergy
 from ebmppl.samplers import available, get_sampler, langevin, sample, ula
 
-__all__ = ["FitConfig", "fit_run", "DATASETS"]
+__all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "DATASETS"]
 
 DATASETS = sorted(TOY_DENSITIES) + ["digits"]
 
@@ -117,6 +117,108 @@ def _load(cfg: FitConfig):
     return density.sample(k_train, 10_000), density.sample(k_test, 5_000), density.limits, density
 
 
+def _build_energy(cfg: FitConfig, train: jax.Array) -> Energy:
+    event_shape = tuple(train.shape[1:])
+    if cfg.dataset == "digits":  # pixels are clamped to [-1, 1]: the density is normalisable as it is
+        net = MLPEnergy(math.prod(event_shape), cfg.widths, key=jax.random.key(cfg.seed))
+    else:  # a Gaussian base term 3 data-spreads wide keeps exp(-E) normalisable far from the data
+        spread = 3.0 * float(jnp.max(jnp.std(train, axis=0)))
+        center = [float(c) for c in jnp.mean(train, axis=0)]
+        net = MLPEnergy(2, cfg.widths, base_scale=spread, base_center=center, key=jax.random.key(cfg.seed))
+    return Energy.from_equinox(net, event_shape=event_shape)
+
+
+def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
+    """The trained energy of a run folder written by :func:`fit_run` (``ebmppl fit``), and its config.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` has no ``config.json``.
+    CheckpointError
+        The checkpoint is missing, damaged, or does not match the config.
+    """
+    from ebmppl.checkpoint import load_checkpoint
+
+    run = pathlib.Path(run_dir)
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(f"{run} is not a run folder (no config.json); pass the --out folder of 'ebmppl fit'.")
+    cfg = FitConfig(**{k: tuple(v) if k == "widths" else v for k, v in json.loads((run / "config.json").read_text()).items()})
+    train, _, _, _ = _load(cfg)
+    energy = _build_energy(cfg, train)
+    state, _ = load_checkpoint(run / CHECKPOINT_NAME, _state_template(cfg, energy))
+    return energy.with_params(state.params), cfg
+
+
+def _state_template(cfg: FitConfig, energy: Energy):
+    from ebmppl.objectives import contrastive_divergence
+
+    chain_init = {"replay_buffer": lambda: buffers.replay_buffer(cfg.buffer_size, cfg.reinit_prob),
+                  "short_run": buffers.short_run, "cd_k": buffers.cd_k}[cfg.init]()
+    trainer = contrastive_divergence(energy, optax.adam(cfg.lr, b1=0.0, b2=0.999), sampler=_sampler(cfg, cfg.dataset == "digits"),
+                                     chain_init=chain_init, num_mcmc_steps=cfg.mcmc_steps, alpha=cfg.alpha)
+    return trainer.init(jax.random.key(0), energy.params)
+
+
+def compare_run(target: str | None, sampler_names: list[str], *, out: str, chains: int = 4, warmup: int = 1000,
+                samples: int = 1000, seed: int = 0, checkpoint: str | None = None,
+                progress_bar: bool = True) -> Any:
+    """Compare samplers on a built-in target or a trained run and write table, figures and a page to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ebmppl import diagnostics
+    from ebmppl.targets import TARGETS
+
+    if checkpoint is not None:
+        energy, cfg = load_run_energy(checkpoint)
+        subject: Any = energy
+        name = f"trained {cfg.dataset} ({checkpoint})"
+    else:
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; choose one of {', '.join(sorted(TARGETS))}.")
+        subject, name = TARGETS[target](), target
+    for s in sampler_names:
+        if s not in available():
+            raise ValueError(f"unknown sampler {s!r}; choose from {', '.join(available())}.")
+    comparison = diagnostics.compare(subject, sampler_names, key=jax.random.key(seed), num_chains=chains,
+                                     num_warmup=warmup, num_samples=samples, name=name, progress_bar=progress_bar)
+    run = pathlib.Path(out)
+    run.mkdir(parents=True, exist_ok=True)
+    comparison.table.to_csv(run / "comparison.csv", index=False)
+    (run / "comparison.md").write_text(comparison.to_markdown())
+    fig = diagnostics.plot_comparison(comparison)
+    fig.savefig(run / "comparison.png", dpi=100)
+    plt.close(fig)
+    figures = []
+    for label, result in comparison.samples.items():
+        if result is None or comparison.energy.dim > 10:
+            continue
+        idata = result.to_arviz()
+        for kind, plot in (("trace", diagnostics.plot_trace), ("rank", diagnostics.plot_rank)):
+            axes = plot(idata)
+            fig = np.asarray(axes).ravel()[0].figure
+            fig.suptitle(f"{label}: {kind}")
+            fig.savefig(run / f"{kind}_{label}.png", dpi=80)
+            plt.close(fig)
+            figures.append(f"{kind}_{label}.png")
+    table_html = comparison.table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—")
+    imgs = "".join(f'<figure><img src="{f}" alt="{f}"><figcaption>{f}</figcaption></figure>' for f in figures)
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ebmppl compare: {html.escape(name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}th,td{{border:1px solid #ccc;padding:3px 6px}}th{{background:#f4f4f4}}
+img{{max-width:100%}}figure{{display:inline-block;width:48%;margin:0.5%}}</style></head><body>
+<h1>Samplers on {html.escape(name)}</h1>
+<p>{chains} chains, {warmup} warm-up and {samples} kept draws each, same initial positions and keys.
+Rows with converged = False failed split R-hat &le; 1.01 or ESS &ge; 400.</p>
+{table_html}<h2>Comparison</h2><img src="comparison.png" alt="comparison figure">
+<h2>Trace and rank plots</h2>{imgs}</body></html>"""
+    (run / "report.html").write_text(page)
+    return comparison
+
+
 def _sampler(cfg: FitConfig, digits: bool):
     if cfg.sampler == "langevin":
         return langevin(step_size=cfg.step_size, noise_scale=cfg.noise_scale, clamp=(-1.0, 1.0) if digits else None)
@@ -150,14 +252,7 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
 
     digits = cfg.dataset == "digits"
     train, test, limits, density = _load(cfg)
-    event_shape = tuple(train.shape[1:])
-    if digits:  # pixels are clamped to [-1, 1]: the density is normalisable as it is
-        net = MLPEnergy(math.prod(event_shape), cfg.widths, key=jax.random.key(cfg.seed))
-    else:  # a Gaussian base term 3 data-spreads wide keeps exp(-E) normalisable far from the data
-        spread = 3.0 * float(jnp.max(jnp.std(train, axis=0)))
-        center = [float(c) for c in jnp.mean(train, axis=0)]
-        net = MLPEnergy(2, cfg.widths, base_scale=spread, base_center=center, key=jax.random.key(cfg.seed))
-    energy = Energy.from_equinox(net, event_shape=event_shape)
+    energy = _build_energy(cfg, train)
     if limits is not None:
         noise = buffers.uniform_noise(min(limits[0], limits[2]), max(limits[1], limits[3]))
     else:
