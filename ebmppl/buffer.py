@@ -78,6 +78,9 @@ class ChainInit(NamedTuple):
         ``finish(buffer, aux, x_final) -> BufferState``: store finished chains.
     reinit_prob
         Fraction of starts drawn fresh from noise (replay buffer; 1 for short-run, 0 for CD-k).
+    noise
+        The noise distribution (``None`` for CD-k); training reports the energy
+        of fresh noise as a health signal.
     """
 
     name: str
@@ -85,6 +88,7 @@ class ChainInit(NamedTuple):
     start: Callable[[jax.Array, BufferState, jax.Array], tuple[jax.Array, Any]]
     finish: Callable[[BufferState, Any, jax.Array], BufferState]
     reinit_prob: float
+    noise: NoiseFn | None = None
 
 
 def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: NoiseFn | None = None) -> ChainInit:
@@ -130,7 +134,7 @@ def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: Nois
     def finish(buffer, idx, x_final):
         return BufferState(buffer.samples.at[idx].set(x_final))
 
-    return ChainInit("replay_buffer", init, start, finish, float(reinit_prob))
+    return ChainInit("replay_buffer", init, start, finish, float(reinit_prob), noise)
 
 
 def short_run(noise: NoiseFn | None = None) -> ChainInit:
@@ -149,7 +153,7 @@ def short_run(noise: NoiseFn | None = None) -> ChainInit:
         return noise(key, batch.shape), None
 
     return ChainInit("short_run", lambda key, shape: BufferState(jnp.zeros((0, *shape))), start,
-                     lambda buffer, aux, x: buffer, 1.0)
+                     lambda buffer, aux, x: buffer, 1.0, noise)
 
 
 def cd_k() -> ChainInit:

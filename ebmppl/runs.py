@@ -9,7 +9,8 @@ This is what ``ebmppl fit`` runs. A run folder holds::
     density.png       2-D: data beside the learned density
     samples.png       model samples (2-D: over the density; digits: a grid)
     curves.png        training curves
-    report.html       one page showing all of it
+    health.png        training health: energies of data/negatives/noise, chain mixing, acceptance
+    report.html       one page showing all of it, with health warnings and advice
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ebmppl.data import TOY_DENSITIES, load_digits, toy
 from ebmppl.energy import Energy
 from ebmppl.evaluation import grid_log_partition, log_likelihood, mmd
 from ebmppl.fit import CHECKPOINT_NAME, FitResult, fit
+from ebmppl.health import TrainingHealth
 from ebmppl.nn import MLPEnergy
 from ebmppl.samplers import available, get_sampler, langevin, sample, ula
 
@@ -262,11 +264,12 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
         "short_run": lambda: buffers.short_run(noise),
         "cd_k": buffers.cd_k,
     }[cfg.init]()
+    health = TrainingHealth(energy, emit=False)
     result = fit(
         energy, train, key=jax.random.key(cfg.seed + 1), num_steps=cfg.steps, batch_size=cfg.batch_size,
         optimizer=optax.adam(cfg.lr, b1=0.0, b2=0.999), sampler=_sampler(cfg, digits), chain_init=chain_init,
         num_mcmc_steps=cfg.mcmc_steps, alpha=cfg.alpha, checkpoint_dir=run, resume=resume,
-        progress_bar=progress_bar, config=dataclasses.asdict(cfg),
+        progress_bar=progress_bar, config=dataclasses.asdict(cfg), callbacks=[health],
     )
     with open(run / "metrics.jsonl.tmp", "w") as f:
         keys = sorted(result.history)
@@ -276,7 +279,13 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
 
     evaluation = _evaluate(cfg, result, train, test, limits, density, run)
     evaluation["train_seconds"] = round(result.seconds, 2)
+    evaluation["health_warnings"] = [f"step {step}: {msg}" for step, msg in health.warnings]
     _write_json(run / "evaluation.json", evaluation)
+    import matplotlib.pyplot as plt
+
+    fig = health.plot()
+    fig.savefig(run / "health.png", dpi=110)
+    plt.close(fig)
     _report(run, cfg, evaluation)
     return evaluation
 
@@ -341,8 +350,13 @@ def _evaluate(cfg, result, train, test, limits, density, run) -> dict[str, Any]:
 
 def _report(run: pathlib.Path, cfg: FitConfig, evaluation: dict[str, Any]) -> None:
     def table(d):
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items()
+                       if k != "health_warnings")
         return f"<table>{rows}</table>"
+
+    notes = evaluation.get("health_warnings", [])
+    health = ("<p>No warnings: energies bounded, chains mixing, acceptance in band.</p>" if not notes else
+              "<ul class=warn>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
 
     left = "data, learned density, samples" if cfg.dataset != "digits" else "held-out data"
     page = f"""<!doctype html>
@@ -350,12 +364,13 @@ def _report(run: pathlib.Path, cfg: FitConfig, evaluation: dict[str, Any]) -> No
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:0 2em 1em 0;display:inline-table;vertical-align:top}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{{background:#f4f4f4}}
-img{{max-width:100%;border:1px solid #eee;margin:0.5em 0}}</style></head><body>
+img{{max-width:100%;border:1px solid #eee;margin:0.5em 0}}.warn{{color:#a40}}</style></head><body>
 <h1>ebmppl fit — {html.escape(cfg.dataset)}</h1>
 <h2>Evaluation</h2>{table(evaluation)}<h2>Configuration</h2>{table(dataclasses.asdict(cfg))}
 <h2>{left}</h2><img src="density.png" alt="{left}">
 <h2>Model samples</h2><img src="samples.png" alt="model samples">
 <h2>Training curves</h2><img src="curves.png" alt="training curves">
+<h2>Training health</h2>{health}<img src="health.png" alt="training health">
 </body></html>
 """
     tmp = run / ".report.html.tmp"

@@ -88,7 +88,7 @@ def contrastive_divergence(
     Trainer
         ``init(key, params)`` and ``step(state, batch)``; metrics per step:
         ``loss``, ``cd_gap`` (mean E(x⁺) - mean E(x⁻)), ``energy_pos``,
-        ``energy_neg``, ``grad_norm``, ``acceptance_rate`` (nan without an accept step),
+        ``energy_neg``, ``energy_noise`` (fresh noise; nan for CD-k), ``grad_norm``, ``acceptance_rate`` (nan without an accept step),
         ``reinit_fraction`` and ``finite``.
 
     Examples
@@ -100,8 +100,8 @@ def contrastive_divergence(
     ...                                  sampler_params={"step_size": 0.5})
     >>> state = trainer.init(jax.random.key(0), e.params)
     >>> state, metrics = jax.jit(trainer.step)(state, jnp.ones((16, 2)))
-    >>> sorted(metrics)[:4]
-    ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg']
+    >>> sorted(metrics)[:5]
+    ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg', 'energy_noise']
     """
     if not isinstance(energy, Energy):
         raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
@@ -137,7 +137,7 @@ def contrastive_divergence(
         return sampler.position(states), acceptance.mean()
 
     def step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, k_start, k_chain = jax.random.split(state.key, 3)
+        key, k_start, k_chain, k_noise = jax.random.split(state.key, 4)
         x0, aux = chain_init.start(k_start, state.buffer, batch)
         x_neg, acceptance = negatives(k_chain, state.params, x0)
         x_neg = jax.lax.stop_gradient(x_neg)
@@ -151,11 +151,16 @@ def contrastive_divergence(
         ok = jnp.isfinite(loss) & all_finite(params) & all_finite(x_neg)
         # on failure keep the last good state but move the key/step on, so the driver sees where it failed
         guarded = guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1)
+        if chain_init.noise is not None:  # energy of fresh noise: where the model puts "nothing"
+            e_noise = energy.with_params(state.params).energy(chain_init.noise(k_noise, batch.shape)).mean()
+        else:
+            e_noise = jnp.asarray(jnp.nan, e_pos.dtype)
         metrics = {
             "loss": loss,
             "cd_gap": e_pos - e_neg,
             "energy_pos": e_pos,
             "energy_neg": e_neg,
+            "energy_noise": e_noise,
             "grad_norm": optax.tree.norm(grads),
             "acceptance_rate": acceptance,
             "reinit_fraction": jnp.asarray(chain_init.reinit_prob, jnp.float32),

@@ -1,0 +1,194 @@
+"""Training health: is contrastive divergence still sampling the model it is training?
+
+Bad mixing silently ruins the CD gradient: the negatives stop representing the
+model and the energies run away. :class:`TrainingHealth` is a
+:func:`ebmppl.fit` callback that watches, between chunks:
+
+* energies of data, negatives and fresh noise, and the CD gap;
+* mixing of the persistent chains: a fixed probe of replay-buffer slots is
+  evaluated under the current θ at every check, and split R-hat and ESS of
+  those energies over a sliding window say whether each slot wanders over
+  the whole model (R-hat ≈ 1) or stays put (R-hat ≫ 1);
+* the sampler's acceptance rate and the spread of the buffer;
+
+and records a warning, with what to change, when a signal leaves its band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+from ebmppl.diagnostics import arviz as azb
+from ebmppl.energy import Energy
+
+__all__ = ["TrainingHealth", "HealthWarning"]
+
+
+class HealthWarning(UserWarning):
+    """Training looks unhealthy; the message says what to change."""
+
+
+@dataclasses.dataclass
+class TrainingHealth:
+    """A :func:`ebmppl.fit` callback that monitors CD training and warns with advice.
+
+    Parameters
+    ----------
+    energy
+        The energy being trained (its parameters are taken from the state).
+    probe
+        Number of replay-buffer slots whose energies are tracked.
+    window
+        Checks (callback calls) in the sliding window for R-hat and ESS. A
+        slot only moves when the training step draws it, so the window should
+        span several visits per slot: ``window × steps between checks ×
+        batch / capacity ≳ 5`` (``fit``'s defaults: 20 × 50 × 128 / 10,000 ≈ 13).
+    rhat_limit
+        Warn when the probe's split R-hat over the window exceeds this.
+    energy_limit
+        Warn when a mean energy's magnitude exceeds this.
+    gap_limit
+        Warn when ``|mean E(x⁺) - mean E(x⁻)|`` exceeds this.
+    acceptance_band
+        Warn when the mean acceptance leaves ``(low, high)`` (samplers with an accept step).
+    grace
+        Checks at the start of training without mixing and acceptance warnings
+        (default: two windows); early on θ moves fast, chains lag by design and
+        a flat initial energy accepts every proposal. Blow-ups are reported at once.
+    emit
+        Also issue Python warnings (:class:`HealthWarning`) as they arise.
+
+    Attributes
+    ----------
+    records
+        One dict per check: ``step``, mean energies, CD gap, acceptance,
+        buffer spread, probe ``rhat`` and ``ess`` (nan until the window fills).
+    warnings
+        ``(step, message)`` for each warning (each kind at most once per window).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from ebmppl import Energy, fit
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> health = TrainingHealth(e, probe=16, window=4, emit=False)
+    >>> _ = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=100, chunk_size=10,
+    ...         progress_bar=False, callbacks=[health], sampler_params={"step_size": 0.05, "noise_scale": 0.3})
+    >>> len(health.records), sorted(health.records[-1])[:3]
+    (10, ['acceptance_rate', 'buffer_std', 'cd_gap'])
+    """
+
+    energy: Energy
+    probe: int = 64
+    window: int = 20
+    rhat_limit: float = 1.2
+    energy_limit: float = 1e3
+    gap_limit: float = 10.0
+    acceptance_band: tuple[float, float] = (0.1, 0.99)
+    grace: int | None = None
+    emit: bool = True
+    records: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    warnings: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    _probe_energies: list[np.ndarray] = dataclasses.field(default_factory=list)
+    _last_warned: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.probe < 2 or self.window < 4:
+            raise ValueError(f"probe must be >= 2 and window >= 4, got probe={self.probe}, window={self.window}.")
+        self._energy_fn = jax.jit(lambda params, x: self.energy.with_params(params).energy(x))
+
+    def __call__(self, step: int, state: Any, metrics: dict[str, np.ndarray]) -> bool:
+        record = {
+            "step": step,
+            **{k: float(np.nanmean(metrics[k])) if np.isfinite(metrics[k]).any() else float("nan")
+               for k in ("energy_pos", "energy_neg", "energy_noise", "cd_gap", "acceptance_rate", "buffer_std")
+               if k in metrics},
+            "rhat": float("nan"),
+            "ess": float("nan"),
+        }
+        samples = state.buffer.samples
+        if samples.shape[0] >= self.probe:
+            self._probe_energies.append(np.asarray(self._energy_fn(state.params, samples[: self.probe]), np.float64))
+            self._probe_energies = self._probe_energies[-self.window :]
+            if len(self._probe_energies) == self.window:
+                chains = np.stack(self._probe_energies, axis=1)[..., None]  # (slot, check, 1)
+                with warnings.catch_warnings():  # more slots than checks is intended here
+                    warnings.filterwarnings("ignore", message="More chains")
+                    record["rhat"] = float(azb.rhat(chains)[0])
+                    record["ess"] = float(azb.ess(chains)[0])
+        self.records.append(record)
+        self._check(step, record)
+        return False
+
+    def _warn(self, step: int, kind: str, message: str) -> None:
+        if step - self._last_warned.get(kind, -10**12) < self.window * max(1, self._stride()):
+            return
+        self._last_warned[kind] = step
+        self.warnings.append((step, message))
+        if self.emit:
+            warnings.warn(f"step {step}: {message}", HealthWarning, stacklevel=3)
+
+    def _stride(self) -> int:
+        steps = [r["step"] for r in self.records[-2:]]
+        return steps[1] - steps[0] if len(steps) == 2 else 1
+
+    def _check(self, step: int, r: dict[str, float]) -> None:
+        energies = [abs(r.get(k, 0.0)) for k in ("energy_pos", "energy_neg") if np.isfinite(r.get(k, np.nan))]
+        if energies and max(energies) > self.energy_limit:
+            self._warn(step, "energy", f"energies are blowing up (|E| = {max(energies):.3g}): raise the energy "
+                                       "penalty alpha or lower the learning rate.")
+        grace = 2 * self.window if self.grace is None else self.grace
+        if len(self.records) <= grace:
+            return
+        if np.isfinite(r.get("cd_gap", np.nan)) and abs(r["cd_gap"]) > self.gap_limit:
+            self._warn(step, "gap", f"the CD gap E(x+) - E(x-) = {r['cd_gap']:.3g} is large: the negatives lag the "
+                                    "model; use more sampler steps (num_mcmc_steps) or a larger step size.")
+        if np.isfinite(r["rhat"]) and r["rhat"] > self.rhat_limit:
+            self._warn(step, "mixing", f"persistent chains are not mixing (probe energy R-hat {r['rhat']:.2f} over "
+                                       f"{self.window} checks): raise the step size or num_mcmc_steps, or the "
+                                       "buffer's re-initialisation probability.")
+        acc = r.get("acceptance_rate", np.nan)
+        low, high = self.acceptance_band
+        if np.isfinite(acc) and not low < acc < high:
+            advice = "lower the sampler step size" if acc <= low else "raise the sampler step size"
+            self._warn(step, "acceptance", f"sampler acceptance {acc:.2f} is outside ({low}, {high}): {advice}.")
+        if np.isfinite(r.get("buffer_std", np.nan)) and r["buffer_std"] < 1e-4:
+            self._warn(step, "collapse", "the replay buffer collapsed to a point: raise the noise scale or the "
+                                         "re-initialisation probability.")
+
+    def plot(self):
+        """Energies (data, negatives, noise), CD gap, probe R-hat and acceptance against the step.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        steps = np.array([r["step"] for r in self.records])
+        get = lambda k: np.array([r.get(k, np.nan) for r in self.records])  # noqa: E731
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+        for key, label in (("energy_pos", "data E(x⁺)"), ("energy_neg", "negatives E(x⁻)"), ("energy_noise", "noise")):
+            axes[0].plot(steps, get(key), label=label)
+        axes[0].set(title="mean energies", xlabel="step", ylabel="E")
+        axes[0].legend()
+        axes[1].plot(steps, get("rhat"), color="tab:red", label="probe R-hat")
+        axes[1].axhline(self.rhat_limit, color="tab:red", ls="--", lw=1)
+        axes[1].set(title=f"mixing of persistent chains (window {self.window})", xlabel="step", ylabel="split R-hat")
+        ax2 = axes[1].twinx()
+        ax2.plot(steps, get("ess"), color="tab:gray", label="probe ESS")
+        ax2.set_ylabel("ESS", color="tab:gray")
+        axes[2].plot(steps, get("cd_gap"), label="CD gap")
+        if np.isfinite(get("acceptance_rate")).any():
+            axes[2].plot(steps, get("acceptance_rate"), label="acceptance")
+        axes[2].set(title="CD gap and acceptance", xlabel="step")
+        axes[2].legend()
+        for step, _ in self.warnings:
+            for ax in axes:
+                ax.axvline(step, color="orange", lw=0.8, alpha=0.7)
+        return fig
