@@ -87,3 +87,28 @@ def test_default_fit_reaches_the_data_log_likelihood(tmp_path):
     evaluation = fit_run(FitConfig(out=str(tmp_path / "default")), progress_bar=False)
     assert evaluation["gap_nats"] < 0.15, evaluation
     assert evaluation["train_seconds"] < 180
+
+
+def test_cli_compare_writes_table_figures_and_page(tmp_path):
+    from ebmppl.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--target", "gaussian", "--samplers", "mala,nuts", "--warmup", "200", "--samples", "300",
+                 "--out", str(out), "--quiet"]) == 0
+    for name in ("comparison.csv", "comparison.md", "comparison.png", "trace_mala.png", "rank_nuts.png", "report.html"):
+        assert (out / name).exists(), name
+    assert "| nuts |" in (out / "comparison.md").read_text()
+    with pytest.raises(SystemExit) as err:
+        main(["compare", "--samplers", "mala,gibbs", "--out", str(out), "--quiet"])
+    assert err.value.code == 2
+
+
+def test_cli_compare_on_a_trained_run(tmp_path):
+    from ebmppl.cli import main
+
+    run = tmp_path / "run"
+    assert main(["fit", "--steps", "50", "--out", str(run), "--quiet", "--dataset", "eight_gaussians"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", "--checkpoint", str(run), "--samplers", "mala", "--warmup", "100", "--samples", "100",
+                 "--out", str(out), "--quiet"]) == 0
+    assert "trained eight_gaussians" in (out / "report.html").read_text()

@@ -113,3 +113,23 @@ def test_from_numpyro_drops_factor_log_likelihood():
     mcmc.run(jax.random.key(5), init_params={"x": jnp.zeros(2)})
     idata = diagnostics.from_numpyro(mcmc)
     assert "posterior" in idata.groups() and "log_likelihood" not in idata.groups()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    diagnostics.plot_trace(idata)  # the converted model plots like any NumPyro run
+    matplotlib.pyplot.close("all")
+
+
+def test_ebm_prior_model_converts_and_plots_with_from_numpyro():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    mcmc = MCMC(NUTS(model), num_warmup=200, num_samples=200, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(6), y=Y)
+    idata = diagnostics.from_numpyro(mcmc)
+    assert idata.posterior["x"].shape == (2, 200, 2)
+    assert "sample_stats" in idata.groups()
+    diagnostics.plot_trace(idata)
+    diagnostics.plot_rank(idata)
+    matplotlib.pyplot.close("all")
