@@ -309,7 +309,7 @@ def _evaluate(cfg, result, train, test, limits, density, run) -> dict[str, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ebmppl.plots import plot_fit_2d, plot_image_grid, plot_samples_2d, plot_training_curves
+    from ebmppl.plots import plot_density_2d, plot_fit_2d, plot_image_grid, plot_training_curves
 
     evaluation: dict[str, Any] = {"dataset": cfg.dataset, "steps": int(result.state.step)}
     n = min(2000, test.shape[0])
@@ -330,9 +330,12 @@ def _evaluate(cfg, result, train, test, limits, density, run) -> dict[str, Any]:
                           title=f"{cfg.dataset}: data, learned density, model samples")
         fig.savefig(run / "density.png", dpi=110)
         plt.close(fig)
-        fig = plot_samples_2d(result.energy, np.asarray(samples)[None], title="model samples over the learned density",
-                              limits=limits)
-        fig.axes[-2].set_title("sample coordinates (one ULA chain per point)")
+        fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+        plot_density_2d(result.energy, ax, limits)
+        pts = np.asarray(samples)
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="tab:orange", label=f"{len(pts)} model samples")
+        ax.set(xlim=limits[:2], ylim=limits[2:], aspect="equal", title="model samples over the learned density")
+        ax.legend(loc="upper right", fontsize=8)
         fig.savefig(run / "samples.png", dpi=110)
         plt.close(fig)
     else:
