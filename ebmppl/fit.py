@@ -125,7 +125,9 @@ def fit(
     batch_size
         Examples per step when ``data`` is an array.
     objective
-        ``"cd"`` (contrastive divergence), or a :class:`~ebmppl.objectives.Trainer`.
+        ``"cd"`` (contrastive divergence), ``"dsm"`` (denoising score matching),
+        ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
+        estimation), or a :class:`~ebmppl.objectives.Trainer`.
     optimizer
         Optax transformation; default ``adam(1e-3, b1=0)``.
     chunk_size
@@ -235,7 +237,7 @@ def fit(
             break
     bar.close()
     hist = {k: np.concatenate(v) for k, v in history.items()} if history else {}
-    return FitResult(energy.with_params(state.params), state, hist, time.perf_counter() - t0)
+    return FitResult(energy.with_params(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0)
 
 
 # Module-level jitted programs with the trainer static: a Trainer reused across

@@ -2,8 +2,22 @@
 
 from ebmppl.objectives.base import Trainer, TrainState
 from ebmppl.objectives.cd import cd_loss, contrastive_divergence
+from ebmppl.objectives.mcmc_free import (
+    denoising_score_matching,
+    dsm_loss,
+    nce_loss,
+    noise_contrastive_estimation,
+    sliced_score_matching,
+    ssm_loss,
+)
 
-OBJECTIVES = {"cd": contrastive_divergence}
+OBJECTIVES = {
+    "cd": contrastive_divergence,
+    "dsm": denoising_score_matching,
+    "ssm": sliced_score_matching,
+    "nce": noise_contrastive_estimation,
+}
 """Objectives by name, as ``fit(objective=...)`` and the command line refer to them."""
 
-__all__ = ["Trainer", "TrainState", "cd_loss", "contrastive_divergence", "OBJECTIVES"]
+__all__ = ["Trainer", "TrainState", "cd_loss", "contrastive_divergence", "denoising_score_matching",
+           "sliced_score_matching", "noise_contrastive_estimation", "dsm_loss", "ssm_loss", "nce_loss", "OBJECTIVES"]

@@ -50,11 +50,15 @@ class Trainer(NamedTuple):
         ``step(state, batch) -> (state, metrics)``: one jit-able update from a
         data batch ``(batch, *event_shape)``. A non-finite loss, gradient or
         parameter leaves the state unchanged and sets ``metrics["finite"]`` to False.
+    energy_params
+        ``energy_params(state.params)``: the energy's parameters within the
+        trained ones (identity, except NCE, which also learns ``log_c``).
     """
 
     name: str
     init: Callable[[jax.Array, Any], TrainState]
     step: Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+    energy_params: Callable[[Any], Any] = lambda params: params
 
 
 def all_finite(tree: Any) -> jax.Array:
