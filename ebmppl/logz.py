@@ -143,7 +143,33 @@ def _mala_move(key, s: _TemperedState, beta, step, base, log_p_fn):
     return new, jnp.minimum(1.0, jnp.exp(log_alpha))
 
 
-def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start, reverse):
+def _hmc_move(key, s: _TemperedState, beta, step, base, log_p_fn, num_leapfrog):
+    """One HMC transition (identity mass, ``num_leapfrog`` leapfrog steps) targeting f_β."""
+    def f(t):
+        return (1 - beta) * t.log_q + beta * t.log_p
+
+    def g(t):
+        return (1 - beta) * t.grad_q + beta * t.grad_p
+
+    k_mom, k_acc = jax.random.split(key)
+    p0 = jax.random.normal(k_mom, s.x.shape)
+    p = p0 + 0.5 * step * g(s)
+
+    def leap(carry, i):
+        t, p = carry
+        t = _tempered(base, log_p_fn, t.x + step * p)
+        p = p + jnp.where(i == num_leapfrog - 1, 0.5, 1.0) * step * g(t)
+        return (t, p), None
+
+    (t, p), _ = jax.lax.scan(leap, (s, p), jnp.arange(num_leapfrog))
+    log_alpha = f(t) - 0.5 * jnp.sum(p**2) - f(s) + 0.5 * jnp.sum(p0**2)
+    log_alpha = jnp.where(jnp.isfinite(log_alpha), log_alpha, -jnp.inf)
+    accept = jnp.log(jax.random.uniform(k_acc)) < log_alpha
+    return jax.tree.map(lambda a, b: jnp.where(accept, a, b), t, s), jnp.minimum(1.0, jnp.exp(log_alpha))
+
+
+def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start, reverse, transition="mala",
+         num_leapfrog=5):
     log_p_fn = lambda x: -energy.energy_fn(energy.params, x) / energy.temperature  # noqa: E731
     k0, k_run = jax.random.split(key)
     x0 = start if start is not None else base.sample(k0, (num_chains, *energy.event_shape))
@@ -158,7 +184,10 @@ def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start,
         states, log_w, log_step = carry
         (b_prev, b_next), key = xs
         log_w = log_w + (b_next - b_prev) * (states.log_p - states.log_q)
-        move = lambda k, s: _mala_move(k, s, b_next, jnp.exp(log_step), base, log_p_fn)  # noqa: E731
+        if transition == "hmc":
+            move = lambda k, s: _hmc_move(k, s, b_next, jnp.exp(log_step), base, log_p_fn, num_leapfrog)  # noqa: E731
+        else:
+            move = lambda k, s: _mala_move(k, s, b_next, jnp.exp(log_step), base, log_p_fn)  # noqa: E731
 
         def one(c, k):
             states, _ = c
@@ -166,8 +195,8 @@ def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start,
             return (states, acc.mean()), None
 
         (states, acc), _ = jax.lax.scan(one, (states, 0.0), jax.random.split(key, num_mcmc_steps))
-        # Robbins-Monro on the shared step size towards MALA's optimal acceptance
-        log_step = log_step + 0.05 * (acc - 0.574)
+        # Robbins-Monro on the shared step size towards the kernel's optimal acceptance
+        log_step = log_step + 0.05 * (acc - (0.65 if transition == "hmc" else 0.574))
         return (states, log_w, log_step), acc
 
     keys = jax.random.split(k_run, pairs.shape[0])
@@ -175,7 +204,7 @@ def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start,
     return log_w, acc.mean()
 
 
-_ais_jit = jax.jit(_ais, static_argnums=(4, 5, 8))
+_ais_jit = jax.jit(_ais, static_argnums=(4, 5, 8, 9, 10))
 
 
 def log_partition(
@@ -186,6 +215,8 @@ def log_partition(
     num_chains: int = 256,
     num_temperatures: int = 1000,
     num_mcmc_steps: int = 1,
+    transition: str = "mala",
+    num_leapfrog: int = 5,
     step_size: float = 0.05,
     base: str = "gaussian",
     base_scale: float | Sequence[float] | jax.Array = 3.0,
@@ -209,9 +240,14 @@ def log_partition(
     num_temperatures
         Intermediate distributions (``β = (k/K)^4``).
     num_mcmc_steps
-        MALA steps per temperature.
+        Transitions per temperature.
+    transition
+        ``"mala"`` or ``"hmc"`` (``num_leapfrog`` leapfrog steps, identity mass).
+    num_leapfrog
+        Leapfrog steps per HMC transition.
     step_size
-        Initial MALA step size (adapted towards acceptance 0.574 along the path).
+        Initial step size, adapted along the path towards acceptance 0.574
+        (MALA) or 0.65 (HMC).
     base, base_scale, base_center
         The normalised base ``q``: ``"gaussian"`` ``N(center, scale²)`` or
         ``"uniform"`` on ``center ± scale`` (per coordinate). Cover the mass of ``p``.
@@ -242,6 +278,8 @@ def log_partition(
         raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance' or 'grid'.")
     if key is None:
         raise ValueError(f"method={method!r} is random: pass a key (jax.random.key(0)).")
+    if transition not in ("mala", "hmc"):
+        raise ValueError(f"transition must be 'mala' or 'hmc', got {transition!r}.")
     if base not in ("gaussian", "uniform"):
         raise ValueError(f"base must be 'gaussian' or 'uniform', got {base!r}.")
     for name, value in (("num_chains", num_chains), ("num_temperatures", num_temperatures),
@@ -265,8 +303,8 @@ def log_partition(
         if samples.shape[1:] != energy.event_shape:
             raise ValueError(f"samples must be (n, *event_shape); got {samples.shape}.")
         log_w, _ = _ais_jit(energy, key, betas, q, samples.shape[0], int(num_mcmc_steps), jnp.float32(step_size),
-                            samples, True)
+                            samples, True, transition, int(num_leapfrog))
         return _summarise(log_w, "ais-reverse", sign=-1.0)
     log_w, _ = _ais_jit(energy, key, betas, q, int(num_chains), int(num_mcmc_steps), jnp.float32(step_size), None,
-                        False)
+                        False, transition, int(num_leapfrog))
     return _summarise(log_w, "ais")

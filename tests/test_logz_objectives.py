@@ -34,6 +34,14 @@ def test_ais_recovers_analytic_log_z_and_brackets_it(name):
     assert fwd.ess > 10 and fwd.method == "ais" and rev.method == "ais-reverse"
 
 
+@pytest.mark.parametrize("base", ["gaussian", "uniform"])
+def test_ais_with_hmc_transitions(base):
+    target = CASES["gaussian_10d"][0]
+    kw = dict(num_chains=256, num_temperatures=300, transition="hmc", base=base, base_scale=6.0 if base == "uniform" else 3.0)
+    fwd = log_partition(target.energy, jax.random.key(5), **kw)
+    assert abs(fwd.log_z - target.log_z) <= 0.1, fwd
+
+
 def test_importance_and_grid_methods():
     t = CASES["gaussian_2d"][0]
     imp = log_partition(t.energy, jax.random.key(3), method="importance", num_chains=20000, base_scale=3.0)
@@ -48,6 +56,7 @@ def test_importance_and_grid_methods():
     ({"num_temperatures": 0}, "num_temperatures"),
     ({"base": "cauchy"}, "base must be"),
     ({"step_size": -1.0}, "step_size"),
+    ({"transition": "gibbs"}, "transition"),
 ])
 def test_log_partition_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
