@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ebmppl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ebmppl._validation import check_examples, check_int
+from ebmppl.checkpoint import load_checkpoint, save_checkpoint
 from ebmppl.energy import Energy
 from ebmppl.objectives import OBJECTIVES, Trainer, TrainState
 
@@ -68,16 +69,7 @@ def _default_optimizer() -> optax.GradientTransformation:
 
 def _as_data(data: Any, energy: Energy) -> jax.Array | None:
     if isinstance(data, (np.ndarray, jax.Array)):
-        x = jnp.asarray(data)
-        if x.ndim != 1 + len(energy.event_shape) or x.shape[1:] != energy.event_shape:
-            raise ValueError(
-                f"data has shape {x.shape}; expected (num_examples, *event_shape) = (n, *{energy.event_shape})."
-            )
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"data has dtype {x.dtype}; pass floating-point data (e.g. data.astype('float32')).")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("data contains NaN or inf; remove or impute those rows before fitting.")
-        return x
+        return check_examples("data", data, energy.event_shape, None, "remove or impute those rows before fitting.")
     return None
 
 
@@ -176,8 +168,7 @@ def fit(
         raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("chunk_size", chunk_size),
                         ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+        check_int(name, value, 1)
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(sorted(OBJECTIVES))}.")

@@ -16,7 +16,6 @@ the data's own (minus its entropy). Set ``EBMPPL_FAST=1`` for a quick run.
 import os
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 import optax
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from ebmppl._validation import check_examples, check_int
 from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import warmup
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
@@ -145,19 +146,9 @@ def _validate(energy, num_chains, num_samples, num_warmup, thinning, init):
         )
     for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
                              ("num_warmup", num_warmup, 0), ("thinning", thinning, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        check_int(name, value, low)
     if init is not None:
-        init = jnp.asarray(init)
-        expected = (num_chains, *energy.event_shape)
-        if init.shape != expected:
-            raise ValueError(
-                f"init has shape {init.shape}; expected (num_chains, *event_shape) = {expected}."
-            )
-        if not jnp.issubdtype(init.dtype, jnp.floating):
-            raise TypeError(f"init has dtype {init.dtype}; pass floating-point positions.")
-        if not bool(jnp.all(jnp.isfinite(init))):
-            raise ValueError("init contains NaN or inf; pass finite starting positions.")
+        init = check_examples("init", init, energy.event_shape, num_chains, "pass finite starting positions.")
     return init
 
 
