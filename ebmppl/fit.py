@@ -70,6 +70,13 @@ def _default_optimizer() -> optax.GradientTransformation:
 def _as_data(data: Any, energy: Energy) -> jax.Array | None:
     if isinstance(data, (np.ndarray, jax.Array)):
         return check_examples("data", data, energy.event_shape, None, "remove or impute those rows before fitting.")
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, (np.ndarray, jax.Array)) for d in data):
+        # (examples, labels), for objectives that use labels (JEM)
+        x = check_examples("data[0]", data[0], energy.event_shape, None, "remove or impute those rows.")
+        y = jnp.asarray(data[1])
+        if y.shape != (x.shape[0],) or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"data[1] must be integer labels of shape ({x.shape[0]},), got {y.dtype}{list(y.shape)}.")
+        return (x, y)
     return None
 
 
@@ -108,8 +115,9 @@ def fit(
         The :class:`~ebmppl.Energy` to train; its ``params`` are the starting point.
     data
         Training examples ``(n, *event_shape)`` (batches are drawn uniformly
-        with replacement inside the compiled loop), or an iterable of batches
-        ``(batch, *event_shape)`` (then one jitted step per batch).
+        with replacement inside the compiled loop), a tuple ``(examples,
+        labels)`` for objectives that use labels (``"jem"``), or an iterable of
+        batches ``(batch, *event_shape)`` (then one jitted step per batch).
     key
         PRNG key; the same key gives the same run.
     num_steps
@@ -234,11 +242,12 @@ def fit(
 # Module-level jitted programs with the trainer static: a Trainer reused across
 # fit calls (fit(objective=trainer, ...)) compiles once.
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _run_chunk(trainer: Trainer, batch_size: int, num: int, state: TrainState, data: jax.Array):
+def _run_chunk(trainer: Trainer, batch_size: int, num: int, state: TrainState, data: Any):
     def body(state, _):
         # the batch is a function of the state's key: resuming reproduces it exactly
-        idx = jax.random.randint(jax.random.fold_in(state.key, 7), (batch_size,), 0, data.shape[0])
-        state, metrics = trainer.step(state, data[idx])
+        n = jax.tree.leaves(data)[0].shape[0]
+        idx = jax.random.randint(jax.random.fold_in(state.key, 7), (batch_size,), 0, n)
+        state, metrics = trainer.step(state, jax.tree.map(lambda a: a[idx], data))
         return state, {**metrics, "step": state.step}
 
     return jax.lax.scan(body, state, None, length=num)

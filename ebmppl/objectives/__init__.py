@@ -1,7 +1,7 @@
 """Training objectives, each a pure :class:`Trainer` (``init``/``step``) that :func:`ebmppl.fit` drives."""
 
 from ebmppl.objectives.base import Trainer, TrainState
-from ebmppl.objectives.cd import cd_loss, contrastive_divergence
+from ebmppl.objectives.cd import cd_loss, contrastive_divergence, kernel_parameters, sample_negatives
 from ebmppl.objectives.mcmc_free import (
     denoising_score_matching,
     dsm_loss,

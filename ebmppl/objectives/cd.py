@@ -24,7 +24,7 @@ from ebmppl.objectives.base import Trainer, TrainState, all_finite, guard_non_fi
 from ebmppl.samplers.base import Sampler
 from ebmppl.samplers.registry import get_sampler
 
-__all__ = ["cd_loss", "contrastive_divergence"]
+__all__ = ["cd_loss", "contrastive_divergence", "sample_negatives", "kernel_parameters"]
 
 
 def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alpha: float = 0.1):
@@ -46,6 +46,37 @@ def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alp
     e_neg = model.energy(jax.lax.stop_gradient(x_neg))
     loss = e_pos.mean() - e_neg.mean() + alpha * (jnp.mean(e_pos**2) + jnp.mean(e_neg**2))
     return loss, (e_pos.mean(), e_neg.mean())
+
+
+def sample_negatives(energy: Energy, sampler: Sampler, kernel_params: dict[str, Any], num_steps: int,
+                     key: jax.Array, params: Any, x0: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Run ``num_steps`` sampler steps from ``x0`` under the current θ; return (negatives, mean acceptance).
+
+    The sampler state is initialised from the positions under ``params``, so
+    no cached log-density or gradient from an older θ is ever used.
+    """
+    model = energy.with_params(jax.lax.stop_gradient(params))
+    logdensity = lambda x: -model.energy_fn(model.params, x) / model.temperature  # noqa: E731
+    keys = jax.random.split(key, x0.shape[0] + 1)
+    states = jax.vmap(sampler.init, in_axes=(0, 0, None))(keys[1:], x0, logdensity)
+    step_all = jax.vmap(sampler.step, in_axes=(0, 0, None, None))
+
+    def body(states, key):
+        states, stats = step_all(jax.random.split(key, x0.shape[0]), states, logdensity, kernel_params)
+        return states, stats.acceptance_rate.mean()
+
+    states, acceptance = jax.lax.scan(body, states, jax.random.split(keys[0], num_steps))
+    return jax.lax.stop_gradient(sampler.position(states)), acceptance.mean()
+
+
+def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | None) -> dict[str, jax.Array]:
+    """The sampler's default kernel parameters with ``overrides``, validated."""
+    params = {**sampler.default_params(dim), **(overrides or {})}
+    params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
+    for name, value in params.items():
+        if name in ("step_size", "noise_scale") and not float(value) > 0:
+            raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value)!r}.")
+    return params
 
 
 def contrastive_divergence(
@@ -111,11 +142,7 @@ def contrastive_divergence(
         raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
     sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
     chain_init = chain_init or replay_buffer()
-    kernel_params = {**sampler.default_params(energy.dim), **(sampler_params or {})}
-    kernel_params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in kernel_params.items()}
-    for name, value in kernel_params.items():
-        if name in ("step_size", "noise_scale") and not float(value) > 0:
-            raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value)!r}.")
+    kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
 
     def init(key: jax.Array, params: Any) -> TrainState:
         k_buffer, key = jax.random.split(key)
@@ -123,18 +150,7 @@ def contrastive_divergence(
                           jnp.zeros((), jnp.int32))
 
     def negatives(key, params, x0):
-        model = energy.with_params(jax.lax.stop_gradient(params))
-        logdensity = lambda x: -model.energy_fn(model.params, x) / model.temperature
-        keys = jax.random.split(key, x0.shape[0] + 1)
-        states = jax.vmap(sampler.init, in_axes=(0, 0, None))(keys[1:], x0, logdensity)
-        step_all = jax.vmap(sampler.step, in_axes=(0, 0, None, None))
-
-        def body(states, key):
-            states, stats = step_all(jax.random.split(key, x0.shape[0]), states, logdensity, kernel_params)
-            return states, stats.acceptance_rate.mean()
-
-        states, acceptance = jax.lax.scan(body, states, jax.random.split(keys[0], num_mcmc_steps))
-        return sampler.position(states), acceptance.mean()
+        return sample_negatives(energy, sampler, kernel_params, num_mcmc_steps, key, params, x0)
 
     def step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_start, k_chain, k_noise = jax.random.split(state.key, 4)
