@@ -19,5 +19,5 @@ OBJECTIVES = {
 }
 """Objectives by name, as ``fit(objective=...)`` and the command line refer to them."""
 
-__all__ = ["Trainer", "TrainState", "cd_loss", "contrastive_divergence", "denoising_score_matching",
+__all__ = ["Trainer", "TrainState", "cd_loss", "contrastive_divergence", "kernel_parameters", "sample_negatives", "denoising_score_matching",
            "sliced_score_matching", "noise_contrastive_estimation", "dsm_loss", "ssm_loss", "nce_loss", "OBJECTIVES"]
