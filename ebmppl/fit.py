@@ -74,8 +74,11 @@ def _as_data(data: Any, energy: Energy) -> jax.Array | None:
         # (examples, labels), for objectives that use labels (JEM)
         x = check_examples("data[0]", data[0], energy.event_shape, None, "remove or impute those rows.")
         y = jnp.asarray(data[1])
+        if y.dtype == jnp.bool_ and y.shape == x.shape:  # an observation mask (recovery_cd)
+            return (x, y)
         if y.shape != (x.shape[0],) or not jnp.issubdtype(y.dtype, jnp.integer):
-            raise ValueError(f"data[1] must be integer labels of shape ({x.shape[0]},), got {y.dtype}{list(y.shape)}.")
+            raise ValueError(f"data[1] must be integer labels of shape ({x.shape[0]},) or a boolean mask of shape "
+                             f"{x.shape}, got {y.dtype}{list(y.shape)}.")
         return (x, y)
     return None
 
@@ -116,7 +119,8 @@ def fit(
     data
         Training examples ``(n, *event_shape)`` (batches are drawn uniformly
         with replacement inside the compiled loop), a tuple ``(examples,
-        labels)`` for objectives that use labels (``"jem"``), or an iterable of
+        labels)`` for objectives that use labels (``"jem"``) or ``(examples,
+        observed_mask)`` for incomplete data (``"recovery_cd"``), or an iterable of
         batches ``(batch, *event_shape)`` (then one jitted step per batch).
     key
         PRNG key; the same key gives the same run.
@@ -127,7 +131,8 @@ def fit(
     objective
         ``"cd"`` (contrastive divergence), ``"dsm"`` (denoising score matching),
         ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
-        estimation), or a :class:`~ebmppl.objectives.Trainer`.
+        estimation), ``"recovery_cd"`` (CD on incomplete data), or a
+        :class:`~ebmppl.objectives.Trainer`.
     optimizer
         Optax transformation; default ``adam(1e-3, b1=0)``.
     chunk_size

@@ -218,3 +218,24 @@ def test_other_samplers_drive_the_negatives(sampler, gaussian_data):
     assert np.max(np.abs(mean - data.mean(0))) < MEAN_TOL
     assert np.linalg.norm(cov - mle_cov) / np.linalg.norm(mle_cov) < COV_RTOL
     assert np.all(np.isfinite(result.history["buffer_std"]))
+
+
+def test_recovery_cd_fits_incomplete_data(gaussian_data):
+    """30 % of the coordinates missing at random (never both): recovery vs synthesis CD still finds the
+    Gaussian. Reference: the complete data's MLE. Measured: 0.013 on the mean, 0.6 % on the covariance;
+    training on the zero-filled data instead is off by 0.20 and 22 %. Tolerances 0.05 and 6 %."""
+    rng = np.random.default_rng(1)
+    missing = rng.random(gaussian_data.shape) < 0.3
+    missing[missing.all(1)] = False
+    observed = jnp.asarray(~missing)
+    x = jnp.where(observed, gaussian_data, 0.0)
+    schedule = optax.piecewise_constant_schedule(5e-2, {1000: 0.1, 1400: 0.2})
+    result = fit(quadratic_energy(), (x, observed), key=jax.random.key(8), num_steps=1800, batch_size=256,
+                 objective="recovery_cd", optimizer=optax.adam(schedule), sampler=samplers.mala(step_size=0.5),
+                 num_mcmc_steps=10, recovery_steps=10, alpha=0.0, progress_bar=False,
+                 chain_init=buffer.replay_buffer(capacity=2048, reinit_prob=0.05, noise=buffer.uniform_noise(-3, 3)))
+    mean, cov = fitted_moments(result.state.params)
+    data = np.asarray(gaussian_data, np.float64)
+    mle_cov = np.cov(data.T, bias=True)
+    assert np.max(np.abs(mean - data.mean(0))) < 0.05, mean
+    assert np.linalg.norm(cov - mle_cov) / np.linalg.norm(mle_cov) < 0.06, (cov, mle_cov)
