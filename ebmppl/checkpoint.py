@@ -113,7 +113,15 @@ def save_checkpoint(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a verified checkpoint (raises :class:`CheckpointError` if it is damaged)."""
+    """The metadata of a verified checkpoint (raises :class:`CheckpointError` if it is damaged).
+
+    Examples
+    --------
+    >>> import tempfile, jax.numpy as jnp
+    >>> path = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "c.ebm", {"w": jnp.ones(2)}, {"step": 7})
+    >>> read_metadata(path)["step"]
+    7
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}.")

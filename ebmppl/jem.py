@@ -111,7 +111,15 @@ def joint_energy(classifier: eqx.Module, *, event_shape: tuple[int, ...]) -> Joi
 
 
 def cross_entropy(joint: JointEnergy, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean cross-entropy ``-log p(y | x)``."""
+    """Mean cross-entropy ``-log p(y | x)``.
+
+    Examples
+    --------
+    >>> net = eqx.nn.MLP(2, 3, 8, 1, key=jax.random.key(0))
+    >>> je = joint_energy(net, event_shape=(2,))
+    >>> float(cross_entropy(je, je.energy.params, jnp.zeros((4, 2)), jnp.zeros(4, jnp.int32))) > 0
+    True
+    """
     logits = jax.vmap(lambda xi: joint.logits(params, xi))(x)
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 

@@ -63,6 +63,16 @@ def from_numpyro(mcmc: Any, **kwargs: Any) -> Any:
     factor is a prior term, not a likelihood, and ``az.loo``/``az.waic`` would
     silently score it; so the group is dropped unless you pass
     ``log_likelihood=True``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> from numpyro.infer import MCMC, NUTS
+    >>> mcmc = MCMC(NUTS(lambda: numpyro.sample("z", dist.Normal())), num_warmup=50, num_samples=50,
+    ...             progress_bar=False)
+    >>> mcmc.run(jax.random.key(0))
+    >>> "log_likelihood" in from_numpyro(mcmc).groups()
+    False
     """
     az = _az()
     kwargs.setdefault("log_likelihood", False)
@@ -70,38 +80,88 @@ def from_numpyro(mcmc: Any, **kwargs: Any) -> Any:
 
 
 def rhat(draws: np.ndarray) -> np.ndarray:
-    """Rank-normalised split R-hat per dimension of ``draws`` ``(chain, draw, *shape)``."""
+    """Rank-normalised split R-hat per dimension of ``draws`` ``(chain, draw, *shape)``.
+
+    Examples
+    --------
+    >>> draws = np.random.default_rng(0).normal(size=(4, 500, 2))
+    >>> bool(np.all(rhat(draws) < 1.01))
+    True
+    """
     az = _az()
     return np.asarray(az.rhat(az.convert_to_dataset(np.asarray(draws)), method="rank")["x"])
 
 
 def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
-    """Bulk (or ``method="tail"``) effective sample size per dimension of ``draws``."""
+    """Bulk (or ``method="tail"``) effective sample size per dimension of ``draws``.
+
+    Examples
+    --------
+    >>> draws = np.random.default_rng(0).normal(size=(4, 500, 2))
+    >>> bool(np.all(ess(draws) > 1500))
+    True
+    """
     az = _az()
     return np.asarray(az.ess(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
 
 
 def mcse(draws: np.ndarray, method: str = "mean") -> np.ndarray:
-    """Monte-Carlo standard error of the mean (or ``method="sd"``) per dimension."""
+    """Monte-Carlo standard error of the mean (or ``method="sd"``) per dimension.
+
+    Examples
+    --------
+    >>> draws = np.random.default_rng(0).normal(size=(4, 500, 1))
+    >>> round(float(mcse(draws)[0]), 2)   # about 1 / sqrt(2000)
+    0.02
+    """
     az = _az()
     return np.asarray(az.mcse(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
 
 
 def autocorr(x: np.ndarray) -> np.ndarray:
-    """Autocorrelation of a 1-D series (``az.autocorr``, FFT based)."""
+    """Autocorrelation of a 1-D series (``az.autocorr``, FFT based).
+
+    Examples
+    --------
+    >>> float(autocorr(np.random.default_rng(0).normal(size=1000))[0])
+    1.0
+    """
     return np.asarray(_az().autocorr(np.asarray(x, np.float64)))
 
 
 def summary(idata: Any, **kwargs: Any) -> Any:
-    """``az.summary`` (a pandas DataFrame: mean, sd, HDI, MCSE, ESS, R-hat)."""
+    """``az.summary`` (a pandas DataFrame: mean, sd, HDI, MCSE, ESS, R-hat).
+
+    Examples
+    --------
+    >>> import arviz as az
+    >>> idata = az.from_dict(posterior={"x": np.random.default_rng(0).normal(size=(2, 100))})
+    >>> list(summary(idata).columns)[:2]
+    ['mean', 'sd']
+    """
     return _az().summary(idata, **kwargs)
 
 
 def plot_trace(idata: Any, **kwargs: Any) -> Any:
-    """``az.plot_trace``: marginal densities and traces per chain."""
+    """``az.plot_trace``: marginal densities and traces per chain.
+
+    Examples
+    --------
+    >>> import arviz as az, matplotlib; matplotlib.use("Agg")
+    >>> idata = az.from_dict(posterior={"x": np.random.default_rng(0).normal(size=(2, 100))})
+    >>> plot_trace(idata).shape
+    (1, 2)
+    """
     return _az().plot_trace(idata, **kwargs)
 
 
 def plot_rank(idata: Any, **kwargs: Any) -> Any:
-    """``az.plot_rank``: rank histograms per chain (flat when chains agree)."""
+    """``az.plot_rank``: rank histograms per chain (flat when chains agree).
+
+    Examples
+    --------
+    >>> import arviz as az, matplotlib; matplotlib.use("Agg")
+    >>> idata = az.from_dict(posterior={"x": np.random.default_rng(0).normal(size=(2, 100))})
+    >>> _ = plot_rank(idata)
+    """
     return _az().plot_rank(idata, **kwargs)
