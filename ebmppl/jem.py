@@ -21,7 +21,7 @@ from jax.scipy.special import logsumexp
 
 from ebmppl.buffer import ChainInit, replay_buffer, uniform_noise
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, TrainState, all_finite, guard_non_finite
+from ebmppl.objectives.base import Trainer, apply_gradients, buffer_spread, initial_state
 from ebmppl.objectives.cd import cd_loss, kernel_parameters, sample_negatives
 from ebmppl.samplers import Sampler, get_sampler
 
@@ -164,9 +164,7 @@ def jem_hybrid(
     generative = float(generative_weight) > 0
 
     def init(key, params):
-        k_buffer, key = jax.random.split(key)
-        return TrainState(params, optimizer.init(params), chain_init.init(k_buffer, energy.event_shape), key,
-                          jnp.zeros((), jnp.int32))
+        return initial_state(key, params, optimizer, chain_init, energy.event_shape)
 
     def step(state, batch):
         x, y = batch
@@ -186,19 +184,15 @@ def jem_hybrid(
             return ce + generative_weight * gen, (ce, e_pos, e_neg)
 
         (loss, (ce, e_pos, e_neg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         buffer = chain_init.finish(state.buffer, aux, x_neg) if generative else state.buffer
-        new = TrainState(params, opt_state, buffer, key, state.step + 1)
-        ok = jnp.isfinite(loss) & all_finite(params)
-        guarded = guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1)
+        guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key)
         logits = jax.vmap(lambda xi: joint.logits(state.params, xi))(x)
         nan = jnp.asarray(jnp.nan, loss.dtype)
         metrics = {"loss": loss, "cross_entropy": ce, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
                    "cd_gap": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg, "energy_noise": nan,
                    "grad_norm": optax.tree.norm(grads), "acceptance_rate": jnp.asarray(acceptance, loss.dtype),
                    "reinit_fraction": nan,
-                   "buffer_std": jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else nan,
+                   "buffer_std": buffer_spread(buffer),
                    "finite": ok}
         return guarded, metrics
 

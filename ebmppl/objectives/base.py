@@ -7,10 +7,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from ebmppl.buffer import BufferState
 
-__all__ = ["TrainState", "Trainer", "guard_non_finite", "all_finite"]
+__all__ = ["TrainState", "Trainer", "guard_non_finite", "all_finite", "initial_state", "apply_gradients",
+           "buffer_spread"]
 
 
 class TrainState(NamedTuple):
@@ -70,3 +72,34 @@ def all_finite(tree: Any) -> jax.Array:
 def guard_non_finite(old: TrainState, new: TrainState, ok: jax.Array) -> TrainState:
     """Keep ``old`` (but advance nothing) where ``ok`` is False: nothing continues on NaN."""
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def initial_state(key: jax.Array, params: Any, optimizer: optax.GradientTransformation,
+                  chain_init: Any | None, event_shape: tuple[int, ...]) -> TrainState:
+    """A fresh :class:`TrainState`; ``chain_init`` (a ChainInit, or None for no buffer) fills the buffer."""
+    if chain_init is None:
+        buffer = BufferState(jnp.zeros((0, *event_shape)))
+    else:
+        k_buffer, key = jax.random.split(key)
+        buffer = chain_init.init(k_buffer, event_shape)
+    return TrainState(params, optimizer.init(params), buffer, key, jnp.zeros((), jnp.int32))
+
+
+def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, optimizer: optax.GradientTransformation,
+                    buffer: BufferState, key: jax.Array, finite: jax.Array = True) -> tuple[TrainState, jax.Array]:
+    """One Optax update with the divergence guard: returns ``(state, ok)``.
+
+    When the loss, the new parameters (or ``finite``, e.g. the negatives) are
+    not finite, the previous state is kept, but key and step move on so the
+    driver sees where it failed.
+    """
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new = TrainState(params, opt_state, buffer, key, state.step + 1)
+    ok = jnp.isfinite(loss) & all_finite(params) & finite
+    return guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1), ok
+
+
+def buffer_spread(buffer: BufferState) -> jax.Array:
+    """Mean per-coordinate standard deviation of the persistent negatives (nan without a buffer)."""
+    return jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else jnp.asarray(jnp.nan)

@@ -20,7 +20,7 @@ import optax
 
 from ebmppl.buffer import ChainInit, replay_buffer
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, TrainState, all_finite, guard_non_finite
+from ebmppl.objectives.base import Trainer, TrainState, all_finite, apply_gradients, buffer_spread, initial_state
 from ebmppl.samplers.base import Sampler
 from ebmppl.samplers.registry import get_sampler
 
@@ -145,9 +145,7 @@ def contrastive_divergence(
     kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
 
     def init(key: jax.Array, params: Any) -> TrainState:
-        k_buffer, key = jax.random.split(key)
-        return TrainState(params, optimizer.init(params), chain_init.init(k_buffer, energy.event_shape), key,
-                          jnp.zeros((), jnp.int32))
+        return initial_state(key, params, optimizer, chain_init, energy.event_shape)
 
     def negatives(key, params, x0):
         return sample_negatives(energy, sampler, kernel_params, num_mcmc_steps, key, params, x0)
@@ -160,13 +158,8 @@ def contrastive_divergence(
         (loss, (e_pos, e_neg)), grads = jax.value_and_grad(
             lambda p: cd_loss(energy, p, batch, x_neg, alpha), has_aux=True
         )(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         buffer = chain_init.finish(state.buffer, aux, x_neg)
-        new = TrainState(params, opt_state, buffer, key, state.step + 1)
-        ok = jnp.isfinite(loss) & all_finite(params) & all_finite(x_neg)
-        # on failure keep the last good state but move the key/step on, so the driver sees where it failed
-        guarded = guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1)
+        guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key, all_finite(x_neg))
         if chain_init.noise is not None:  # energy of fresh noise: where the model puts "nothing"
             e_noise = energy.with_params(state.params).energy(chain_init.noise(k_noise, batch.shape)).mean()
         else:
@@ -182,7 +175,7 @@ def contrastive_divergence(
             "reinit_fraction": jnp.asarray(chain_init.reinit_prob, jnp.float32),
             # spread of the persistent negatives (nan without a buffer): collapsing or
             # exploding buffers show up here first
-            "buffer_std": jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else jnp.nan,
+            "buffer_std": buffer_spread(buffer),
             "finite": ok,
         }
         return guarded, metrics

@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ebmppl.buffer import BufferState
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, TrainState, all_finite, guard_non_finite
+from ebmppl.objectives.base import Trainer, apply_gradients, initial_state
 
 __all__ = ["denoising_score_matching", "sliced_score_matching", "noise_contrastive_estimation", "dsm_loss",
            "ssm_loss", "nce_loss"]
@@ -107,18 +106,12 @@ def _trainer(name, energy, optimizer, loss_fn, wrap=lambda p: p, unwrap=lambda p
     """A Trainer for a loss ``loss_fn(train_params, batch, key) -> scalar`` (no negatives, no buffer)."""
 
     def init(key, params):
-        params = wrap(params)
-        return TrainState(params, optimizer.init(params), BufferState(jnp.zeros((0, *energy.event_shape))), key,
-                          jnp.zeros((), jnp.int32))
+        return initial_state(key, wrap(params), optimizer, None, energy.event_shape)
 
     def step(state, batch):
         key, k_loss = jax.random.split(state.key)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, k_loss)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = TrainState(params, opt_state, state.buffer, key, state.step + 1)
-        ok = jnp.isfinite(loss) & all_finite(params)
-        guarded = guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1)
+        guarded, ok = apply_gradients(state, grads, loss, optimizer, state.buffer, key)
         e_pos = energy.with_params(unwrap(state.params)).energy(batch).mean()
         nan = jnp.asarray(jnp.nan, e_pos.dtype)
         metrics = {"loss": loss, "cd_gap": nan, "energy_pos": e_pos, "energy_neg": nan, "energy_noise": nan,

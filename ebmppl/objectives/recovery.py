@@ -21,7 +21,7 @@ import optax
 from ebmppl.buffer import ChainInit, replay_buffer
 from ebmppl.conditional import _run as _complete
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, TrainState, all_finite, guard_non_finite
+from ebmppl.objectives.base import Trainer, all_finite, apply_gradients, buffer_spread, initial_state
 from ebmppl.objectives.cd import cd_loss, kernel_parameters, sample_negatives
 from ebmppl.samplers import Sampler, get_sampler
 
@@ -65,9 +65,7 @@ def recovery_contrastive_divergence(
     kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
 
     def init(key, params):
-        k_buffer, key = jax.random.split(key)
-        return TrainState(params, optimizer.init(params), chain_init.init(k_buffer, energy.event_shape), key,
-                          jnp.zeros((), jnp.int32))
+        return initial_state(key, params, optimizer, chain_init, energy.event_shape)
 
     def step(state, batch):
         x, mask = batch
@@ -80,17 +78,13 @@ def recovery_contrastive_divergence(
         x_neg, acceptance = sample_negatives(energy, sampler, kernel_params, num_mcmc_steps, k_chain, state.params, x0)
         (loss, (e_pos, e_neg)), grads = jax.value_and_grad(
             lambda p: cd_loss(energy, p, x_pos, x_neg, alpha), has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         buffer = chain_init.finish(state.buffer, aux, x_neg)
-        new = TrainState(params, opt_state, buffer, key, state.step + 1)
-        ok = jnp.isfinite(loss) & all_finite(params) & all_finite(x_neg) & all_finite(x_pos)
-        guarded = guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1)
+        guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key, all_finite(x_neg) & all_finite(x_pos))
         nan = jnp.asarray(jnp.nan, loss.dtype)
         metrics = {"loss": loss, "cd_gap": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg,
                    "energy_noise": nan, "grad_norm": optax.tree.norm(grads), "acceptance_rate": acceptance,
                    "reinit_fraction": jnp.asarray(chain_init.reinit_prob, loss.dtype),
-                   "buffer_std": jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else nan,
+                   "buffer_std": buffer_spread(buffer),
                    "finite": ok}
         return guarded, metrics
 
