@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ebmppl._validation import check_examples, check_int
 from ebmppl.checkpoint import load_checkpoint, save_checkpoint
 from ebmppl.energy import Energy
 from ebmppl.objectives import OBJECTIVES, Trainer, TrainState
+from ebmppl.sharding import check_divisible, constrain_leading, leading_axis, replicate, resolve_mesh
 
 __all__ = ["fit", "FitResult", "TrainingDiverged", "CHECKPOINT_NAME"]
 
@@ -108,6 +110,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
     config: dict[str, Any] | None = None,
+    devices: Sequence[jax.Device] | int | str | Mesh | None = None,
     **objective_options: Any,
 ) -> FitResult:
     """Fit the parameters of ``energy`` to ``data`` by maximum likelihood.
@@ -150,6 +153,12 @@ def fit(
         Show a tqdm bar with the latest loss and energies.
     config
         JSON-serialisable description of the run stored in every checkpoint.
+    devices
+        Shard the batch and the negative chains across devices (``"all"``, a
+        count, a list of devices or a one-axis ``Mesh``; see
+        :mod:`ebmppl.sharding`); parameters are replicated and their gradients
+        all-reduced. ``batch_size`` must be a multiple of the device count.
+        Array data only.
     **objective_options
         Passed to the objective builder, e.g. ``sampler="mala"``,
         ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``.
@@ -195,6 +204,11 @@ def fit(
     data_array = _as_data(data, energy)
     if data_array is None and not isinstance(data, Iterable):
         raise TypeError(f"data must be an array (n, *event_shape) or an iterable of batches, got {type(data).__name__}.")
+    mesh = resolve_mesh(devices)
+    if mesh is not None:
+        if data_array is None:
+            raise ValueError("devices= needs array data (n, *event_shape); a batch iterator is not sharded.")
+        check_divisible("batch_size", batch_size, mesh)
     checkpoint_every = -(-checkpoint_every // chunk_size) * chunk_size
     ckpt_path = pathlib.Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
 
@@ -205,6 +219,7 @@ def fit(
         history = {k: [v[: int(state.step)]] for k, v in saved_history.items()}
 
     batches = iter(data) if data_array is None else None
+    state, data_array = replicate(state, mesh), replicate(data_array, mesh)
 
     def save(state):
         save_checkpoint(ckpt_path, state, {"step": int(state.step), "num_steps": num_steps, "config": config or {}},
@@ -217,7 +232,7 @@ def fit(
         n = min(chunk_size, num_steps - int(state.step))
         previous = state
         if batches is None:
-            state, metrics = _run_chunk(trainer, batch_size, n, state, data_array)
+            state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
         else:
             state, metrics = _run_batches(trainer, state, batches, n, energy)
         metrics = jax.tree.map(np.asarray, metrics)
@@ -246,16 +261,18 @@ def fit(
 
 # Module-level jitted programs with the trainer static: a Trainer reused across
 # fit calls (fit(objective=trainer, ...)) compiles once.
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _run_chunk(trainer: Trainer, batch_size: int, num: int, state: TrainState, data: Any):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _run_chunk(trainer: Trainer, batch_size: int, num: int, mesh: Mesh | None, state: TrainState, data: Any):
     def body(state, _):
         # the batch is a function of the state's key: resuming reproduces it exactly
         n = jax.tree.leaves(data)[0].shape[0]
         idx = jax.random.randint(jax.random.fold_in(state.key, 7), (batch_size,), 0, n)
-        state, metrics = trainer.step(state, jax.tree.map(lambda a: a[idx], data))
+        batch = jax.tree.map(lambda a: constrain_leading(a[idx]), data)
+        state, metrics = trainer.step(state, batch)
         return state, {**metrics, "step": state.step}
 
-    return jax.lax.scan(body, state, None, length=num)
+    with leading_axis(mesh):  # objectives shard their negatives while this body is traced
+        return jax.lax.scan(body, state, None, length=num)
 
 
 @functools.partial(jax.jit, static_argnums=0)

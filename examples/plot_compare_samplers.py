@@ -21,7 +21,6 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 from ebmppl import samplers
 from ebmppl.diagnostics import compare, plot_comparison
@@ -56,9 +55,8 @@ print(on_funnel.to_markdown())
 # One page per target: ESS, efficiency, R-hat (top), what the chains did (middle),
 # autocorrelation, accuracy against the truth and time (bottom).
 figure = os.environ.get("EBMPPL_FIGURE", "compare_samplers.png")
-fig = plot_comparison(on_banana)
-fig.savefig(figure, dpi=90)
-plt.close(fig)
-fig = plot_comparison(on_funnel)
-fig.savefig(figure.replace(".png", "_funnel.png"), dpi=90)
-plt.close(fig)
+plot_comparison(on_banana).savefig(figure, dpi=90)
+
+# %%
+# The funnel's page: chains that never reach the neck show up as biased variances.
+plot_comparison(on_funnel).savefig(figure.replace(".png", "_funnel.png"), dpi=90)

@@ -20,6 +20,7 @@ import optax
 
 from ebmppl.buffer import ChainInit, replay_buffer
 from ebmppl.energy import Energy
+from ebmppl.sharding import constrain_leading
 from ebmppl.objectives.base import Trainer, TrainState, all_finite, apply_gradients, buffer_spread, initial_state
 from ebmppl.samplers.base import Sampler
 from ebmppl.samplers.registry import get_sampler
@@ -57,6 +58,7 @@ def sample_negatives(energy: Energy, sampler: Sampler, kernel_params: dict[str, 
     """
     model = energy.with_params(jax.lax.stop_gradient(params))
     logdensity = lambda x: -model.energy_fn(model.params, x) / model.temperature  # noqa: E731
+    x0 = constrain_leading(x0)  # no-op unless fit(devices=...) shards the chains
     keys = jax.random.split(key, x0.shape[0] + 1)
     states = jax.vmap(sampler.init, in_axes=(0, 0, None))(keys[1:], x0, logdensity)
     step_all = jax.vmap(sampler.step, in_axes=(0, 0, None, None))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ebmppl._validation import check_examples, check_int
@@ -16,6 +17,7 @@ from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import warmup
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
 from ebmppl.samplers.registry import get_sampler
+from ebmppl.sharding import check_divisible, replicate, resolve_mesh, shard_leading
 
 __all__ = ["sample", "run_chains", "init_chains", "Samples"]
 
@@ -164,6 +166,7 @@ def sample(
     init: jax.Array | None = None,
     adapt: bool = True,
     progress_bar: bool = True,
+    devices: Sequence[jax.Device] | int | str | Mesh | None = None,
 ) -> Samples:
     """Draw samples from ``p(x) ∝ exp(-E(x)/T)`` with many chains in parallel.
 
@@ -190,6 +193,11 @@ def sample(
         :mod:`ebmppl.samplers.adaptation` for what each sampler gets.
     progress_bar
         Show a tqdm bar over warm-up and sampling.
+    devices
+        Shard the chains across devices: ``"all"``, a number of devices, a
+        list of devices or a one-axis ``Mesh`` (see :mod:`ebmppl.sharding`).
+        ``num_chains`` must be a multiple of the device count. Each chain's
+        random stream is the same whatever the device count.
 
     Returns
     -------
@@ -219,6 +227,8 @@ def sample(
     True
     """
     init = _validate(energy, num_chains, num_samples, num_warmup, thinning, init)
+    mesh = resolve_mesh(devices)
+    check_divisible("num_chains", num_chains, mesh)
     sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler must be a name or an ebmppl.samplers.Sampler, got {type(sampler).__name__}.")
@@ -227,6 +237,8 @@ def sample(
     if init is None:
         init = jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
     params = sampler.default_params(energy.dim)
+    # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
+    init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
 
     def warm(energy, init, params, k_states, k_warm):
         ld = _logdensity(energy)
@@ -239,14 +251,14 @@ def sample(
     def draw_chunk(energy, states, params, key):
         return run_chains(sampler, _logdensity(energy), key, states, params, chunk, thinning)
 
-    warm_c, t_compile_warm = _Compiled.get(("warmup", sampler, num_warmup, adapt), warm, energy, init, params, k_states, k_warm)
+    warm_c, t_compile_warm = _Compiled.get(("warmup", sampler, num_warmup, adapt, mesh), warm, energy, init, params, k_states, k_warm)
     bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup", disable=not progress_bar, leave=False)
     t0 = time.perf_counter()
     states, params = jax.block_until_ready(warm_c(energy, init, params, k_states, k_warm))
     t_warm = time.perf_counter() - t0
     bar.update(num_warmup)
 
-    draw_c, t_compile_draw = _Compiled.get(("draws", sampler, chunk, thinning), draw_chunk, energy, states, params, k_draw)
+    draw_c, t_compile_draw = _Compiled.get(("draws", sampler, chunk, thinning, mesh), draw_chunk, energy, states, params, k_draw)
     bar.set_description(f"{sampler.name} sampling")
     positions, stats = [], []
     chunk_keys = list(jax.block_until_ready(jax.random.split(k_draw, num_chunks)))
