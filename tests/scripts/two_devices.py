@@ -1,0 +1,56 @@
+"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=2: 1 device vs 2 devices, printed as JSON."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ebmppl
+from ebmppl import buffer, samplers
+from ebmppl.nn import MLPEnergy
+from ebmppl.targets import banana
+
+assert len(jax.devices()) == 2, jax.devices()
+out = {}
+net = MLPEnergy(4, (32, 32), base_scale=2.0, key=jax.random.key(0))
+mlp = ebmppl.Energy.from_equinox(net, event_shape=(4,))
+
+
+def draws(energy, sampler, adapt, devices):
+    s = ebmppl.sample(energy, jax.random.key(1), sampler=sampler, num_chains=64, num_warmup=200, num_samples=200,
+                      adapt=adapt, progress_bar=False, devices=devices)
+    return np.asarray(s.positions), {k: float(np.asarray(v)) for k, v in s.params.items() if np.ndim(v) == 0}, s
+
+
+for name, energy in (("banana", banana().energy), ("mlp", mlp)):
+    for sampler in ("mala", "hmc"):
+        one, _, _ = draws(energy, sampler, False, None)
+        two, _, s2 = draws(energy, sampler, False, 2)
+        out[f"{name}-{sampler}-fixed-identical"] = bool(np.array_equal(one, two))
+        out[f"{name}-{sampler}-fixed-max-diff"] = float(np.max(np.abs(one - two)))
+        out[f"{name}-{sampler}-fixed-first-diff"] = float(np.max(np.abs(one[:, :5] - two[:, :5])))
+        out[f"{name}-{sampler}-sharded"] = str(s2.positions.sharding.spec)
+    one, p1, s1 = draws(energy, "mala", True, None)
+    two, p2, s2 = draws(energy, "mala", True, "all")
+    out[f"{name}-adapted-step-rel-diff"] = abs(p1["step_size"] - p2["step_size"]) / p1["step_size"]
+    # means of the two runs as z-scores against the Monte-Carlo error of their difference
+    ess = np.minimum(np.asarray(ebmppl.diagnostics.ess(one)), np.asarray(ebmppl.diagnostics.ess(two)))
+    se = np.sqrt(one.reshape(-1, one.shape[-1]).var(0) / ess * 2)
+    out[f"{name}-adapted-max-z"] = float(np.max(np.abs(one.mean((0, 1)) - two.mean((0, 1))) / se))
+
+x = jax.random.normal(jax.random.key(2), (1024, 4)) * 0.7 + 1.0
+results = []
+for devices in (None, "all"):
+    r = ebmppl.fit(mlp, x, key=jax.random.key(3), num_steps=100, batch_size=64, progress_bar=False,
+                   optimizer=optax.adam(1e-3, b1=0.0), sampler=samplers.langevin(step_size=0.01, noise_scale=0.1),
+                   chain_init=buffer.replay_buffer(512), num_mcmc_steps=10, chunk_size=50, devices=devices)
+    results.append(r)
+diffs = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(results[0].state.params),
+                                                     jax.tree.leaves(results[1].state.params), strict=True)]
+scales = [float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(results[0].state.params)]
+out["fit-max-param-diff"] = max(diffs)
+out["fit-max-param-scale"] = max(scales)
+out["fit-loss-max-diff"] = float(np.max(np.abs(results[0].history["loss"] - results[1].history["loss"])))
+print("RESULT " + json.dumps(out))
