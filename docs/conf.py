@@ -19,6 +19,8 @@ import warnings
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Two CPU devices, so that the sharding example shows sharding (must precede the first JAX import).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 # The examples also save their figure to a file for people running them by hand; keep that out of the tree.
 os.environ.setdefault("EBMPPL_FIGURE", os.path.join(tempfile.mkdtemp(prefix="ebmppl-docs-"), "figure.png"))
 # ArviZ 0.23 announces its 1.x refactor on import; that notice is not a problem with our docs.
@@ -38,6 +40,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served with the site: math renders offline too
     "sphinx.ext.viewcode",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
@@ -55,6 +58,7 @@ autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
+napoleon_use_ivar = True  # NamedTuple fields are documented by autodoc already
 napoleon_custom_sections = [("Notes", "notes_style")]
 suppress_warnings = ["config.cache"]
 nitpicky = False
@@ -84,4 +88,6 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 html_sidebars = {"**": ["sidebar-nav-bs"]}
+# An empty default makes the theme's script log "invalid theme mode" before the first toggle.
+html_context = {"default_mode": "auto"}
 html_show_sourcelink = False

@@ -123,7 +123,7 @@ def mixture(energies: Sequence[Energy], weights: Sequence[float] | None = None) 
 
 
 def negation(energy: Energy, negated: Energy, weight: float = 1.0) -> Energy:
-    """``E = E_1/T_1 - w E_2/T_2``: likely under the first and *un*likely under the second.
+    """``E = E_1/T_1 - w E_2/T_2``: likely under the first and *unlikely* under the second.
 
     The result may not be normalisable (``w`` large, or ``E_2`` growing faster
     than ``E_1``); keep ``w`` below the ratio of their growth rates.

@@ -6,14 +6,14 @@ parameters, the event shape of ``x`` and a temperature ``T`` and defines the
 unnormalised density ``p(x) ∝ exp(-E(x) / T)``. It exposes every sign
 convention a caller may need, so nobody ever flips a sign by hand:
 
-==================  =====================  ===============================
-method              value                  convention of
-==================  =====================  ===============================
-``energy(x)``       ``E(x)`` (batched)     energy-based modelling
-``logdensity(x)``   ``-E(x) / T``          BlackJAX ``logdensity_fn``
-``potential(x)``    ``E(x) / T``           NumPyro ``potential_fn``
-``score(x)``        ``∇ₓ log p = -∇E / T``  Langevin dynamics
-==================  =====================  ===============================
+==================  ========================  ===============================
+method              value                     convention of
+==================  ========================  ===============================
+``energy(x)``       ``E(x)`` (batched)        energy-based modelling
+``logdensity(x)``   ``-E(x) / T``             BlackJAX ``logdensity_fn``
+``potential(x)``    ``E(x) / T``              NumPyro ``potential_fn``
+``score(x)``        ``∇ₓ log p = -∇E / T``    Langevin dynamics
+==================  ========================  ===============================
 """
 
 from __future__ import annotations
