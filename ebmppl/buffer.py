@@ -57,7 +57,16 @@ def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> NoiseFn:
 
 
 class BufferState(NamedTuple):
-    """Persistent negatives: ``samples`` ``(capacity, *event_shape)``; empty for non-persistent strategies."""
+    """Persistent negatives: ``samples`` ``(capacity, *event_shape)``; empty for non-persistent strategies.
+
+    Examples
+    --------
+    >>> state = replay_buffer(100).init(jax.random.key(0), (2,))
+    >>> state.samples.shape
+    (100, 2)
+    >>> cd_k().init(jax.random.key(0), (2,)).samples.shape
+    (0, 2)
+    """
 
     samples: jax.Array
 
@@ -81,6 +90,17 @@ class ChainInit(NamedTuple):
     noise
         The noise distribution (``None`` for CD-k); training reports the energy
         of fresh noise as a health signal.
+
+    Examples
+    --------
+    One training step's use of a strategy: start chains, run them, store them.
+
+    >>> strategy = replay_buffer(capacity=8, reinit_prob=0.5)
+    >>> buf = strategy.init(jax.random.key(0), (2,))
+    >>> x0, aux = strategy.start(jax.random.key(1), buf, jnp.zeros((4, 2)))
+    >>> buf = strategy.finish(buf, aux, x0 + 1.0)   # pretend the chains moved by one
+    >>> strategy.name, x0.shape, buf.samples.shape
+    ('replay_buffer', (4, 2), (8, 2))
     """
 
     name: str

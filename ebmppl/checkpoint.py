@@ -28,7 +28,16 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated, corrupted, of another format, or does not fit the model."""
+    """A checkpoint is missing, truncated, corrupted, of another format, or does not fit the model.
+
+    Examples
+    --------
+    >>> try:
+    ...     load_checkpoint("no/such/checkpoint.ebm", {"w": jnp.zeros(2)})
+    ... except CheckpointError as err:
+    ...     print(err)
+    no checkpoint at no/such/checkpoint.ebm.
+    """
 
 
 def _is_key(x: Any) -> bool:
@@ -140,6 +149,19 @@ def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool
         Missing, truncated or corrupted file; other format version; or leaves
         whose number, shapes or dtypes differ from ``template`` (a differently
         shaped model or other options).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.ebm"
+    >>> _ = save_checkpoint(path, {"w": jnp.arange(3.0)}, {"step": 7})
+    >>> state, meta = load_checkpoint(path, {"w": jnp.zeros(3)})
+    >>> state["w"].tolist(), meta["step"]
+    ([0.0, 1.0, 2.0], 7)
+    >>> load_checkpoint(path, {"w": jnp.zeros(4)})
+    Traceback (most recent call last):
+    ...
+    ebmppl.checkpoint.CheckpointError: ...: array 0 is float32[3] but the model expects float32[4]: ...
     """
     path = pathlib.Path(path)
     if not path.is_file():

@@ -148,7 +148,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``ebmppl`` command."""
+    """Entry point of the ``ebmppl`` command: returns the exit status (user errors exit 2 with one line).
+
+    Examples
+    --------
+    >>> import contextlib, io, tempfile
+    >>> with contextlib.redirect_stdout(io.StringIO()) as printed:
+    ...     status = main(["sample", "--target", "gaussian", "--sampler", "mala", "--warmup", "100",
+    ...                    "--samples", "100", "--out", tempfile.mkdtemp()])
+    >>> status, "R-hat max" in printed.getvalue()
+    (0, True)
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command in ("sample", "compare"):

@@ -191,7 +191,14 @@ class Energy(eqx.Module):
 
     # ------------------------------------------------------------ conventions
     def energy(self, x: jax.Array) -> jax.Array:
-        """``E(x)``, batched over any leading axes of ``x`` (shape ``x.shape[:-len(event_shape)]``)."""
+        """``E(x)``, batched over any leading axes of ``x`` (shape ``x.shape[:-len(event_shape)]``).
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> e.energy(jnp.zeros((3, 4, 2))).shape, float(e.energy(jnp.zeros(2)))
+        ((3, 4), 1.0)
+        """
         return self._batched(lambda xi: self.energy_fn(self.params, xi), x)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -199,25 +206,60 @@ class Energy(eqx.Module):
         return self.energy(x)
 
     def logdensity(self, x: jax.Array) -> jax.Array:
-        """Unnormalised log-density ``-E(x) / T``: BlackJAX's ``logdensity_fn`` convention."""
+        """Unnormalised log-density ``-E(x) / T``: BlackJAX's ``logdensity_fn`` convention.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.logdensity(jnp.zeros(2)))
+        -0.5
+        """
         return -self.energy(x) / self.temperature
 
     def potential(self, x: jax.Array) -> jax.Array:
-        """Potential ``E(x) / T`` (``= -log p + const``): NumPyro's ``potential_fn`` convention."""
+        """Potential ``E(x) / T`` (``= -log p + const``): NumPyro's ``potential_fn`` convention.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.potential(jnp.zeros(2)))
+        0.5
+        """
         return self.energy(x) / self.temperature
 
     def score(self, x: jax.Array) -> jax.Array:
-        """Score ``∇ₓ log p(x) = -∇ₓ E(x) / T``, batched like :meth:`energy`."""
+        """Score ``∇ₓ log p(x) = -∇ₓ E(x) / T``, batched like :meth:`energy`.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> e.score(jnp.zeros((1, 2))).tolist()
+        [[0.5, 0.5]]
+        """
         grad = jax.grad(lambda xi: -self.energy_fn(self.params, xi) / self.temperature)
         return self._batched(grad, x)
 
     # ---------------------------------------------------------------- updates
     def with_params(self, params: Any) -> Energy:
-        """The same energy with other parameters (no re-validation; jit-safe)."""
+        """The same energy with other parameters (no re-validation; jit-safe).
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.with_params(jnp.zeros(2)).energy(jnp.zeros(2)))
+        0.0
+        """
         return eqx.tree_at(lambda e: e.params, self, params, is_leaf=lambda v: v is None)
 
     def with_temperature(self, temperature: float | jax.Array) -> Energy:
-        """The same energy at another temperature ``T`` (the density becomes ``exp(-E/T)``)."""
+        """The same energy at another temperature ``T`` (the density becomes ``exp(-E/T)``).
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.with_temperature(0.5).logdensity(jnp.zeros(2)))
+        -2.0
+        """
         if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         return eqx.tree_at(lambda e: e.temperature, self, temperature)

@@ -37,7 +37,20 @@ Callback = Callable[[int, TrainState, dict[str, np.ndarray]], Any]
 
 
 class TrainingDiverged(FloatingPointError):
-    """Training produced a non-finite loss, gradient, negative sample or parameter."""
+    """Training produced a non-finite loss, gradient, negative sample or parameter.
+
+    The message says which quantity went non-finite first and what to change.
+
+    Examples
+    --------
+    >>> e = Energy(lambda p, x: -p * jnp.sum(x**2), jnp.ones(()), event_shape=(2,))  # not normalisable
+    >>> try:
+    ...     fit(e, jnp.zeros((64, 2)), key=jax.random.key(0), num_steps=200, progress_bar=False,
+    ...         sampler_params={"step_size": 1.0, "noise_scale": 0.1})
+    ... except TrainingDiverged as err:
+    ...     print(type(err).__name__, "|", str(err).split(";")[0][:40])
+    TrainingDiverged | ...
+    """
 
 
 @dataclasses.dataclass
@@ -55,6 +68,14 @@ class FitResult:
         resumed run included when the checkpoint carried them).
     seconds
         Wall-clock training time of this call, compile time included.
+
+    Examples
+    --------
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> result = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=20, chunk_size=10, progress_bar=False,
+    ...              sampler_params={"step_size": 0.05, "noise_scale": 0.3})
+    >>> int(result.state.step), result.history["loss"].shape, "energy_pos" in result.history
+    (20, (20,), True)
     """
 
     energy: Energy

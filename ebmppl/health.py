@@ -30,7 +30,21 @@ __all__ = ["TrainingHealth", "HealthWarning"]
 
 
 class HealthWarning(UserWarning):
-    """Training looks unhealthy; the message says what to change."""
+    """Training looks unhealthy; the message says what to change.
+
+    Examples
+    --------
+    Turn the warnings into errors in a strict run:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", HealthWarning)
+    ...     try:
+    ...         warnings.warn("negatives are far colder than the data", HealthWarning)
+    ...     except HealthWarning as err:
+    ...         print(err)
+    negatives are far colder than the data
+    """
 
 
 @dataclasses.dataclass
@@ -167,6 +181,18 @@ class TrainingHealth:
         Returns
         -------
         matplotlib.figure.Figure
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> from ebmppl import Energy, fit
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+        >>> health = TrainingHealth(e, probe=16, window=4, emit=False)
+        >>> _ = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=40, chunk_size=10, progress_bar=False,
+        ...         callbacks=[health], sampler_params={"step_size": 0.05, "noise_scale": 0.3})
+        >>> fig = health.plot()
+        >>> len(fig.axes)
+        4
         """
         import matplotlib.pyplot as plt
 

@@ -39,6 +39,13 @@ class JointEnergy(NamedTuple):
         ``logits(params, x) -> (num_classes,)`` for one example.
     num_classes
         Number of classes.
+
+    Examples
+    --------
+    >>> import equinox as eqx
+    >>> joint = joint_energy(eqx.nn.Linear(2, 3, key=jax.random.key(0)), event_shape=(2,))
+    >>> joint.num_classes, joint.energy(jnp.zeros((5, 2))).shape
+    (3, (5,))
     """
 
     energy: Energy
@@ -46,11 +53,30 @@ class JointEnergy(NamedTuple):
     num_classes: int
 
     def predict(self, params: Any, x: jax.Array) -> jax.Array:
-        """Class probabilities ``p(y | x)`` for a batch ``(n, *event_shape)``."""
+        """Class probabilities ``p(y | x)`` for a batch ``(n, *event_shape)``.
+
+        Examples
+        --------
+        >>> import equinox as eqx
+        >>> joint = joint_energy(eqx.nn.Linear(2, 3, key=jax.random.key(0)), event_shape=(2,))
+        >>> probs = joint.predict(joint.energy.params, jnp.ones((4, 2)))
+        >>> probs.shape, bool(jnp.allclose(probs.sum(-1), 1.0))
+        ((4, 3), True)
+        """
         return jax.nn.softmax(jax.vmap(lambda xi: self.logits(params, xi))(x), axis=-1)
 
     def conditional(self, params: Any, y: int) -> Energy:
-        """The class-conditional energy ``E(x, y) = -f(x)[y]`` as an :class:`~ebmppl.Energy` over x."""
+        """The class-conditional energy ``E(x, y) = -f(x)[y]`` as an :class:`~ebmppl.Energy` over x.
+
+        Examples
+        --------
+        >>> import equinox as eqx
+        >>> joint = joint_energy(eqx.nn.Linear(2, 3, key=jax.random.key(0)), event_shape=(2,))
+        >>> e1 = joint.conditional(joint.energy.params, 1)
+        >>> x = jnp.ones((1, 2))
+        >>> bool(jnp.allclose(e1.energy(x), -joint.logits(joint.energy.params, x[0])[1]))
+        True
+        """
         if not 0 <= int(y) < self.num_classes:
             raise ValueError(f"y must be in [0, {self.num_classes}), got {y!r}.")
         return Energy(_ClassEnergy(self.logits, int(y)), params, event_shape=self.energy.event_shape)

@@ -50,6 +50,13 @@ class LogZEstimate(NamedTuple):
         ``"ais"``, ``"ais-reverse"``, ``"importance"`` or ``"grid"``.
     num_chains
         Number of weights (chains) behind the estimate.
+
+    Examples
+    --------
+    >>> from ebmppl.targets import gaussian
+    >>> est = log_partition(gaussian([0.0], [[1.0]]).energy, method="grid", limits=(-10, 10))
+    >>> est.method, round(est.log_z, 4)   # log √(2π)
+    ('grid', 0.9189)
     """
 
     log_z: float

@@ -101,9 +101,29 @@ class EnergyDistribution(dist.Distribution):
         return constraints.independent(constraints.real, len(self.energy.event_shape))
 
     def log_prob(self, value: jax.Array) -> jax.Array:
+        """``-E(value)/T`` (no ``-log Z``), batched over leading axes.
+
+        Examples
+        --------
+        >>> from ebmppl import Energy
+        >>> d = EnergyDistribution(Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,)))
+        >>> d.log_prob(jnp.ones((3, 2))).tolist()
+        [-1.0, -1.0, -1.0]
+        """
         return self.energy.logdensity(value)
 
     def sample(self, key, sample_shape=()):
+        """Not available: an energy has no direct sampler (raises ``NotImplementedError`` with the alternative).
+
+        Examples
+        --------
+        >>> from ebmppl import Energy
+        >>> d = EnergyDistribution(Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,)))
+        >>> d.sample(jax.random.key(0))
+        Traceback (most recent call last):
+        ...
+        NotImplementedError: An energy-based distribution has no direct sampler. ...
+        """
         raise NotImplementedError(
             "An energy-based distribution has no direct sampler. Use it as a prior inside a model "
             "run by NUTS/HMC, or draw from it with ebmppl.sample(energy, key, ...)."
@@ -147,6 +167,15 @@ class ModelEnergy(NamedTuple):
     postprocess
         Flat draws ``(..., d)`` -> dict of *constrained* site values with the
         same leading axes (deterministic sites included).
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    >>> me = model_energy(model, jax.random.key(0))
+    >>> me.energy.event_shape, round(float(me.postprocess(jnp.zeros((1,)))["scale"]), 3)   # exp(0)
+    ((1,), 1.0)
     """
 
     energy: Energy

@@ -44,7 +44,14 @@ DATASETS = sorted(TOY_DENSITIES) + ["digits"]
 
 @dataclasses.dataclass
 class FitConfig:
-    """Options of a training run; ``None`` means the dataset's default (see :func:`FitConfig.resolved`)."""
+    """Options of a training run; ``None`` means the dataset's default (see :func:`FitConfig.resolved`).
+
+    Examples
+    --------
+    >>> cfg = FitConfig(dataset="eight_gaussians", steps=100).resolved()
+    >>> cfg.dataset, cfg.steps, cfg.widths
+    ('eight_gaussians', 100, (128, 128, 128))
+    """
 
     dataset: str = "two_moons"
     widths: tuple[int, ...] | None = None
@@ -139,6 +146,15 @@ def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
         ``run_dir`` has no ``config.json``.
     CheckpointError
         The checkpoint is missing, damaged, or does not match the config.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = fit_run(FitConfig(steps=20, out=out), progress_bar=False)
+    >>> energy, cfg = load_run_energy(out)
+    >>> energy.event_shape, cfg.steps
+    ((2,), 20)
     """
     from ebmppl.checkpoint import load_checkpoint
 
@@ -165,7 +181,16 @@ def _state_template(cfg: FitConfig, energy: Energy):
 def compare_run(target: str | None, sampler_names: list[str], *, out: str, chains: int = 4, warmup: int = 1000,
                 samples: int = 1000, seed: int = 0, checkpoint: str | None = None,
                 progress_bar: bool = True) -> Any:
-    """Compare samplers on a built-in target or a trained run and write table, figures and a page to ``out``."""
+    """Compare samplers on a built-in target or a trained run and write table, figures and a page to ``out``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> result = compare_run("gaussian", ["mala"], out=out, warmup=100, samples=100, progress_bar=False)
+    >>> sorted(f for f in os.listdir(out) if f.endswith((".csv", ".html")))
+    ['comparison.csv', 'report.html']
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,6 +267,18 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     ------
     FileExistsError
         ``cfg.out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> evaluation = fit_run(FitConfig(steps=20, out=out), progress_bar=False)
+    >>> evaluation["steps"], "test_log_likelihood" in evaluation
+    (20, True)
+    >>> fit_run(FitConfig(steps=20, out=out), progress_bar=False)
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... already holds a run; pass --resume to continue it or --overwrite to replace it.
     """
     cfg = cfg.resolved()
     run = pathlib.Path(cfg.out)

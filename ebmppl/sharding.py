@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "resolve_mesh", "shard_leading", "replicate", "constrain_leading", "leading_axis"]
+__all__ = ["AXIS", "check_divisible", "constrain_leading", "leading_axis", "replicate", "resolve_mesh", "shard_leading"]
 
 AXIS = "shard"
 _ACTIVE: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar("ebmppl_shard_mesh", default=None)
@@ -77,7 +77,13 @@ def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None) -> Mes
 
 
 def check_divisible(name: str, size: int, mesh: Mesh | None) -> None:
-    """Raise if ``size`` (a chain or batch count) cannot be split evenly over the mesh."""
+    """Raise if ``size`` (a chain or batch count) cannot be split evenly over the mesh.
+
+    Examples
+    --------
+    >>> check_divisible("num_chains", 8, resolve_mesh(1))   # one device: anything goes
+    >>> check_divisible("num_chains", 3, None)
+    """
     if mesh is not None and size % mesh.size:
         raise ValueError(f"{name}={size} must be a multiple of the number of devices ({mesh.size}) to shard it; "
                          f"use {(-(-size // mesh.size)) * mesh.size}.")
@@ -125,6 +131,14 @@ def leading_axis(mesh: Mesh | None) -> Iterator[None]:
     The training driver enters it around the traced body of a step, so the
     objectives mark their batch and negatives as sharded without taking a mesh
     argument themselves.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> with leading_axis(resolve_mesh("all")):
+    ...     y = jax.jit(lambda x: constrain_leading(x) * 2)(jnp.ones((4, 2)))
+    >>> y.shape
+    (4, 2)
     """
     token = _ACTIVE.set(mesh)
     try:

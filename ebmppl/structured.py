@@ -72,7 +72,14 @@ def argmin_continuous(
 
 
 def candidate_energies(energy_fn: EnergyXY, params: Any, x: jax.Array, candidates: jax.Array) -> jax.Array:
-    """Energies ``(n, K)`` of every candidate answer ``candidates[k]`` for every input ``x[i]``."""
+    """Energies ``(n, K)`` of every candidate answer ``candidates[k]`` for every input ``x[i]``.
+
+    Examples
+    --------
+    >>> energy = lambda p, x, y: jnp.sum((x - y) ** 2)
+    >>> candidate_energies(energy, None, jnp.array([[0.0], [1.0]]), jnp.array([[0.0], [1.0], [2.0]])).tolist()
+    [[0.0, 1.0, 4.0], [1.0, 0.0, 1.0]]
+    """
     return jax.vmap(lambda xi: jax.vmap(lambda yk: energy_fn(params, xi, yk))(candidates))(x)
 
 

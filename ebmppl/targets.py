@@ -50,6 +50,12 @@ class Target:
         Exact first and second moments (``None`` where none exist).
     sample
         ``sample(key, n) -> (n, *event_shape)`` exact draws, or ``None``.
+
+    Examples
+    --------
+    >>> t = gaussian([1.0, 2.0], [[4.0, 0.0], [0.0, 1.0]])
+    >>> t.name, t.std.tolist(), round(t.log_z, 4)   # log(2π · 2)
+    ('gaussian', [2.0, 1.0], 2.531)
     """
 
     name: str

@@ -23,7 +23,6 @@ import sys
 if "jax" not in sys.modules:  # run as a script: make two CPU devices (the docs build sets this too)
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-import time
 
 import jax
 import matplotlib

@@ -43,6 +43,13 @@ class ToyDensity:
     limits
         ``(xmin, xmax, ymin, ymax)``: a box holding all but a negligible
         fraction of the mass (used for plots and grid quadrature).
+
+    Examples
+    --------
+    >>> moons = two_moons()
+    >>> x = moons.sample(jax.random.key(0), 1000)
+    >>> moons.name, x.shape, bool(jnp.isfinite(moons.log_prob(x)).all())
+    ('two_moons', (1000, 2), True)
     """
 
     name: str

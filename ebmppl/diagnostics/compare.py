@@ -44,6 +44,15 @@ class Comparison:
         The :class:`~ebmppl.Samples` of every sampler (``None`` where it failed).
     energy
         The energy that was sampled.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl.targets import gaussian
+    >>> result = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), ["mala"], key=jax.random.key(0),
+    ...                  num_warmup=200, num_samples=200, progress_bar=False)
+    >>> result.name, list(result.table["sampler"]), result.samples["mala"].positions.shape
+    ('gaussian', ['mala'], (4, 200, 2))
     """
 
     name: str
@@ -52,7 +61,17 @@ class Comparison:
     energy: Energy
 
     def to_markdown(self, digits: int = 3) -> str:
-        """The table as GitHub-flavoured Markdown; non-converged rows are marked in bold."""
+        """The table as GitHub-flavoured Markdown; non-converged rows are marked in bold.
+
+        Examples
+        --------
+        >>> import jax
+        >>> from ebmppl.targets import gaussian
+        >>> result = compare(gaussian([0.0], [[1.0]]), ["mala"], key=jax.random.key(0), num_warmup=100,
+        ...                  num_samples=100, progress_bar=False)
+        >>> result.to_markdown().splitlines()[0].startswith("| sampler")
+        True
+        """
         cols = list(self.table.columns)
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         for _, row in self.table.iterrows():

@@ -30,6 +30,12 @@ class TrainState(NamedTuple):
         PRNG key; every step splits it, so a resumed run draws the same noise.
     step
         Number of completed steps.
+
+    Examples
+    --------
+    >>> state = initial_state(jax.random.key(0), jnp.zeros(2), optax.sgd(0.1), None, (2,))
+    >>> int(state.step), state.buffer.samples.shape
+    (0, (0, 2))
     """
 
     params: Any
@@ -55,6 +61,19 @@ class Trainer(NamedTuple):
     energy_params
         ``energy_params(state.params)``: the energy's parameters within the
         trained ones (identity, except NCE, which also learns ``log_c``).
+
+    Examples
+    --------
+    The driver's view of any objective: ``init`` once, then ``step`` per batch.
+
+    >>> from ebmppl import Energy
+    >>> from ebmppl.objectives import denoising_score_matching
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> trainer = denoising_score_matching(e, optax.adam(0.1), sigma=0.1)
+    >>> state = trainer.init(jax.random.key(0), e.params)
+    >>> state, metrics = jax.jit(trainer.step)(state, jnp.ones((32, 2)))
+    >>> trainer.name, int(state.step), bool(metrics["finite"])
+    ('dsm', 1, True)
     """
 
     name: str
@@ -64,19 +83,41 @@ class Trainer(NamedTuple):
 
 
 def all_finite(tree: Any) -> jax.Array:
-    """True when every floating leaf of ``tree`` is finite."""
+    """True when every floating leaf of ``tree`` is finite.
+
+    Examples
+    --------
+    >>> bool(all_finite({"w": jnp.ones(2), "n": jnp.arange(3)})), bool(all_finite([jnp.array([1.0, jnp.nan])]))
+    (True, False)
+    """
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def guard_non_finite(old: TrainState, new: TrainState, ok: jax.Array) -> TrainState:
-    """Keep ``old`` (but advance nothing) where ``ok`` is False: nothing continues on NaN."""
+    """Keep ``old`` (but advance nothing) where ``ok`` is False: nothing continues on NaN.
+
+    Examples
+    --------
+    >>> old = initial_state(jax.random.key(0), jnp.zeros(2), optax.sgd(0.1), None, (2,))
+    >>> new = old._replace(params=jnp.full(2, jnp.nan))
+    >>> guard_non_finite(old, new, jnp.asarray(False)).params.tolist()
+    [0.0, 0.0]
+    """
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def initial_state(key: jax.Array, params: Any, optimizer: optax.GradientTransformation,
                   chain_init: Any | None, event_shape: tuple[int, ...]) -> TrainState:
-    """A fresh :class:`TrainState`; ``chain_init`` (a ChainInit, or None for no buffer) fills the buffer."""
+    """A fresh :class:`TrainState`; ``chain_init`` (a ChainInit, or None for no buffer) fills the buffer.
+
+    Examples
+    --------
+    >>> from ebmppl.buffer import replay_buffer
+    >>> state = initial_state(jax.random.key(0), {"w": jnp.zeros(3)}, optax.adam(1e-3), replay_buffer(50), (3,))
+    >>> state.buffer.samples.shape, int(state.step)
+    ((50, 3), 0)
+    """
     if chain_init is None:
         buffer = BufferState(jnp.zeros((0, *event_shape)))
     else:
@@ -92,6 +133,17 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, optimizer: o
     When the loss, the new parameters (or ``finite``, e.g. the negatives) are
     not finite, the previous state is kept, but key and step move on so the
     driver sees where it failed.
+
+    Examples
+    --------
+    >>> opt = optax.sgd(0.5)
+    >>> state = initial_state(jax.random.key(0), jnp.ones(2), opt, None, (2,))
+    >>> state, ok = apply_gradients(state, jnp.ones(2), jnp.asarray(1.0), opt, state.buffer, state.key)
+    >>> state.params.tolist(), bool(ok)
+    ([0.5, 0.5], True)
+    >>> state, ok = apply_gradients(state, jnp.ones(2), jnp.asarray(jnp.nan), opt, state.buffer, state.key)
+    >>> state.params.tolist(), bool(ok), int(state.step)
+    ([0.5, 0.5], False, 2)
     """
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -101,5 +153,11 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, optimizer: o
 
 
 def buffer_spread(buffer: BufferState) -> jax.Array:
-    """Mean per-coordinate standard deviation of the persistent negatives (nan without a buffer)."""
+    """Mean per-coordinate standard deviation of the persistent negatives (nan without a buffer).
+
+    Examples
+    --------
+    >>> float(buffer_spread(BufferState(jnp.array([[0.0, 0.0], [2.0, 4.0]]))))
+    1.5
+    """
     return jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else jnp.asarray(jnp.nan)

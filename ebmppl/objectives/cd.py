@@ -55,6 +55,16 @@ def sample_negatives(energy: Energy, sampler: Sampler, kernel_params: dict[str, 
 
     The sampler state is initialised from the positions under ``params``, so
     no cached log-density or gradient from an older θ is ever used.
+
+    Examples
+    --------
+    >>> from ebmppl import Energy, samplers
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> s = samplers.mala(step_size=0.5)
+    >>> x, acc = sample_negatives(e, s, kernel_parameters(s, 2, None), 10, jax.random.key(0), e.params,
+    ...                           jnp.full((64, 2), 3.0))
+    >>> x.shape, bool(jnp.abs(x.mean()) < 1.0), 0.0 < float(acc) <= 1.0
+    ((64, 2), True, True)
     """
     model = energy.with_params(jax.lax.stop_gradient(params))
     logdensity = lambda x: -model.energy_fn(model.params, x) / model.temperature  # noqa: E731
@@ -72,7 +82,19 @@ def sample_negatives(energy: Energy, sampler: Sampler, kernel_params: dict[str, 
 
 
 def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | None) -> dict[str, jax.Array]:
-    """The sampler's default kernel parameters with ``overrides``, validated."""
+    """The sampler's default kernel parameters with ``overrides``, validated.
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> p = kernel_parameters(samplers.mala(), 2, {"step_size": 0.2})
+    >>> round(float(p["step_size"]), 3)
+    0.2
+    >>> kernel_parameters(samplers.mala(), 2, {"step_size": -1.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: sampler_params['step_size'] must be > 0, got -1.0.
+    """
     params = {**sampler.default_params(dim), **(overrides or {})}
     params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
     for name, value in params.items():

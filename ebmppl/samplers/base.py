@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp  # noqa: F401  (used by the docstring examples)
 
 __all__ = ["Sampler", "StepStats", "LogDensityFn"]
 
@@ -33,6 +34,15 @@ class StepStats(NamedTuple):
         Gradient evaluations spent on the transition.
     logdensity
         ``-E(x)/T`` at the new position.
+
+    Examples
+    --------
+    >>> from ebmppl.samplers import mala
+    >>> s = mala(step_size=0.5)
+    >>> ld = lambda x: -0.5 * jnp.sum(x**2)
+    >>> state, stats = s.step(jax.random.key(1), s.init(jax.random.key(0), jnp.zeros(2), ld), ld, s.default_params(2))
+    >>> int(stats.num_grad_evals), 0.0 <= float(stats.acceptance_rate) <= 1.0
+    (1, True)
     """
 
     acceptance_rate: jax.Array
@@ -70,6 +80,19 @@ class Sampler(NamedTuple):
         ``"mclmc"`` (BlackJAX's MCLMC tuner) or ``"none"`` (user-set step size).
     target_acceptance
         Acceptance rate the step-size adaptation aims for.
+
+    Examples
+    --------
+    One chain by hand (``ebmppl.sample`` does this for many chains, compiled):
+
+    >>> from ebmppl.samplers import hmc
+    >>> s = hmc(num_integration_steps=10)
+    >>> ld = lambda x: -0.5 * jnp.sum(x**2)
+    >>> state = s.init(jax.random.key(0), jnp.ones(3), ld)
+    >>> for k in jax.random.split(jax.random.key(1), 5):
+    ...     state, stats = s.step(k, state, ld, s.default_params(3))
+    >>> s.name, s.exact, s.adaptation, s.position(state).shape
+    ('hmc', True, 'window', (3,))
     """
 
     name: str

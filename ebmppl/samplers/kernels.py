@@ -55,7 +55,14 @@ def _identity_metric(dim: int, dense: bool) -> jax.Array:
 
 
 class GradientState(NamedTuple):
-    """Position with its cached log-density and gradient (same layout as BlackJAX's ``HMCState``)."""
+    """Position with its cached log-density and gradient (same layout as BlackJAX's ``HMCState``).
+
+    Examples
+    --------
+    >>> state = mala().init(jax.random.key(0), jnp.ones(2), lambda x: -0.5 * jnp.sum(x**2))
+    >>> float(state.logdensity), state.logdensity_grad.tolist()
+    (-1.0, [-1.0, -1.0])
+    """
 
     position: Any
     logdensity: jax.Array
@@ -313,7 +320,13 @@ def mclmc(step_size: float = 0.5, L: float = 1.0) -> Sampler:
 # ------------------------------------------------------------ Langevin family
 class PositionState(NamedTuple):
     """State of the unadjusted samplers: the position only. Nothing is cached,
-    so nothing can go stale when θ changes."""
+    so nothing can go stale when θ changes.
+
+    Examples
+    --------
+    >>> ula(step_size=0.1).init(jax.random.key(0), jnp.ones(2), lambda x: -jnp.sum(x**2))
+    PositionState(position=Array([1., 1.], dtype=float32))
+    """
 
     position: Any
 

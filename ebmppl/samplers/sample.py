@@ -43,6 +43,14 @@ class Samples(NamedTuple):
     timings
         Seconds: ``compile`` (warm-up and sampling programs), ``warmup`` and
         ``sampling`` (run time only, compile excluded).
+
+    Examples
+    --------
+    >>> from ebmppl.targets import gaussian
+    >>> out = sample(gaussian([0.0], [[1.0]]).energy, jax.random.key(0), sampler="mala", num_chains=2,
+    ...              num_warmup=100, num_samples=50, progress_bar=False)
+    >>> out.positions.shape, out.stats.acceptance_rate.shape, out.sampler, sorted(out.timings)
+    ((2, 50, 1), (2, 50), 'mala', ['compile', 'sampling', 'warmup'])
     """
 
     positions: jax.Array
@@ -53,7 +61,17 @@ class Samples(NamedTuple):
     timings: dict[str, float]
 
     def to_arviz(self, var_name: str = "x"):
-        """Convert to ArviZ ``InferenceData`` (see :func:`ebmppl.diagnostics.to_inference_data`)."""
+        """Convert to ArviZ ``InferenceData`` (see :func:`ebmppl.diagnostics.to_inference_data`).
+
+        Examples
+        --------
+        >>> from ebmppl.targets import gaussian
+        >>> out = sample(gaussian([0.0], [[1.0]]).energy, jax.random.key(0), sampler="mala", num_chains=2,
+        ...              num_warmup=100, num_samples=50, progress_bar=False)
+        >>> idata = out.to_arviz()
+        >>> idata.posterior["x"].shape
+        (2, 50, 1)
+        """
         from ebmppl.diagnostics import to_inference_data
 
         return to_inference_data(self, var_name=var_name)
@@ -64,7 +82,15 @@ def _logdensity(energy: Energy) -> LogDensityFn:
 
 
 def init_chains(sampler: Sampler, logdensity_fn: LogDensityFn, key: jax.Array, positions: jax.Array) -> Any:
-    """Initialise one sampler state per row of ``positions`` (leading chain axis)."""
+    """Initialise one sampler state per row of ``positions`` (leading chain axis).
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> states = init_chains(samplers.mala(), lambda x: -jnp.sum(x**2), jax.random.key(0), jnp.ones((5, 2)))
+    >>> states.position.shape, states.logdensity.tolist()
+    ((5, 2), [-2.0, -2.0, -2.0, -2.0, -2.0])
+    """
     keys = jax.random.split(key, positions.shape[0])
     return jax.vmap(sampler.init, in_axes=(0, 0, None))(keys, positions, logdensity_fn)
 
