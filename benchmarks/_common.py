@@ -1,0 +1,84 @@
+"""Shared helpers of the benchmark scripts: interleaved timing, matmul peak, memory, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def interleaved(runs: dict[str, Callable[[int], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, called in turn ``repeats`` times (after one untimed warm call each).
+
+    Interleaving spreads any drift of the machine (frequency, other load) over
+    all contenders instead of charging it to one.
+    """
+    for fn in runs.values():
+        fn(0)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn(r + 1)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) for name, v in times.items()}
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Best float32 GEMM throughput of this machine through XLA (GFLOP/s), measured now."""
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    b = jax.random.normal(jax.random.key(1), (n, n))
+    f = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(f(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def compiled_flops(fn: Callable, *args) -> float:
+    """FLOPs of one call of ``jit(fn)(*args)`` by XLA's cost analysis (loops must not be inside ``fn``)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def compiled_memory_bytes(fn: Callable, *args) -> int:
+    """Peak device memory XLA plans for one call: arguments + outputs + temporaries (bytes)."""
+    m = jax.jit(fn).lower(*args).compile().memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+def machine() -> dict:
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "devices": len(jax.devices()),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+
+
+def save(name: str, result: dict) -> pathlib.Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**result, "machine": machine()}, indent=2))
+    os.replace(tmp, path)
+    print(json.dumps(result))
+    return path
+
+
+def block(tree) -> None:
+    jax.block_until_ready(tree)
+
+
+__all__ = ["interleaved", "matmul_peak_gflops", "compiled_flops", "compiled_memory_bytes", "save", "machine", "block",
+           "jnp"]
