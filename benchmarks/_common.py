@@ -17,19 +17,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def interleaved(runs: dict[str, Callable[[int], object]], repeats: int) -> dict[str, float]:
+def interleaved(runs: dict[str, Callable[[int], object]], repeats: int, pause: float = 0.5) -> dict[str, float]:
     """Median seconds of each callable, called in turn ``repeats`` times (after one untimed warm call each).
 
     Interleaving spreads any drift of the machine (frequency, other load) over
-    all contenders instead of charging it to one.
+    all contenders instead of charging it to one. The order rotates every
+    round, so no contender always runs right after the same other one, and a
+    short pause precedes each timed call: PyTorch's OpenMP threads keep
+    spinning for a while after their work ends and would otherwise steal the
+    cores from whoever runs next.
     """
     for fn in runs.values():
         fn(0)
+    names = list(runs)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats):
-        for name, fn in runs.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(pause)
             t0 = time.perf_counter()
-            fn(r + 1)
+            runs[name](r + 1)
             times[name].append(time.perf_counter() - t0)
     return {name: float(np.median(v)) for name, v in times.items()}
 

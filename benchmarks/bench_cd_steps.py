@@ -44,7 +44,7 @@ from ebmppl.objectives import cd_loss, contrastive_divergence
 BATCH, K, CAPACITY, REINIT = 128, 20, 10_000, 0.05
 RECIPES = {
     "mlp": dict(steps=1000, step=0.005, noise=0.1, clamp=None, alpha=0.05, lr=1e-3, b1=0.0, low=-2.5, high=2.5),
-    "conv": dict(steps=20, step=1.0, noise=0.005, clamp=(-1.0, 1.0), alpha=0.1, lr=1e-4, b1=0.0, low=-1.0, high=1.0),
+    "conv": dict(steps=10, step=1.0, noise=0.005, clamp=(-1.0, 1.0), alpha=0.1, lr=1e-4, b1=0.0, low=-1.0, high=1.0),
 }
 WIDTHS, CONV_WIDTH = (128, 128, 128), 32
 
@@ -128,15 +128,18 @@ def reference(energy, init, data, r, num_steps):
 
 
 # ---------------------------------------------------------------- the three contenders
+def load_data(model: str):
+    return two_moons().sample(jax.random.key(0), 10_000) if model == "mlp" else jnp.asarray(load_digits("train")[0])
+
+
 def contenders(model: str, repeats_steps: int):
     r = RECIPES[model]
     steps = repeats_steps or r["steps"]
+    data = load_data(model)
     if model == "mlp":
-        data = two_moons().sample(jax.random.key(0), 10_000)
         nets = {"ebmppl": MLPEnergy(2, WIDTHS, key=jax.random.key(1))}
         ref_energy, ref_init, event = mlp_energy, mlp_init, (2,)
     else:
-        data = jnp.asarray(load_digits("train")[0])
         nets = {impl_name: ConvEnergy(1, width=CONV_WIDTH, conv_impl=impl, key=jax.random.key(1))
                 for impl_name, impl in (("ebmppl", "auto"), ("ebmppl (conv_impl='lax')", "lax"))}
         ref_energy, ref_init, event = conv_energy, conv_init, (1, 8, 8)
@@ -158,18 +161,12 @@ def contenders(model: str, repeats_steps: int):
     ref = reference(ref_energy, ref_init, data, r, steps)
     runs["pure JAX"] = lambda seed: jax.block_until_ready(ref(jax.random.key(seed)))
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (only to know it is installed; it runs in its own process)
 
-        from torch_reference import MLP, ConvNet, TorchCD
+        from torch_reference import TorchWorker
 
-        def run_torch(seed):
-            model = MLP((2, *WIDTHS, 1)) if model_name == "mlp" else ConvNet(1, CONV_WIDTH)
-            TorchCD(model, data, batch=BATCH, k=K, step=r["step"], noise=r["noise"], clamp=r["clamp"],
-                    alpha=r["alpha"], lr=r["lr"], b1=r["b1"], capacity=CAPACITY, reinit=REINIT, low=r["low"],
-                    high=r["high"], seed=seed).run(steps)
-
-        model_name = model
-        runs["PyTorch (eager)"] = run_torch
+        worker = TorchWorker(model, steps)
+        runs["PyTorch (eager)"] = worker
     except ImportError:
         print("PyTorch not installed (pip install -e '.[bench]'): skipping the PyTorch contender")
     return runs, energies["ebmppl"], data, r, steps
@@ -186,7 +183,7 @@ def flops_per_step(energy: Energy, data, r) -> float:
 def main() -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "conv", "both"], default="both")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=0, help="override the steps per timed run")
     args = parser.parse_args()
     peak = matmul_peak_gflops()
@@ -194,6 +191,8 @@ def main() -> list[dict]:
     for model in (["mlp", "conv"] if args.model == "both" else [args.model]):
         runs, energy, data, r, steps = contenders(model, args.steps)
         seconds = interleaved(runs, args.repeats)
+        if hasattr(runs.get("PyTorch (eager)"), "close"):
+            runs["PyTorch (eager)"].close()
         if model == "conv":  # count the model's FLOPs as convolutions, whichever formulation ran
             lax_net = ConvEnergy(1, width=CONV_WIDTH, conv_impl="lax", key=jax.random.key(1))
             energy = Energy.from_equinox(lax_net, event_shape=(1, 8, 8))

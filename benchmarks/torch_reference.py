@@ -45,7 +45,7 @@ class TorchCD:
 
     def __init__(self, model, data, *, batch, k, step, noise, clamp, alpha, lr, b1, capacity, reinit, low, high, seed):
         torch.manual_seed(seed)
-        self.model, self.data = model, torch.as_tensor(np.asarray(data))
+        self.model, self.data = model, torch.tensor(np.array(data))
         self.batch, self.k, self.step_size, self.noise, self.clamp = batch, k, step, noise, clamp
         self.alpha, self.reinit, self.low, self.high = alpha, reinit, low, high
         self.params = list(model.parameters())
@@ -82,3 +82,58 @@ class TorchCD:
         for _ in range(steps):
             loss = self.train_step()
         return loss.item()
+
+
+class TorchWorker:
+    """The PyTorch contender in its own process, driven over a pipe.
+
+    Once PyTorch has run in a process its thread pools stay there and slow
+    XLA programs run later in the same process (measured: ebmppl and the
+    pure-JAX loop both lose 5-10 %), so the benchmark keeps the frameworks
+    apart: this starts ``python torch_reference.py MODEL STEPS`` and each call
+    sends a seed and waits until that run has finished.
+    """
+
+    def __init__(self, model: str, steps: int):
+        import pathlib
+        import subprocess
+        import sys
+
+        here = pathlib.Path(__file__).resolve().parent
+        self.proc = subprocess.Popen([sys.executable, str(here / "torch_reference.py"), model, str(steps)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=here)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def __call__(self, seed: int) -> None:
+        self.proc.stdin.write(f"{seed}\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if not reply.startswith("done"):
+            raise RuntimeError(f"the PyTorch worker failed: {reply!r}")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _serve(model_name: str, steps: int) -> None:
+    import sys
+
+    import bench_cd_steps as bench
+
+    r = bench.RECIPES[model_name]
+    data = bench.load_data(model_name)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        seed = int(line)
+        model = MLP((2, *bench.WIDTHS, 1)) if model_name == "mlp" else ConvNet(1, bench.CONV_WIDTH)
+        TorchCD(model, data, batch=bench.BATCH, k=bench.K, step=r["step"], noise=r["noise"], clamp=r["clamp"],
+                alpha=r["alpha"], lr=r["lr"], b1=r["b1"], capacity=bench.CAPACITY, reinit=bench.REINIT,
+                low=r["low"], high=r["high"], seed=seed).run(steps)
+        print("done", flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve(sys.argv[1], int(sys.argv[2]))

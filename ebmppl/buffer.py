@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["ChainInit", "BufferState", "uniform_noise", "gaussian_noise", "replay_buffer", "short_run", "cd_k"]
 
@@ -133,8 +134,9 @@ def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: Nois
     >>> buf.samples.shape
     (100, 2)
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be an int >= 1, got {capacity!r}.")
+    capacity = int(capacity)
     if not 0.0 <= float(reinit_prob) <= 1.0:
         raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob!r}.")
     noise = noise or uniform_noise()

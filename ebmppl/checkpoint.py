@@ -60,7 +60,9 @@ def _parse(raw: bytes, path: pathlib.Path) -> tuple[dict, bytes]:
         raise CheckpointError(f"{path} is not an ebmppl checkpoint (bad header); it may be truncated or from another tool.")
     try:
         header = json.loads(head[len(MAGIC) + 1 :])
-    except json.JSONDecodeError as err:
+        if not isinstance(header, dict) or not {"length", "sha256", "format_version"} <= set(header):
+            raise ValueError("fields missing")
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path} has a corrupted header: {err}.") from None
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(

@@ -3,7 +3,13 @@
 ``ebmppl fit`` trains an energy (default: two moons) and writes a run folder
 with config, metrics, checkpoint, figures and an HTML report;
 ``ebmppl sample`` samples a built-in target and writes draws, an ArviZ
-summary and a figure. User errors exit with code 2 and a one-line message.
+summary and a figure.
+
+Exit status: 0 done; 2 a user error (bad option value, unknown dataset or
+sampler, bad path, unreadable checkpoint, existing run folder) with a
+one-line message and no traceback; 1 training diverged (one line, with
+advice); 130 interrupted (Ctrl-C or SIGTERM) after writing a checkpoint of
+the last completed chunk, which ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import signal
 import sys
 
 __all__ = ["main"]
@@ -69,19 +76,33 @@ def _sample(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from ebmppl.runs import FitConfig, fit_run
 
-    widths = None if args.widths is None else tuple(int(w) for w in args.widths.split(","))
+    widths = args.widths
     cfg = FitConfig(dataset=args.dataset, widths=widths, sampler=args.sampler, init=args.init, steps=args.steps,
                     batch_size=args.batch_size, mcmc_steps=args.mcmc_steps, step_size=args.step_size,
                     noise_scale=args.noise_scale, lr=args.lr, alpha=args.alpha, seed=args.seed, out=args.out)
+    from ebmppl.fit import TrainingDiverged
+
+    # SIGTERM (a scheduler's kill) is handled like Ctrl-C: fit checkpoints the last completed chunk
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         evaluation = fit_run(cfg, resume=args.resume, overwrite=args.overwrite, progress_bar=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the last checkpoint in {args.out} is intact; continue with --resume", file=sys.stderr)
+        print(f"\ninterrupted: checkpoint of the last completed step written to {args.out}; continue with "
+              f"'ebmppl fit --out {args.out} --resume' (and the same options)", file=sys.stderr)
         return 130
+    except TrainingDiverged as err:
+        print(f"ebmppl fit: training diverged: {err}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for key, value in evaluation.items():
         print(f"{key:>26s}: {value}")
     print(f"\nwrote {args.out}/ (report.html, config.json, metrics.jsonl, checkpoint.ebm, density.png, samples.png, curves.png)")
     return 0
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -96,28 +117,78 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a user error is ONE line on stderr (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 128,128,128, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"every width must be >= 1, got {text!r}")
+    return widths
+
+
 def _parser() -> argparse.ArgumentParser:
     from ebmppl.samplers import available
     from ebmppl.targets import TARGETS
 
-    parser = argparse.ArgumentParser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     from ebmppl.buffer import STRATEGIES
     from ebmppl.runs import DATASETS
 
     f = sub.add_parser("fit", help="train an energy on a dataset and write a run folder with a report")
     f.add_argument("--dataset", default="two_moons", choices=DATASETS, help="training data (default two_moons)")
-    f.add_argument("--widths", default=None, help="hidden widths of the MLP energy, e.g. 128,128,128")
+    f.add_argument("--widths", default=None, type=_widths, help="hidden widths of the MLP energy, e.g. 128,128,128")
     f.add_argument("--sampler", default="langevin", choices=available(), help="sampler for the negatives")
     f.add_argument("--init", default="replay_buffer", choices=sorted(STRATEGIES), help="where chains start")
-    f.add_argument("--steps", type=int, default=None, help="training steps (default: 5000 toy, 2000 digits)")
-    f.add_argument("--batch-size", type=int, default=128)
-    f.add_argument("--mcmc-steps", type=int, default=20, help="K sampler steps per training step")
-    f.add_argument("--step-size", type=float, default=None, help="sampler step size")
-    f.add_argument("--noise-scale", type=float, default=None, help="Langevin noise scale")
-    f.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    f.add_argument("--alpha", type=float, default=None, help="L2 energy penalty (default 0.05 toy, 0.1 digits)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--steps", type=_int_at_least(1), default=None, help="training steps (default: 5000 toy, 2000 digits)")
+    f.add_argument("--batch-size", type=_int_at_least(1), default=128)
+    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=20, help="K sampler steps per training step")
+    f.add_argument("--step-size", type=_positive_float, default=None, help="sampler step size")
+    f.add_argument("--noise-scale", type=_positive_float, default=None, help="Langevin noise scale")
+    f.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    f.add_argument("--alpha", type=_non_negative_float, default=None,
+                   help="L2 energy penalty (default 0.05 toy, 0.1 digits)")
+    f.add_argument("--seed", type=_int_at_least(0), default=0)
     f.add_argument("--out", default="runs/fit", help="run folder (default runs/fit)")
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -127,10 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
     c.add_argument("--checkpoint", default=None, help="a run folder of 'ebmppl fit' to sample instead of --target")
     c.add_argument("--samplers", default="mala,hmc,nuts,barker,ula", help="comma-separated sampler names")
-    c.add_argument("--chains", type=int, default=4)
-    c.add_argument("--warmup", type=int, default=1000)
-    c.add_argument("--samples", type=int, default=1000)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--chains", type=_int_at_least(1), default=4)
+    c.add_argument("--warmup", type=_int_at_least(0), default=1000)
+    c.add_argument("--samples", type=_int_at_least(1), default=1000)
+    c.add_argument("--seed", type=_int_at_least(0), default=0)
     c.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(run=_compare)
@@ -138,10 +209,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample a built-in target and write draws, a summary and a figure")
     s.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
     s.add_argument("--sampler", default="nuts", choices=available(), help="sampler (default nuts)")
-    s.add_argument("--chains", type=int, default=4)
-    s.add_argument("--warmup", type=int, default=1000)
-    s.add_argument("--samples", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--chains", type=_int_at_least(1), default=4)
+    s.add_argument("--warmup", type=_int_at_least(0), default=1000)
+    s.add_argument("--samples", type=_int_at_least(1), default=1000)
+    s.add_argument("--seed", type=_int_at_least(0), default=0)
     s.add_argument("--out", default="runs/sample", help="run folder (default runs/sample)")
     s.set_defaults(run=_sample)
     return parser
@@ -161,17 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command in ("sample", "compare"):
-        for name in ("chains", "warmup", "samples"):
-            low = 0 if name == "warmup" else 1
-            if getattr(args, name) < low:
-                parser.error(f"--{name} must be >= {low}")
     from ebmppl.checkpoint import CheckpointError
 
     try:
+        if getattr(args, "out", None):  # a bad output path fails now, before any work
+            pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
         return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError, CheckpointError) as err:
-        parser.exit(2, f"ebmppl {args.command}: error: {err}\n")
+    except (ValueError, OSError, CheckpointError) as err:  # OSError: bad paths, permissions, existing run folders
+        message = " ".join(str(err).split())  # one line, whatever the exception text
+        parser.exit(2, f"ebmppl {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

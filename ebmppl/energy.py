@@ -33,15 +33,19 @@ EnergyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def _as_event_shape(event_shape: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(event_shape, (int, np.integer)):
+    if isinstance(event_shape, (int, np.integer)) and not isinstance(event_shape, bool):
         event_shape = (int(event_shape),)
     try:
+        if isinstance(event_shape, (str, bytes)) or any(isinstance(s, (bool, float, str)) for s in event_shape):
+            raise TypeError  # "12" would otherwise read as (1, 2), 2.5 as 2
         shape = tuple(int(s) for s in event_shape)
     except TypeError:
         raise TypeError(
             f"event_shape must be an int or a tuple of ints, got {event_shape!r}; "
             "pass the shape of ONE example, e.g. event_shape=(2,)."
         ) from None
+    if not shape:
+        raise ValueError("event_shape must have at least one axis; for scalar examples use event_shape=(1,).")
     if any(s <= 0 for s in shape):
         raise ValueError(
             f"event_shape must have positive sizes, got {shape}; pass the shape of ONE example."

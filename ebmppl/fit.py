@@ -246,35 +246,50 @@ def fit(
         save_checkpoint(ckpt_path, state, {"step": int(state.step), "num_steps": num_steps, "config": config or {}},
                         extras={k: np.concatenate(v) for k, v in history.items()})
 
+    committed: dict[str, TrainState | None] = {"state": None}
+
+    def run_chunks(state: TrainState) -> TrainState:
+        while int(state.step) < num_steps:
+            n = min(chunk_size, num_steps - int(state.step))
+            previous = state
+            if batches is None:
+                state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
+            else:
+                state, metrics = _run_batches(trainer, state, batches, n, energy)
+            metrics = jax.tree.map(np.asarray, metrics)
+            if not metrics["finite"].all():
+                first = int(np.argmin(metrics["finite"]))
+                bar.close()
+                raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()}))
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(v)
+            committed["state"] = state  # metrics recorded: safe to checkpoint on interruption
+            bar.update(int(state.step) - int(previous.step))
+            bar.set_postfix(loss=f"{metrics['loss'][-1]:.3f}", e_pos=f"{metrics['energy_pos'][-1]:.2f}",
+                            e_neg=f"{metrics['energy_neg'][-1]:.2f}")
+            saved = False
+            if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or int(state.step) >= num_steps):
+                save(state)
+                saved = True
+            # callbacks run after the checkpoint, so an interruption inside one loses nothing
+            # a list, not a generator: every callback runs even when an earlier one asks to stop
+            if any([bool(cb(int(state.step), state, metrics)) for cb in callbacks]):  # noqa: C419
+                if ckpt_path is not None and not saved:
+                    save(state)
+                break
+        return state
+
     t0 = time.perf_counter()
     start = int(state.step)
     bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar, mininterval=1.0)
-    while int(state.step) < num_steps:
-        n = min(chunk_size, num_steps - int(state.step))
-        previous = state
-        if batches is None:
-            state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
-        else:
-            state, metrics = _run_batches(trainer, state, batches, n, energy)
-        metrics = jax.tree.map(np.asarray, metrics)
-        if not metrics["finite"].all():
-            first = int(np.argmin(metrics["finite"]))
-            bar.close()
-            raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()}))
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(v)
-        bar.update(int(state.step) - int(previous.step))
-        bar.set_postfix(loss=f"{metrics['loss'][-1]:.3f}", e_pos=f"{metrics['energy_pos'][-1]:.2f}",
-                        e_neg=f"{metrics['energy_neg'][-1]:.2f}")
-        saved = False
-        if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or int(state.step) >= num_steps):
-            save(state)
-            saved = True
-        # callbacks run after the checkpoint, so an interruption inside one loses nothing
-        if any([bool(cb(int(state.step), state, metrics)) for cb in callbacks]):
-            if ckpt_path is not None and not saved:
-                save(state)
-            break
+    try:
+        state = run_chunks(state)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM turned into it by the CLI): keep the last completed chunk, whose metrics are recorded
+        bar.close()
+        if ckpt_path is not None and committed["state"] is not None and int(committed["state"].step) > start:
+            save(committed["state"])
+        raise
     bar.close()
     hist = {k: np.concatenate(v) for k, v in history.items()} if history else {}
     return FitResult(energy.with_params(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0)

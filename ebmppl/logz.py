@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ebmppl._validation import check_int
 from ebmppl.energy import Energy
 from ebmppl.evaluation import grid_log_partition
 
@@ -201,13 +202,15 @@ def _ais(energy, key, betas, base, num_chains, num_mcmc_steps, step_size, start,
             states, acc = jax.vmap(move)(jax.random.split(k, num_chains), states)
             return (states, acc.mean()), None
 
-        (states, acc), _ = jax.lax.scan(one, (states, 0.0), jax.random.split(key, num_mcmc_steps))
+        (states, acc), _ = jax.lax.scan(one, (states, jnp.zeros((), log_step.dtype)),
+                                        jax.random.split(key, num_mcmc_steps))
         # Robbins-Monro on the shared step size towards the kernel's optimal acceptance
         log_step = log_step + 0.05 * (acc - (0.65 if transition == "hmc" else 0.574))
         return (states, log_w, log_step), acc
 
     keys = jax.random.split(k_run, pairs.shape[0])
-    (states, log_w, _), acc = jax.lax.scan(body, (states, jnp.zeros(num_chains), log_step0), (pairs, keys))
+    (states, log_w, _), acc = jax.lax.scan(body, (states, jnp.zeros(num_chains, log_step0.dtype), log_step0),
+                                           (pairs, keys))
     return log_w, acc.mean()
 
 
@@ -291,14 +294,14 @@ def log_partition(
         raise ValueError(f"base must be 'gaussian' or 'uniform', got {base!r}.")
     for name, value in (("num_chains", num_chains), ("num_temperatures", num_temperatures),
                         ("num_mcmc_steps", num_mcmc_steps)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value!r}.")
-    if not float(step_size) > 0:
+        check_int(name, value, 1)
+    if not 0 < float(step_size) < float("inf"):
         raise ValueError(f"step_size must be > 0, got {step_size!r}.")
-    scale = jnp.broadcast_to(jnp.asarray(base_scale, jnp.float32), energy.event_shape)
+    ftype = jnp.result_type(float)  # float32, or float64 with jax_enable_x64
+    scale = jnp.broadcast_to(jnp.asarray(base_scale, ftype), energy.event_shape)
     if not bool(jnp.all(scale > 0)):
         raise ValueError("base_scale must be > 0.")
-    q = _Base(base, jnp.broadcast_to(jnp.asarray(base_center, jnp.float32), energy.event_shape), scale)
+    q = _Base(base, jnp.broadcast_to(jnp.asarray(base_center, ftype), energy.event_shape), scale)
     if method == "importance":
         x = q.sample(key, (num_chains, *energy.event_shape))
         log_p = -jax.vmap(lambda xi: energy.energy_fn(energy.params, xi))(x) / energy.temperature
@@ -306,12 +309,12 @@ def log_partition(
         return _summarise(log_w, "importance")
     betas = ais_schedule(int(num_temperatures))
     if samples is not None:
-        samples = jnp.asarray(samples, jnp.float32)
+        samples = jnp.asarray(samples, ftype)
         if samples.shape[1:] != energy.event_shape:
             raise ValueError(f"samples must be (n, *event_shape); got {samples.shape}.")
-        log_w, _ = _ais_jit(energy, key, betas, q, samples.shape[0], int(num_mcmc_steps), jnp.float32(step_size),
+        log_w, _ = _ais_jit(energy, key, betas, q, samples.shape[0], int(num_mcmc_steps), jnp.asarray(step_size, ftype),
                             samples, True, transition, int(num_leapfrog))
         return _summarise(log_w, "ais-reverse", sign=-1.0)
-    log_w, _ = _ais_jit(energy, key, betas, q, int(num_chains), int(num_mcmc_steps), jnp.float32(step_size), None,
+    log_w, _ = _ais_jit(energy, key, betas, q, int(num_chains), int(num_mcmc_steps), jnp.asarray(step_size, ftype), None,
                         False, transition, int(num_leapfrog))
     return _summarise(log_w, "ais")

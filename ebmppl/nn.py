@@ -135,13 +135,15 @@ def conv2d(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None, *, st
 
     * ``"lax"`` — ``lax.conv_general_dilated``: what accelerators (cuDNN,
       TPU) run best;
-    * ``"im2col"`` — the ``kh·kw`` shifted views of the padded image stacked
-      into a patch matrix ``(H'·W', C·kh·kw)`` and one matrix product with the
-      reshaped kernel. Batched by ``vmap`` this is a single large GEMM, which
-      XLA's CPU backend runs several times faster than its direct convolution
-      for the small images and kernels of EBMs (the CD step of the 8x8
-      ConvNet benchmark: about 8x; see ``benchmarks/``), and its gradients
-      (slices and a GEMM) are as cheap.
+    * ``"im2col"`` — the ``kh·kw`` shifted views of the padded image, in
+      channels-last layout, concatenated into a patch matrix
+      ``(H'·W', kh·kw·C)`` and one matrix product with the reshaped kernel.
+      Batched by ``vmap`` this is a single large GEMM, which XLA's CPU backend
+      runs many times faster than its direct convolution for the small images
+      and kernels of EBMs (the CD step of the 8x8 ConvNet benchmark: about
+      12x; see ``docs/benchmarks/performance.md``), and its gradients (slices
+      and GEMMs) are as cheap. :class:`ConvEnergy` keeps the whole network
+      channels-last so no transposes run between layers.
 
     ``"auto"`` picks ``"im2col"`` on the CPU backend and ``"lax"`` elsewhere, so
     the accelerator path is unchanged. The two agree to float rounding (a test).
@@ -155,24 +157,38 @@ def conv2d(x: jax.Array, weight: jax.Array, bias: jax.Array | None = None, *, st
     >>> a.shape, bool(jnp.allclose(a, b, atol=1e-5))
     ((4, 4, 4), True)
     """
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"impl must be one of {CONV_IMPLS}, got {impl!r}.")
-    if impl == "auto":
-        impl = "im2col" if jax.default_backend() == "cpu" else "lax"
+    impl = _resolve_impl(impl)
     if impl == "lax":
         y = jax.lax.conv_general_dilated(x[None], weight, (stride, stride), ((padding, padding), (padding, padding)),
                                          dimension_numbers=("NCHW", "OIHW", "NCHW"))[0]
-    else:
-        c, h, w = x.shape
-        out_ch, _, kh, kw = weight.shape
-        xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding)))
-        ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-        views = [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-                 for i in range(kh) for j in range(kw)]
-        # (kh·kw, C, H', W') -> (H'·W', C·kh·kw), matching weight.reshape(O, C·kh·kw)
-        patches = jnp.stack(views).transpose(2, 3, 1, 0).reshape(ho * wo, c * kh * kw)
-        y = (patches @ weight.reshape(out_ch, c * kh * kw).T).T.reshape(out_ch, ho, wo)
-    return y if bias is None else y + bias.reshape(-1, 1, 1)
+        return y if bias is None else y + bias.reshape(-1, 1, 1)
+    return _conv2d_hwc(x.transpose(1, 2, 0), weight, bias, stride, padding).transpose(2, 0, 1)
+
+
+def _resolve_impl(impl: str) -> str:
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"impl must be one of {CONV_IMPLS}, got {impl!r}.")
+    if impl == "auto":
+        return "im2col" if jax.default_backend() == "cpu" else "lax"
+    return impl
+
+
+def _conv2d_hwc(x: jax.Array, weight: jax.Array, bias: jax.Array | None, stride: int, padding: int) -> jax.Array:
+    """im2col convolution of one image in channels-last layout ``(H, W, C) -> (H', W', O)``.
+
+    Channels-last makes the patch matrix a concatenation of shifted views
+    along the channel axis and the GEMM's output already the next layer's
+    input: no transposes between layers, forward or backward.
+    """
+    h, w, c = x.shape
+    out_ch, _, kh, kw = weight.shape
+    xp = jnp.pad(x, ((padding, padding), (padding, padding), (0, 0)))
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    patches = jnp.concatenate([xp[i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+                               for i in range(kh) for j in range(kw)], axis=-1)  # (H', W', kh·kw·C)
+    kernel = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, out_ch)  # rows ordered as the patches' channels
+    y = (patches.reshape(ho * wo, kh * kw * c) @ kernel).reshape(ho, wo, out_ch)
+    return y if bias is None else y + bias.reshape(-1)
 
 
 class ConvEnergy(eqx.Module):
@@ -234,8 +250,14 @@ class ConvEnergy(eqx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 3:
             raise ValueError(f"ConvEnergy expects one image (channels, height, width), got shape {x.shape}.")
+        channels_last = _resolve_impl(self.conv_impl) == "im2col"
+        if channels_last:  # the whole network in (H, W, C): one transpose in, none between layers
+            x = x.transpose(1, 2, 0)
         for i, conv in enumerate(self.convs):
             w = spectral_normalise(conv.weight, jax.random.key(i)) if self.spectral_norm else conv.weight
-            x = jax.nn.silu(conv2d(x, w, conv.bias, stride=conv.stride[0], padding=conv.padding[0][0],
-                                   impl=self.conv_impl))
-        return self.head(jnp.mean(x, axis=(1, 2)))[0]
+            stride, padding = conv.stride[0], conv.padding[0][0]
+            if channels_last:
+                x = jax.nn.silu(_conv2d_hwc(x, w, conv.bias, stride, padding))
+            else:
+                x = jax.nn.silu(conv2d(x, w, conv.bias, stride=stride, padding=padding, impl="lax"))
+        return self.head(jnp.mean(x, axis=(0, 1) if channels_last else (1, 2)))[0]

@@ -161,7 +161,12 @@ def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
     run = pathlib.Path(run_dir)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"{run} is not a run folder (no config.json); pass the --out folder of 'ebmppl fit'.")
-    cfg = FitConfig(**{k: tuple(v) if k == "widths" else v for k, v in json.loads((run / "config.json").read_text()).items()})
+    try:
+        raw = json.loads((run / "config.json").read_text())
+        cfg = FitConfig(**{k: tuple(v) if k == "widths" and v is not None else v for k, v in raw.items()}).resolved()
+    except (TypeError, ValueError, AttributeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{run}/config.json is not a valid ebmppl run configuration ({err}); "
+                         "pass a folder written by 'ebmppl fit'.") from None
     train, _, _, _ = _load(cfg)
     energy = _build_energy(cfg, train)
     state, _ = load_checkpoint(run / CHECKPOINT_NAME, _state_template(cfg, energy))

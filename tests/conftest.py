@@ -42,3 +42,15 @@ def langevin_stationary_cov(cov, step, noise_var):
     """
     p = np.linalg.inv(cov)
     return noise_var * np.linalg.inv(2 * step * p - step**2 * p @ p)
+
+
+# Tallies of the reliability tests (tests/test_reliability.py), reported at the end of the run:
+# how many bad inputs were tried, how many faults injected, and how many were lost (a silent wrong
+# result, a crash without a documented error, a damaged checkpoint loaded as good). Lost must stay 0.
+RELIABILITY = {"bad inputs tried": 0, "faults injected": 0, "lost": 0}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RELIABILITY["bad inputs tried"] or RELIABILITY["faults injected"]:
+        terminalreporter.write_line(
+            "reliability: " + ", ".join(f"{v} {k}" for k, v in RELIABILITY.items()))

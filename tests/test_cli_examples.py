@@ -24,7 +24,7 @@ def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as err:
         main(["sample", "--chains", "0"])
     assert err.value.code == 2
-    assert "--chains must be >= 1" in capsys.readouterr().err
+    assert "argument --chains: must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_fit_two_moons_writes_a_complete_run_folder(tmp_path):

@@ -28,10 +28,15 @@ from ebmppl.samplers.registry import get_sampler
 __all__ = ["cd_loss", "contrastive_divergence", "sample_negatives", "kernel_parameters"]
 
 
-def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alpha: float = 0.1):
+def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alpha: float = 0.1,
+            energy_clip: float | None = None):
     """Contrastive-divergence loss ``mean E(x⁺) - mean E(x⁻) + α mean(E(x⁺)² + E(x⁻)²)``.
 
-    ``x_neg`` is treated as a constant. Returns ``(loss, (mean E(x⁺), mean E(x⁻)))``.
+    ``x_neg`` is treated as a constant. With ``energy_clip = c`` every energy
+    enters the loss as ``clip(E, -c, c)``: an example whose energy has run
+    beyond ±c stops contributing a gradient, so a few runaway negatives cannot
+    blow up an update (default ``None``: no clamping; the α penalty is the
+    usual remedy). Returns ``(loss, (mean E(x⁺), mean E(x⁻)))``.
 
     Examples
     --------
@@ -43,8 +48,11 @@ def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alp
     (-1.0, 0.0, 1.0)
     """
     model = energy.with_params(params)
-    e_pos = model.energy(x_pos)
-    e_neg = model.energy(jax.lax.stop_gradient(x_neg))
+    # one pass over data and negatives together: twice the rows per matrix product, one backward pass
+    energies = model.energy(jnp.concatenate([x_pos, jax.lax.stop_gradient(x_neg)]))
+    e_pos, e_neg = energies[: x_pos.shape[0]], energies[x_pos.shape[0]:]
+    if energy_clip is not None:
+        e_pos, e_neg = jnp.clip(e_pos, -energy_clip, energy_clip), jnp.clip(e_neg, -energy_clip, energy_clip)
     loss = e_pos.mean() - e_neg.mean() + alpha * (jnp.mean(e_pos**2) + jnp.mean(e_neg**2))
     return loss, (e_pos.mean(), e_neg.mean())
 
@@ -112,6 +120,7 @@ def contrastive_divergence(
     num_mcmc_steps: int = 20,
     alpha: float = 0.1,
     sampler_params: dict[str, Any] | None = None,
+    energy_clip: float | None = None,
 ) -> Trainer:
     """A contrastive-divergence trainer: K sampler steps for negatives, then one Optax update.
 
@@ -137,6 +146,12 @@ def contrastive_divergence(
         Weight of the L2 energy penalty (Du & Mordatch: 0.1 at default).
     sampler_params
         Overrides of the sampler's kernel parameters (e.g. ``{"step_size": 0.01}``).
+    energy_clip
+        Clamp energies to ``[-c, c]`` inside the loss (default ``None``: off); see
+        :func:`cd_loss`. Related safeguards live where they act: the sampler's
+        ``grad_clip`` and position ``clamp`` (:func:`ebmppl.samplers.langevin`;
+        default off) and clipping of the parameter gradient by chaining
+        ``optax.clip_by_global_norm(c)`` before the optimizer.
 
     Returns
     -------
@@ -164,6 +179,8 @@ def contrastive_divergence(
         raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
     if not float(alpha) >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
+    if energy_clip is not None and not float(energy_clip) > 0:
+        raise ValueError(f"energy_clip must be > 0 (or None), got {energy_clip!r}.")
     sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
     chain_init = chain_init or replay_buffer()
     kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
@@ -180,7 +197,7 @@ def contrastive_divergence(
         x_neg, acceptance = negatives(k_chain, state.params, x0)
         x_neg = jax.lax.stop_gradient(x_neg)
         (loss, (e_pos, e_neg)), grads = jax.value_and_grad(
-            lambda p: cd_loss(energy, p, batch, x_neg, alpha), has_aux=True
+            lambda p: cd_loss(energy, p, batch, x_neg, alpha, energy_clip), has_aux=True
         )(state.params)
         buffer = chain_init.finish(state.buffer, aux, x_neg)
         guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key, all_finite(x_neg))

@@ -46,8 +46,8 @@ def _f(x: Any) -> jax.Array:
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if value is not None and not float(value) > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}.")
+    if value is not None and not 0 < float(value) < float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
 
 
 def _identity_metric(dim: int, dense: bool) -> jax.Array:
