@@ -9,6 +9,9 @@ from ebmppl.targets import gaussian, ill_conditioned_gaussian
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+# helper programs run in their own process (other XLA flags, float64): not test modules
+collect_ignore_glob = ["scripts/*"]
+
 
 @pytest.fixture(scope="session")
 def gauss2d():
