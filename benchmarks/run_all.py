@@ -37,7 +37,7 @@ def fmt(x: float, digits: int = 2) -> str:
 
 
 def cd_table(res: dict, title: str) -> list[str]:
-    lines = [f"### {title}", "",
+    lines = [f"## {title}", "",
              f"{res['steps']} steps per timed run, median of {res['repeats']} interleaved runs; "
              f"{res['flops_per_step'] / 1e9:.2f} GFLOP per CD step (XLA's count); "
              f"float32 matmul peak measured in the same run: **{fmt(res['matmul_peak_gflops'], 0)} GFLOP/s**.", "",
@@ -74,14 +74,14 @@ def render() -> str:
     s = load("sampling")
     if s:
         m = m or s["machine"]
-        out += ["### Samplers against raw loops", "",
+        out += ["## Samplers against raw loops", "",
                 "Fixed kernel parameters, 64 chains × 2000 draws, 10-D correlated Gaussian; `ebmppl.sample` vs "
                 "`jit(scan(vmap(blackjax kernel)))`.", "",
                 "| sampler | ebmppl chain-steps / s | raw BlackJAX chain-steps / s | ebmppl / raw |", "|---|---|---|---|"]
         for name, row in s["against_raw_loops"].items():
             out.append(f"| {name} | {fmt(row['ebmppl']['chain_steps_per_s'], 0)} | "
                        f"{fmt(row['raw BlackJAX']['chain_steps_per_s'], 0)} | {fmt(row['ratio_ebmppl_over_raw'])} |")
-        out += ["", "### NUTS: ebmppl vs NumPyro", "",
+        out += ["", "## NUTS: ebmppl vs NumPyro", "",
                 "Same 10-D target, 4 chains, 500 warm-up + 1000 draws. ESS per gradient is the hardware-free "
                 "measure; NumPyro's `MCMC.run` traces and compiles again on every call, and its wall time "
                 "includes that.", "",
@@ -91,7 +91,7 @@ def render() -> str:
             out.append(f"| {name} | {fmt(row['min_bulk_ess'], 0)} | {fmt(row['grad_evals_sampling'], 0)} | "
                        f"{fmt(row['ess_per_1000_grads'], 1)} | {fmt(row['wall_s'])} |")
         sc = s["scaling"]
-        out += ["", "### Scaling", "", "MALA on an MLP energy (128-128), 200 draws; compile time apart; memory is "
+        out += ["", "## Scaling", "", "MALA on an MLP energy (128-128), 200 draws; compile time apart; memory is "
                 "what XLA plans for the compiled program (arguments + outputs + temporaries).", "",
                 "| chains (d = 16) | chain-steps / s | compile (s) | memory (MiB) |", "|---|---|---|---|"]
         for row in sc["chains"]:
@@ -107,7 +107,7 @@ def render() -> str:
         out.append("")
     sh = load("sharding")
     if sh:
-        out += ["### Sharding across devices", "",
+        out += ["## Sharding across devices", "",
                 f"{sh['devices']} devices (on CPU: `XLA_FLAGS=--xla_force_host_platform_device_count=2`, one device "
                 f"per core). MALA, {sh['chains']} chains × {sh['draws']} draws, MLP energy d = 16: sampling "
                 f"**{fmt(sh['sampling_speedup'])}×** faster on {sh['devices']} devices than on one "
