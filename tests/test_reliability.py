@@ -216,14 +216,12 @@ def test_checkpoint_format_version_and_shape_mismatch(saved_checkpoint, tmp_path
     path, state = saved_checkpoint
     with pytest.raises(CheckpointError, match="differently shaped|arrays"):
         load_checkpoint(path, {**state, "w": jnp.zeros((3, 5))})
-    header_end = path.read_bytes().index(b"\n", len(b"EBMPPL-CKPT"))
     blob = path.read_bytes()
     other = blob.replace(b'"format_version": 1', b'"format_version": 99', 1)
-    if other != blob:
-        (tmp_path / "v99.ebm").write_bytes(other)
-        with pytest.raises(CheckpointError):
-            load_checkpoint(tmp_path / "v99.ebm", state)
-    assert header_end > 0
+    assert other != blob, "the header no longer spells format_version as expected: update this test"
+    (tmp_path / "v99.ebm").write_bytes(other)
+    with pytest.raises(CheckpointError, match="format"):
+        load_checkpoint(tmp_path / "v99.ebm", state)
     RELIABILITY["faults injected"] += 2
 
 
