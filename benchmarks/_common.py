@@ -17,27 +17,48 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def interleaved(runs: dict[str, Callable[[int], object]], repeats: int, pause: float = 0.5) -> dict[str, float]:
-    """Median seconds of each callable, called in turn ``repeats`` times (after one untimed warm call each).
+def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int,
+                      pause: float = 1.0) -> dict[str, list[float]]:
+    """Seconds of every timed call of each callable: ``repeats`` rounds, each calling every contender once.
 
-    Interleaving spreads any drift of the machine (frequency, other load) over
-    all contenders instead of charging it to one. The order rotates every
-    round, so no contender always runs right after the same other one, and a
-    short pause precedes each timed call: PyTorch's OpenMP threads keep
-    spinning for a while after their work ends and would otherwise steal the
-    cores from whoever runs next.
+    One untimed warm call each first. Interleaving spreads any drift of the
+    machine (frequency, other load) over all contenders instead of charging it
+    to one. The order rotates every round, forwards then backwards, so every
+    contender follows every other one equally often, and a pause precedes each timed call:
+    PyTorch's OpenMP threads keep spinning for a while after their work ends
+    and would otherwise steal the cores from whoever runs next.
     """
     for fn in runs.values():
         fn(0)
     names = list(runs)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        # rotations of the order, then of the reversed order: over 2n rounds every contender
+        # runs right after every other one equally often
+        base = names if (r // len(names)) % 2 == 0 else names[::-1]
+        for name in base[r % len(names):] + base[:r % len(names)]:
             time.sleep(pause)
             t0 = time.perf_counter()
             runs[name](r + 1)
             times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(v)) for name, v in times.items()}
+    return times
+
+
+def interleaved(runs: dict[str, Callable[[int], object]], repeats: int, pause: float = 1.0) -> dict[str, float]:
+    """Median seconds of each callable over :func:`interleaved_times`."""
+    return {name: float(np.median(v)) for name, v in interleaved_times(runs, repeats, pause).items()}
+
+
+def paired_speedup(times: dict[str, list[float]], ours: str, theirs: str) -> dict[str, float]:
+    """How many times faster ``ours`` ran than ``theirs``, round by round.
+
+    Both ran in the same round, seconds apart, so each round's ratio cancels
+    the machine's slow drift; the median over rounds is the figure, the
+    quartiles its spread.
+    """
+    ratios = np.asarray(times[theirs]) / np.asarray(times[ours])
+    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3), "rounds": int(ratios.size)}
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
@@ -86,5 +107,5 @@ def block(tree) -> None:
     jax.block_until_ready(tree)
 
 
-__all__ = ["interleaved", "matmul_peak_gflops", "compiled_flops", "compiled_memory_bytes", "save", "machine", "block",
+__all__ = ["interleaved", "interleaved_times", "paired_speedup", "matmul_peak_gflops", "compiled_flops", "compiled_memory_bytes", "save", "machine", "block",
            "jnp"]

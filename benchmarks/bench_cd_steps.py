@@ -16,7 +16,9 @@ JAX user writes by hand: plain arrays, one jitted ``lax.scan`` over steps, the
 chain inlined, ``lax.conv_general_dilated`` for convolutions. For the ConvNet,
 ebmppl is also run with ``conv_impl="lax"`` to show what its CPU formulation
 (im2col GEMMs, ``ebmppl.nn.conv2d``) buys. PyTorch runs in eager mode (see
-``torch_reference.py``). All compiled/warmed first; runs interleaved; medians.
+``torch_reference.py``). All compiled/warmed first; runs interleaved;
+speeds are medians over rounds, ratios the median of the per-round ratios
+(contenders of one round run seconds apart, so the machine's drift cancels).
 
 Achieved GFLOP/s = (XLA's FLOP count of K score evaluations + one loss
 gradient on the batch) × steps per second, as a fraction of the float32
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _common import compiled_flops, interleaved, matmul_peak_gflops, save
+from _common import compiled_flops, interleaved_times, matmul_peak_gflops, paired_speedup, save
 from ebmppl import Energy, buffer, fit, samplers
 from ebmppl.data import load_digits, two_moons
 from ebmppl.nn import ConvEnergy, MLPEnergy
@@ -183,14 +185,15 @@ def flops_per_step(energy: Energy, data, r) -> float:
 def main() -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "conv", "both"], default="both")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--steps", type=int, default=0, help="override the steps per timed run")
     args = parser.parse_args()
     peak = matmul_peak_gflops()
     out = []
     for model in (["mlp", "conv"] if args.model == "both" else [args.model]):
         runs, energy, data, r, steps = contenders(model, args.steps)
-        seconds = interleaved(runs, args.repeats)
+        times = interleaved_times(runs, args.repeats)
+        seconds = {name: float(np.median(t)) for name, t in times.items()}
         if hasattr(runs.get("PyTorch (eager)"), "close"):
             runs["PyTorch (eager)"].close()
         if model == "conv":  # count the model's FLOPs as convolutions, whichever formulation ran
@@ -198,12 +201,13 @@ def main() -> list[dict]:
             energy = Energy.from_equinox(lax_net, event_shape=(1, 8, 8))
         flops = flops_per_step(energy, data, r)
         rows = {name: {"steps_per_s": steps / s, "gflops": flops * steps / s / 1e9,
-                       "fraction_of_matmul_peak": flops * steps / s / 1e9 / peak} for name, s in seconds.items()}
+                       "fraction_of_matmul_peak": flops * steps / s / 1e9 / peak,
+                       "speedup_of_ebmppl": paired_speedup(times, "ebmppl", name)} for name, s in seconds.items()}
         result = {"benchmark": f"cd_steps_{model}", "steps": steps, "repeats": args.repeats,
                   "flops_per_step": flops, "matmul_peak_gflops": peak, "contenders": rows,
-                  "ratio_ebmppl_over_pure_jax": rows["ebmppl"]["steps_per_s"] / rows["pure JAX"]["steps_per_s"]}
+                  "ratio_ebmppl_over_pure_jax": rows["pure JAX"]["speedup_of_ebmppl"]["median"]}
         if "PyTorch (eager)" in rows:
-            result["ratio_ebmppl_over_pytorch"] = rows["ebmppl"]["steps_per_s"] / rows["PyTorch (eager)"]["steps_per_s"]
+            result["ratio_ebmppl_over_pytorch"] = rows["PyTorch (eager)"]["speedup_of_ebmppl"]["median"]
         save(f"cd_steps_{model}", result)
         out.append(result)
     return out

@@ -218,7 +218,7 @@ def jem_hybrid(
                    "cd_gap": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg, "energy_noise": nan,
                    "grad_norm": optax.tree.norm(grads), "acceptance_rate": jnp.asarray(acceptance, loss.dtype),
                    "reinit_fraction": nan,
-                   "buffer_std": buffer_spread(buffer),
+                   "buffer_std": buffer_spread(buffer, x_neg) if generative else nan,
                    "finite": ok}
         return guarded, metrics
 

@@ -53,6 +53,24 @@ def langevin_stationary_cov(cov, step, noise_var):
 RELIABILITY = {"bad inputs tried": 0, "faults injected": 0, "lost": 0}
 
 
+def pytest_sessionfinish(session):
+    # under pytest-xdist each worker counts its own tests: hand the tally to the controller
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["reliability"] = dict(RELIABILITY)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_CollectWorkerTallies())
+
+
+class _CollectWorkerTallies:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        for k, v in getattr(node, "workeroutput", {}).get("reliability", {}).items():
+            RELIABILITY[k] += v
+
+
 def pytest_terminal_summary(terminalreporter):
     if RELIABILITY["bad inputs tried"] or RELIABILITY["faults injected"]:
         terminalreporter.write_line(

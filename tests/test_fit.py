@@ -222,14 +222,15 @@ def test_other_samplers_drive_the_negatives(sampler, gaussian_data):
 
 def test_recovery_cd_fits_incomplete_data(gaussian_data):
     """30 % of the coordinates missing at random (never both): recovery vs synthesis CD still finds the
-    Gaussian. Reference: the complete data's MLE. Measured: 0.013 on the mean, 0.6 % on the covariance;
-    training on the zero-filled data instead is off by 0.20 and 22 %. Tolerances 0.05 and 6 %."""
+    Gaussian. Reference: the complete data's MLE. Measured (keys 8, 9, 10): 0.006-0.011 on the mean,
+    0.8-0.9 % on the covariance; training on the zero-filled data instead is off by 0.20 and 22 %.
+    Tolerances 0.05 and 6 %. (A start learning rate of 5e-2 diverges for two keys in three.)"""
     rng = np.random.default_rng(1)
     missing = rng.random(gaussian_data.shape) < 0.3
     missing[missing.all(1)] = False
     observed = jnp.asarray(~missing)
     x = jnp.where(observed, gaussian_data, 0.0)
-    schedule = optax.piecewise_constant_schedule(5e-2, {1000: 0.1, 1400: 0.2})
+    schedule = optax.piecewise_constant_schedule(2e-2, {1000: 0.1, 1400: 0.2})
     result = fit(quadratic_energy(), (x, observed), key=jax.random.key(8), num_steps=1800, batch_size=256,
                  objective="recovery_cd", optimizer=optax.adam(schedule), sampler=samplers.mala(step_size=0.5),
                  num_mcmc_steps=10, recovery_steps=10, alpha=0.0, progress_bar=False,

@@ -152,12 +152,22 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, optimizer: o
     return guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1), ok
 
 
-def buffer_spread(buffer: BufferState) -> jax.Array:
-    """Mean per-coordinate standard deviation of the persistent negatives (nan without a buffer).
+def buffer_spread(buffer: BufferState, negatives: jax.Array) -> jax.Array:
+    """Spread of the persistent negatives: mean per-coordinate standard deviation (nan without a buffer).
+
+    Estimated from this step's ``negatives`` (the rows just written back),
+    not from the whole buffer: each step then costs O(batch), not O(capacity),
+    and averaged over a few steps (as :class:`~ebmppl.health.TrainingHealth`
+    does per chunk) it tracks the buffer's spread.
 
     Examples
     --------
-    >>> float(buffer_spread(BufferState(jnp.array([[0.0, 0.0], [2.0, 4.0]]))))
+    >>> buf = BufferState(jnp.zeros((100, 2)))
+    >>> float(buffer_spread(buf, jnp.array([[0.0, 0.0], [2.0, 4.0]])))
     1.5
+    >>> bool(jnp.isnan(buffer_spread(BufferState(jnp.zeros((0, 2))), jnp.ones((4, 2)))))
+    True
     """
-    return jnp.std(buffer.samples, axis=0).mean() if buffer.samples.shape[0] else jnp.asarray(jnp.nan)
+    if not buffer.samples.shape[0]:
+        return jnp.asarray(jnp.nan, negatives.dtype)
+    return jnp.std(negatives.reshape(negatives.shape[0], -1), axis=0).mean()

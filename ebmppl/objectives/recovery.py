@@ -84,7 +84,7 @@ def recovery_contrastive_divergence(
         metrics = {"loss": loss, "cd_gap": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg,
                    "energy_noise": nan, "grad_norm": optax.tree.norm(grads), "acceptance_rate": acceptance,
                    "reinit_fraction": jnp.asarray(chain_init.reinit_prob, loss.dtype),
-                   "buffer_std": buffer_spread(buffer),
+                   "buffer_std": buffer_spread(buffer, x_neg),
                    "finite": ok}
         return guarded, metrics
 
