@@ -107,5 +107,5 @@ def block(tree) -> None:
     jax.block_until_ready(tree)
 
 
-__all__ = ["interleaved", "interleaved_times", "paired_speedup", "matmul_peak_gflops", "compiled_flops", "compiled_memory_bytes", "save", "machine", "block",
-           "jnp"]
+__all__ = ["interleaved", "interleaved_times", "paired_speedup", "matmul_peak_gflops", "compiled_flops",
+           "compiled_memory_bytes", "save", "machine", "block", "jnp"]

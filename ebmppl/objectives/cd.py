@@ -162,8 +162,10 @@ def contrastive_divergence(
     Trainer
         ``init(key, params)`` and ``step(state, batch)``; metrics per step:
         ``loss``, ``cd_gap`` (mean E(x⁺) - mean E(x⁻)), ``energy_pos``,
-        ``energy_neg``, ``energy_noise`` (mean energy of 16 fresh noise points; nan for CD-k), ``grad_norm``, ``acceptance_rate`` (nan without an accept step),
-        ``reinit_fraction`` and ``finite``.
+        ``energy_neg``, ``energy_noise`` (mean energy of 16 fresh noise points; nan for CD-k),
+        ``grad_norm``, ``acceptance_rate`` (nan without an accept step),
+        ``reinit_fraction``, ``buffer_std`` (spread of the negatives written back; nan without a
+        buffer) and ``finite``.
 
     Examples
     --------
