@@ -151,8 +151,10 @@ def hmc(
     def step(key, state, logdensity_fn, params):
         # Jitter the step size: a fixed trajectory length can resonate with the
         # target's period (e.g. a Gaussian) and stop the chain from mixing.
-        key_jitter, key = jax.random.split(key)
-        eps = params["step_size"] * jax.random.uniform(key_jitter, minval=1.0 - jitter, maxval=1.0 + jitter)
+        eps = params["step_size"]
+        if jitter:  # (no draw at all without jitter: on cheap targets each threefry pass shows)
+            key_jitter, key = jax.random.split(key)
+            eps = eps * jax.random.uniform(key_jitter, minval=1.0 - jitter, maxval=1.0 + jitter)
         state, info = kernel(key, state, logdensity_fn, eps, params["inverse_mass_matrix"], n_leapfrog)
         return state, _stats(info.acceptance_rate, info.is_divergent, n_leapfrog, state.logdensity)
 
