@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 import ebmppl
-from _common import compiled_memory_bytes, interleaved, save
+from _common import compiled_memory_bytes, interleaved, interleaved_times, paired_speedup, save
 from ebmppl import buffer, samplers
 from ebmppl.data import two_moons
 from ebmppl.nn import MLPEnergy
@@ -76,9 +76,11 @@ def against_raw_loops(repeats: int, chains: int = 64, draws: int = 2000, dim: in
                 init=init, adapt=False, progress_bar=False).positions),
             "raw BlackJAX": lambda seed, raw=raw: jax.block_until_ready(raw(jax.random.key(seed), init)),
         }
-        seconds = interleaved(runs, repeats)
-        out[name] = {k: {"chain_steps_per_s": chains * draws / v} for k, v in seconds.items()}
-        out[name]["ratio_ebmppl_over_raw"] = seconds["raw BlackJAX"] / seconds["ebmppl"]
+        times = interleaved_times(runs, repeats)
+        out[name] = {k: {"chain_steps_per_s": chains * draws / float(np.median(v))} for k, v in times.items()}
+        speedup = paired_speedup(times, "ebmppl", "raw BlackJAX")
+        out[name]["ratio_ebmppl_over_raw"] = speedup["median"]
+        out[name]["ratio_quartiles"] = [speedup["q1"], speedup["q3"]]
     return out
 
 
@@ -181,7 +183,7 @@ def main() -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fewer sizes (a smoke run)")
     args = parser.parse_args()
-    result = {"benchmark": "sampling", "against_raw_loops": against_raw_loops(args.repeats),
+    result = {"benchmark": "sampling", "against_raw_loops": against_raw_loops(max(12, args.repeats)),
               "nuts_vs_numpyro": nuts_against_numpyro(), "scaling": scaling(args.repeats, args.quick)}
     save("sampling", result)
     return result

@@ -80,10 +80,12 @@ def render() -> str:
         out += ["## Samplers against raw loops", "",
                 "Fixed kernel parameters, 64 chains × 2000 draws, 10-D correlated Gaussian; `ebmppl.sample` vs "
                 "`jit(scan(vmap(blackjax kernel)))`.", "",
-                "| sampler | ebmppl chain-steps / s | raw BlackJAX chain-steps / s | ebmppl / raw |", "|---|---|---|---|"]
+                "| sampler | ebmppl chain-steps / s | raw BlackJAX chain-steps / s | ebmppl / raw (quartiles) |", "|---|---|---|---|"]
         for name, row in s["against_raw_loops"].items():
             out.append(f"| {name} | {fmt(row['ebmppl']['chain_steps_per_s'], 0)} | "
-                       f"{fmt(row['raw BlackJAX']['chain_steps_per_s'], 0)} | {fmt(row['ratio_ebmppl_over_raw'])} |")
+                       f"{fmt(row['raw BlackJAX']['chain_steps_per_s'], 0)} | {fmt(row['ratio_ebmppl_over_raw'])}"
+                       + (" ({}–{})".format(*map(fmt, row["ratio_quartiles"])) if "ratio_quartiles" in row else "")
+                       + " |")
         out += ["", "## NUTS: ebmppl vs NumPyro", "",
                 "Same 10-D target, 4 chains, 500 warm-up + 1000 draws. ESS per gradient is the hardware-free "
                 "measure; NumPyro's `MCMC.run` traces and compiles again on every call, and its wall time "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -146,6 +148,14 @@ def run_chains(
     # scan stacks draws first: (draw, chain, ...) -> (chain, draw, ...)
     swap = lambda a: jnp.swapaxes(a, 0, 1)
     return states, jax.tree.map(swap, positions), jax.tree.map(swap, stats)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _assemble(positions, stats, num_samples):
+    # the chunks joined in one compiled call (op by op it was ~5 % of a short run)
+    join = lambda *a: jnp.concatenate(a, axis=1)[:, :num_samples]  # noqa: E731
+    positions = join(*positions)
+    return positions, jax.tree.map(join, *stats), jnp.all(jnp.isfinite(positions))
 
 
 class _Compiled:
@@ -301,10 +311,9 @@ def sample(
             bar.update(min(chunk, num_samples + num_warmup - bar.n))
     jax.block_until_ready(states)
     t_draw = time.perf_counter() - t0
-    positions = jnp.concatenate(positions, axis=1)[:, :num_samples]
-    stats = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[:, :num_samples], *stats)
+    positions, stats, finite = _assemble(positions, stats, num_samples)
     bar.close()
-    if not bool(jnp.all(jnp.isfinite(positions))):
+    if not bool(finite):
         raise FloatingPointError(
             f"{sampler.name} produced non-finite positions: the chains diverged. Lower the step size, "
             "use more warm-up, or check the energy for overflow."
