@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -128,11 +127,13 @@ def run_chains(
     def transition(states, chain_keys):
         return one_step(chain_keys, states, logdensity_fn, params)
 
-    def draw(states, keys):
+    def draw(states, chain_keys):
         if thinning == 1:
-            states, stats = transition(states, keys[0])
+            states, stats = transition(states, chain_keys)
         else:
-            states, stats = jax.lax.scan(transition, states, keys)
+            # each chain's draw key split into its `thinning` transition keys: one pass per draw
+            step_keys = jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, thinning))(chain_keys), 0, 1)
+            states, stats = jax.lax.scan(transition, states, step_keys)
             stats = StepStats(
                 acceptance_rate=stats.acceptance_rate.mean(0),
                 is_divergent=stats.is_divergent.any(0),
@@ -141,9 +142,10 @@ def run_chains(
             )
         return states, (sampler.position(states), stats)
 
-    # every chain's key for every transition in one split, outside the loop (a split per
-    # transition is one more threefry pass per step, which costs a cheap kernel ~8 % on CPU)
-    keys = jax.random.split(key, (num_draws, thinning, n_chains))
+    # every chain's key for every draw in one split, outside the loop (a split per
+    # transition is one more threefry pass per step, which costs a cheap kernel ~8 % on CPU);
+    # the keys take no more memory than the draws they produce
+    keys = jax.random.split(key, (num_draws, n_chains))
     states, (positions, stats) = jax.lax.scan(draw, states, keys)
     # scan stacks draws first: (draw, chain, ...) -> (chain, draw, ...)
     swap = lambda a: jnp.swapaxes(a, 0, 1)
