@@ -8,12 +8,13 @@ vectorised chains, and reports diagnostics through ArviZ.
 from ebmppl import buffer, data, diagnostics, nn, objectives, samplers, targets
 from ebmppl.energy import Energy
 from ebmppl.fit import FitResult, TrainingDiverged, fit
+from ebmppl.io import load, save
 from ebmppl.logz import LogZEstimate, log_partition
-from ebmppl.samplers import Samples, sample
+from ebmppl.samplers import ChainHealthWarning, Samples, sample
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "Energy", "sample", "Samples", "fit", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
-    "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__",
+    "Energy", "sample", "Samples", "fit", "save", "load", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
+    "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__", "ChainHealthWarning",
 ]

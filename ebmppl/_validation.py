@@ -30,3 +30,85 @@ def check_examples(name: str, x: Any, event_shape: tuple[int, ...], leading: int
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf; {fix}")
     return x
+
+
+def check_key(key: Any, name: str = "key") -> jax.Array:
+    """``key`` unchanged if it is one ``jax.random`` key, or a TypeError naming ``name`` and the fix.
+
+    Both new-style typed keys (``jax.random.key(0)``) and legacy raw keys
+    (``jax.random.PRNGKey(0)``, ``uint32[2]``) are accepted; traced keys are
+    checked by shape and dtype only.
+
+    Examples
+    --------
+    >>> _ = check_key(jax.random.key(0)); _ = check_key(jax.random.PRNGKey(0))
+    >>> check_key(0)
+    Traceback (most recent call last):
+    ...
+    TypeError: key must be a jax.random key, e.g. key=jax.random.key(0); got the int 0. ...
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and shape is not None:
+        typed = jnp.issubdtype(dtype, jax.dtypes.prng_key)
+        if typed and tuple(shape) == ():
+            return key
+        if not typed and dtype == np.uint32 and len(shape) == 1 and shape[0] in (2, 4):
+            return key  # raw key data (threefry: 2 words; rbg: 4)
+        what = f"an array of shape {tuple(shape)} and dtype {dtype}"
+        if typed:
+            what = f"{int(np.prod(shape))} keys of shape {tuple(shape)}; pass one key (e.g. {name}[0])"
+    elif isinstance(key, (bool, int, np.integer)):
+        what = f"the int {key!r}. An int seed is not a key: use jax.random.key({key!r})"
+    else:
+        what = f"a {type(key).__name__}"
+    raise TypeError(f"{name} must be a jax.random key, e.g. {name}=jax.random.key(0); got {what}. "
+                    "The same key gives the same result.")
+
+
+def check_energy(energy: Any, name: str = "energy") -> Any:
+    """``energy`` unchanged if it is an :class:`~ebmppl.Energy`, else a TypeError that says how to make one.
+
+    Examples
+    --------
+    >>> check_energy(lambda p, x: (x**2).sum())
+    Traceback (most recent call last):
+    ...
+    TypeError: energy must be an ebmppl.Energy, got function; wrap it: ebmppl.Energy(fn, params, event_shape=...).
+    """
+    from ebmppl.energy import Energy
+
+    if isinstance(energy, Energy):
+        return energy
+    inner = getattr(energy, "energy", None)
+    if isinstance(inner, Energy):
+        raise TypeError(f"{name} must be an ebmppl.Energy, got {type(energy).__name__}; pass its .energy.")
+    hint = "wrap it: ebmppl.Energy(fn, params, event_shape=...)" if callable(energy) else \
+        "build one with ebmppl.Energy(energy_fn, params, event_shape=...)"
+    raise TypeError(f"{name} must be an ebmppl.Energy, got {type(energy).__name__}; {hint}.")
+
+
+def check_sampler_params(overrides: Any, valid: Any, name: str = "sampler_params") -> dict[str, Any]:
+    """``overrides`` as a dict whose keys are all in ``valid`` (the sampler's kernel parameters), else a ValueError.
+
+    A typo (``{"stepsize": 0.1}``) would otherwise be ignored in silence.
+
+    Examples
+    --------
+    >>> check_sampler_params({"step_size": 0.1}, ["step_size", "noise_scale"])
+    {'step_size': 0.1}
+    >>> check_sampler_params({"stepsize": 0.1}, ["step_size", "noise_scale"])
+    Traceback (most recent call last):
+    ...
+    ValueError: sampler_params has unknown key 'stepsize'; this sampler's parameters are: 'noise_scale', 'step_size'.
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise TypeError(f"{name} must be a dict such as {{'step_size': 0.1}}, got {type(overrides).__name__}.")
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        keys = ", ".join(repr(k) for k in unknown)
+        raise ValueError(f"{name} has unknown key{'s' if len(unknown) > 1 else ''} {keys}; this sampler's "
+                         f"parameters are: {', '.join(repr(k) for k in sorted(valid))}.")
+    return dict(overrides)

@@ -1,7 +1,7 @@
 """Atomic, checksummed checkpoints of a full training state.
 
 A checkpoint is one file: a header line (magic, format version, payload
-length, SHA-256 of the payload, JSON metadata) followed by an ``.npz``
+length, SHA-256 of the payload, JSON metadata and its own SHA-256) followed by an ``.npz``
 payload with the state's leaves. It is written to a temporary file, flushed
 and fsync-ed, read back and verified, and only then renamed over the
 previous checkpoint: a crash or a full disk mid-write never replaces the last
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "CheckpointError", "FORMAT_VERSION"]
 
 MAGIC = b"EBMPPL-CKPT"
 FORMAT_VERSION = 1
@@ -72,7 +72,14 @@ def _parse(raw: bytes, path: pathlib.Path) -> tuple[dict, bytes]:
         raise CheckpointError(f"{path} is truncated: {len(payload)} of {header['length']} payload bytes.")
     if hashlib.sha256(payload).hexdigest() != header["sha256"]:
         raise CheckpointError(f"{path} is corrupted: its checksum does not match.")
+    if "metadata_sha256" in header and _metadata_digest(header.get("metadata")) != header["metadata_sha256"]:
+        raise CheckpointError(f"{path} is corrupted: the checksum of its metadata does not match.")
     return header, payload
+
+
+def _metadata_digest(metadata: Any) -> str:
+    """SHA-256 of the canonical JSON of ``metadata`` (the header's own checksum; the payload has another)."""
+    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
 
 
 def save_checkpoint(
@@ -101,8 +108,9 @@ def save_checkpoint(
         "length": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
         "is_key": is_key,
-        "metadata": metadata or {},
+        "metadata": json.loads(json.dumps(metadata or {})),  # canonical JSON: what the reader will see
     }
+    header["metadata_sha256"] = _metadata_digest(header["metadata"])
     blob = MAGIC + b" " + json.dumps(header).encode() + b"\n" + payload
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -140,6 +148,39 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return header["metadata"]
 
 
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray]]:
+    """The verified header, the state's arrays (in leaf order) and the extras of a checkpoint, without a template.
+
+    Nothing in the file is executed: the header is JSON and the arrays are read
+    with ``allow_pickle=False``. PRNG keys come back as their raw key data
+    (``header["is_key"]`` marks them).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, truncated or corrupted file, or another format version.
+
+    Examples
+    --------
+    >>> import tempfile, jax.numpy as jnp
+    >>> path = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "c.ebm", {"w": jnp.ones(2)}, {"step": 7})
+    >>> header, arrays, extras = read_checkpoint(path)
+    >>> header["metadata"]["step"], [a.tolist() for a in arrays], extras
+    (7, [[1.0, 1.0]], {})
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}.")
+    header, payload = _parse(path.read_bytes(), path)
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            arrays = [npz[name] for name in sorted(npz.files) if name.startswith("leaf_")]
+            extras = {name[len("extra_"):]: npz[name] for name in npz.files if name.startswith("extra_")}
+    except ValueError as err:  # an object array (pickle) or a damaged archive: never unpickled
+        raise CheckpointError(f"{path} holds arrays that cannot be read without executing code ({err}).") from None
+    return header, arrays, extras
+
+
 def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool = False):
     """Load a checkpoint into the structure of ``template`` (a state of the same model and options).
 
@@ -165,13 +206,8 @@ def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool
     ...
     ebmppl.checkpoint.CheckpointError: ...: array 0 is float32[3] but the model expects float32[4]: ...
     """
+    header, arrays, extras = read_checkpoint(path)
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}.")
-    header, payload = _parse(path.read_bytes(), path)
-    with np.load(io.BytesIO(payload)) as npz:
-        arrays = [npz[name] for name in sorted(npz.files) if name.startswith("leaf_")]
-        extras = {name[len("extra_"):]: npz[name] for name in npz.files if name.startswith("extra_")}
     leaves, treedef = jax.tree.flatten(template)
     if len(arrays) != len(leaves):
         raise CheckpointError(

@@ -1,9 +1,17 @@
 """The ``ebmppl`` command line (thin: parses, calls the API, writes a run folder).
 
-``ebmppl fit`` trains an energy (default: two moons) and writes a run folder
-with config, metrics, checkpoint, figures and an HTML report;
-``ebmppl sample`` samples a built-in target and writes draws, an ArviZ
-summary and a figure.
+``ebmppl fit`` trains an energy (default: two moons; ``--data FILE`` for your
+own ``.npy``/``.npz``/``.csv`` data) and writes a run folder with config,
+metrics, checkpoint, figures and an HTML report; ``ebmppl sample`` samples a
+built-in target (or, with ``--run PATH``, a trained run folder or a file
+written by :func:`ebmppl.save`) and writes draws, an ArviZ summary and a
+figure; ``ebmppl compare`` compares samplers on a target or a trained energy.
+``--help`` shows every option's default; ``ebmppl --version`` the version.
+
+Output: a failed command removes the output folder it created (never one that
+existed before, never a ``fit`` folder holding a checkpoint to resume).
+Progress goes to stderr: a bar on a terminal, whole lines (no carriage
+returns) on a pipe or file, nothing with ``--quiet``.
 
 Exit status: 0 done; 2 a user error (bad option value, unknown dataset or
 sampler, bad path, unreadable checkpoint, existing run folder) with a
@@ -17,10 +25,45 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import signal
 import sys
+import time
 
 __all__ = ["main"]
+
+_DEFAULT_TARGET = "banana"
+
+
+def _progress(args: argparse.Namespace) -> tuple[bool, bool]:
+    """(tqdm bars, plain lines): bars on a terminal; on a pipe or file a few whole lines; nothing with --quiet."""
+    if args.quiet:
+        return False, False
+    tty = sys.stderr.isatty()
+    return tty, not tty
+
+
+def _line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _LineProgress:
+    """A fit callback printing one line per tenth of the run (for logs: no carriage-return redraws)."""
+
+    def __init__(self, total: int):
+        self.total, self.last, self.t0 = total, None, time.perf_counter()
+
+    def __call__(self, step: int, state, metrics) -> bool:
+        import numpy as np
+
+        tenth = max(1, self.total // 10)
+        if self.last is None or step // tenth > self.last // tenth or step >= self.total:
+            self.last = step
+            last = {k: float(np.asarray(v)[-1]) for k, v in metrics.items() if k in ("loss", "energy_pos", "energy_neg")}
+            shown = "".join(f", {k} {v:.3f}" for k, v in last.items())
+            _line(f"fit: step {step}/{self.total} ({100 * step // self.total}%){shown}, "
+                  f"{time.perf_counter() - self.t0:.0f} s")
+        return False
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -34,12 +77,32 @@ def _sample(args: argparse.Namespace) -> int:
     from ebmppl import diagnostics, sample
     from ebmppl.plots import plot_samples_2d
     from ebmppl.samplers import get_sampler
-    from ebmppl.targets import TARGETS
 
-    target = TARGETS[args.target]()
+    key = jax.random.key(args.seed)
+    init = None
+    if args.run_path is not None:
+        from ebmppl.runs import load_trained_energy
+
+        energy, cfg = load_trained_energy(args.run_path)
+        what = f"the trained run {args.run_path}"
+        if cfg is not None and cfg.data is not None:  # start where the data are: [-2, 2] sd around their mean
+            u = jax.random.uniform(jax.random.fold_in(key, 1), (args.chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+            init = jax.numpy.asarray(cfg.data_center) + jax.numpy.asarray(cfg.data_scale) * u
+    else:
+        from ebmppl.targets import TARGETS
+
+        args.target = args.target or _DEFAULT_TARGET
+        energy = TARGETS[args.target]().energy
+        what = args.target
     sampler = get_sampler(args.sampler)
-    out = sample(target.energy, jax.random.key(args.seed), sampler=sampler, num_chains=args.chains,
-                 num_warmup=args.warmup, num_samples=args.samples)
+    bars, lines = _progress(args)
+    if lines:
+        _line(f"sample: {args.sampler} on {what}, {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws)")
+    t0 = time.perf_counter()
+    out = sample(energy, key, sampler=sampler, num_chains=args.chains, num_warmup=args.warmup,
+                 num_samples=args.samples, init=init, progress_bar=bars)
+    if lines:
+        _line(f"sample: done in {time.perf_counter() - t0:.1f} s")
     run = pathlib.Path(args.out)
     run.mkdir(parents=True, exist_ok=True)
     draws = np.asarray(out.positions)
@@ -47,8 +110,8 @@ def _sample(args: argparse.Namespace) -> int:
     table = diagnostics.summary(out.to_arviz())
     table.to_csv(run / "summary.csv")
     info = {
-        "target": args.target, "sampler": args.sampler, "chains": args.chains, "warmup": args.warmup,
-        "samples": args.samples, "seed": args.seed,
+        "target": args.target, "run": args.run_path, "sampler": args.sampler, "chains": args.chains,
+        "warmup": args.warmup, "samples": args.samples, "seed": args.seed,
         "step_size": float(np.asarray(out.params["step_size"])),
         "acceptance_rate": float(np.nanmean(np.asarray(out.stats.acceptance_rate))),
         "divergences": int(np.asarray(out.stats.is_divergent).sum()),
@@ -58,8 +121,8 @@ def _sample(args: argparse.Namespace) -> int:
     }
     (run / "run.json").write_text(json.dumps(info, indent=2))
     figure = run / "samples.png"
-    if target.energy.event_shape == (2,):
-        fig = plot_samples_2d(target.energy, draws, title=f"{args.sampler} on {args.target}")
+    if energy.event_shape == (2,):
+        fig = plot_samples_2d(energy, draws, title=f"{args.sampler} on {args.run_path or args.target}")
         fig.savefig(figure, dpi=120)
         plt.close(fig)
     else:
@@ -74,30 +137,45 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ebmppl.fit import CHECKPOINT_NAME, TrainingDiverged
     from ebmppl.runs import FitConfig, fit_run
 
-    widths = args.widths
-    cfg = FitConfig(dataset=args.dataset, widths=widths, sampler=args.sampler, init=args.init, steps=args.steps,
-                    batch_size=args.batch_size, mcmc_steps=args.mcmc_steps, step_size=args.step_size,
-                    noise_scale=args.noise_scale, lr=args.lr, alpha=args.alpha, seed=args.seed, out=args.out)
-    from ebmppl.fit import TrainingDiverged
-
+    if args.test_fraction is not None and args.data is None:
+        raise ValueError("--test-fraction applies to --data (the built-in datasets have their own held-out set).")
+    given = {name: getattr(args, name) for name in ("widths", "sampler", "init", "steps", "batch_size", "mcmc_steps",
+                                                     "step_size", "noise_scale", "lr", "alpha", "test_fraction")
+             if getattr(args, name) is not None}  # unset: FitConfig's default, the single source of defaults
+    if args.data is not None:
+        given["data"] = args.data
+    else:
+        given["dataset"] = args.dataset or FitConfig.dataset
+    cfg = FitConfig(seed=args.seed, out=args.out, **given)
+    bars, lines = _progress(args)
+    callbacks = [_LineProgress(cfg.resolved().steps)] if lines else []
+    if lines:
+        _line(f"fit: {cfg.data or cfg.dataset} -> {args.out}")
     # SIGTERM (a scheduler's kill) is handled like Ctrl-C: fit checkpoints the last completed chunk
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        evaluation = fit_run(cfg, resume=args.resume, overwrite=args.overwrite, progress_bar=not args.quiet)
+        evaluation = fit_run(cfg, resume=args.resume, overwrite=args.overwrite, progress_bar=bars, callbacks=callbacks)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint of the last completed step written to {args.out}; continue with "
-              f"'ebmppl fit --out {args.out} --resume' (and the same options)", file=sys.stderr)
+        if (pathlib.Path(args.out) / CHECKPOINT_NAME).exists():
+            print(f"\ninterrupted: checkpoint of the last completed step written to {args.out}; continue with "
+                  f"'ebmppl fit --out {args.out} --resume' (and the same options)", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first checkpoint: nothing to resume.", file=sys.stderr)
         return 130
     except TrainingDiverged as err:
         print(f"ebmppl fit: training diverged: {err}", file=sys.stderr)
+        if (pathlib.Path(args.out) / CHECKPOINT_NAME).exists():
+            print(f"ebmppl fit: {args.out} is kept: it holds the last good checkpoint.", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
     for key, value in evaluation.items():
         print(f"{key:>26s}: {value}")
-    print(f"\nwrote {args.out}/ (report.html, config.json, metrics.jsonl, checkpoint.ebm, density.png, samples.png, curves.png)")
+    written = sorted(p.name for p in pathlib.Path(args.out).iterdir() if not p.name.startswith("."))
+    print(f"\nwrote {args.out}/ ({', '.join(written)})")
     return 0
 
 
@@ -108,10 +186,21 @@ def _raise_keyboard_interrupt(signum, frame):
 def _compare(args: argparse.Namespace) -> int:
     from ebmppl.runs import compare_run
 
+    if not args.checkpoint:
+        args.target = args.target or _DEFAULT_TARGET
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"--samplers: expected comma-separated sampler names, got {args.samplers!r}.")
+    bars, lines = _progress(args)
+    if lines:
+        _line(f"compare: {', '.join(names)} on {args.checkpoint or args.target}, {args.chains} chains x "
+              f"({args.warmup} warm-up + {args.samples} draws) each")
+    t0 = time.perf_counter()
     comparison = compare_run(None if args.checkpoint else args.target, names, out=args.out, chains=args.chains,
                              warmup=args.warmup, samples=args.samples, seed=args.seed, checkpoint=args.checkpoint,
-                             progress_bar=not args.quiet)
+                             progress_bar=bars)
+    if lines:
+        _line(f"compare: done in {time.perf_counter() - t0:.1f} s")
     print(comparison.to_markdown())
     print(f"wrote {args.out}/ (comparison.csv, comparison.md, comparison.png, trace_*.png, rank_*.png, report.html)")
     return 0
@@ -162,67 +251,158 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), e.g. 0.2, got {text}")
+    return value
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help states its default: ``(default: X)`` appended unless the text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text:
+            return text
+        if action.nargs == 0:  # a flag
+            return f"{text} (default: off)"
+        return f"{text} (default: {action.default})"
+
+
 def _parser() -> argparse.ArgumentParser:
+    from ebmppl import __version__
+    from ebmppl.buffer import STRATEGIES
+    from ebmppl.runs import DATASETS, FitConfig
     from ebmppl.samplers import available
     from ebmppl.targets import TARGETS
 
-    parser = _Parser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    from ebmppl.buffer import STRATEGIES
-    from ebmppl.runs import DATASETS
+    toy, digits = FitConfig().resolved(), FitConfig(dataset="digits").resolved()
 
-    f = sub.add_parser("fit", help="train an energy on a dataset and write a run folder with a report")
-    f.add_argument("--dataset", default="two_moons", choices=DATASETS, help="training data (default two_moons)")
-    f.add_argument("--widths", default=None, type=_widths, help="hidden widths of the MLP energy, e.g. 128,128,128")
-    f.add_argument("--sampler", default="langevin", choices=available(), help="sampler for the negatives")
-    f.add_argument("--init", default="replay_buffer", choices=sorted(STRATEGIES), help="where chains start")
-    f.add_argument("--steps", type=_int_at_least(1), default=None, help="training steps (default: 5000 toy, 2000 digits)")
-    f.add_argument("--batch-size", type=_int_at_least(1), default=128)
-    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=20, help="K sampler steps per training step")
-    f.add_argument("--step-size", type=_positive_float, default=None, help="sampler step size")
-    f.add_argument("--noise-scale", type=_positive_float, default=None, help="Langevin noise scale")
-    f.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
-    f.add_argument("--alpha", type=_non_negative_float, default=None,
-                   help="L2 energy penalty (default 0.05 toy, 0.1 digits)")
-    f.add_argument("--seed", type=_int_at_least(0), default=0)
-    f.add_argument("--out", default="runs/fit", help="run folder (default runs/fit)")
+    def by_data(name: str) -> str:  # a default that depends on the data, as FitConfig.resolved fills it
+        a, b = getattr(toy, name), getattr(digits, name)
+        a, b = (",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else v for v in (a, b))
+        return f"default: {a} for 2-D data and --data, {b} for digits"
+
+    parser = _Parser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.",
+                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+
+    f = add("fit", help="train an energy on a built-in dataset or your own data file and write a run folder "
+                        "with a report", description="Train an energy and write a run folder (config, metrics, "
+                        "checkpoint, figures, report.html). Progress: a bar on a terminal, a line per tenth of "
+                        "the run when stderr is a pipe or file, nothing with --quiet.")
+    data = f.add_mutually_exclusive_group()
+    data.add_argument("--dataset", default=None, choices=DATASETS,
+                      help=f"built-in training data (default: {FitConfig.dataset}, unless --data is given)")
+    data.add_argument("--data", default=None, metavar="FILE",
+                      help="your own data, one example per row: FILE.npy; FILE.npz holding one array, or "
+                           "FILE.npz:NAME for its array NAME; FILE.csv of numbers (a header row is detected). Any "
+                           "dimension and scale: the network sees standardised data, the report and samples are "
+                           "in your data's units (default: none, use --dataset)")
+    f.add_argument("--test-fraction", type=_fraction, default=None,
+                   help=f"share of the --data rows held out for evaluation, drawn with --seed "
+                        f"(default: {FitConfig.test_fraction})")
+    f.add_argument("--widths", default=None, type=_widths,
+                   help=f"hidden widths of the MLP energy, e.g. 128,128,128 ({by_data('widths')})")
+    f.add_argument("--sampler", default=FitConfig.sampler, choices=available(), help="sampler for the negatives")
+    f.add_argument("--init", default=FitConfig.init, choices=sorted(STRATEGIES), help="where chains start")
+    f.add_argument("--steps", type=_int_at_least(1), default=None, help=f"training steps ({by_data('steps')})")
+    f.add_argument("--batch-size", type=_int_at_least(1), default=FitConfig.batch_size, help="examples per step")
+    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=FitConfig.mcmc_steps,
+                   help="K sampler steps per training step")
+    f.add_argument("--step-size", type=_positive_float, default=None, help=f"sampler step size ({by_data('step_size')})")
+    f.add_argument("--noise-scale", type=_positive_float, default=None,
+                   help=f"Langevin noise scale ({by_data('noise_scale')})")
+    f.add_argument("--lr", type=_positive_float, default=FitConfig.lr, help="Adam learning rate")
+    f.add_argument("--alpha", type=_non_negative_float, default=None, help=f"L2 energy penalty ({by_data('alpha')})")
+    f.add_argument("--seed", type=_int_at_least(0), default=FitConfig.seed,
+                   help="seed of the network, the training and the --data split")
+    f.add_argument("--out", default=FitConfig.out, help="run folder (removed again if this command fails before "
+                                                        "it holds a checkpoint and it did not exist before)")
     f.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument("--quiet", action="store_true", help="no progress output")
     f.set_defaults(run=_fit)
-    c = sub.add_parser("compare", help="compare samplers on a built-in target or a trained run")
-    c.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
-    c.add_argument("--checkpoint", default=None, help="a run folder of 'ebmppl fit' to sample instead of --target")
+
+    c = add("compare", help="compare samplers on a built-in target or a trained energy")
+    subject = c.add_mutually_exclusive_group()
+    subject.add_argument("--target", default=None, choices=sorted(TARGETS),
+                         help=f"built-in target (default: {_DEFAULT_TARGET}, unless the trained energy is given)")
+    subject.add_argument("--checkpoint", default=None, metavar="PATH",
+                         help="a trained energy to sample instead of --target: a run folder of 'ebmppl fit' or a "
+                              "file written by ebmppl.save (default: none, use --target)")
     c.add_argument("--samplers", default="mala,hmc,nuts,barker,ula", help="comma-separated sampler names")
-    c.add_argument("--chains", type=_int_at_least(1), default=4)
-    c.add_argument("--warmup", type=_int_at_least(0), default=1000)
-    c.add_argument("--samples", type=_int_at_least(1), default=1000)
-    c.add_argument("--seed", type=_int_at_least(0), default=0)
-    c.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
-    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--chains", type=_int_at_least(1), default=4, help="chains per sampler")
+    c.add_argument("--warmup", type=_int_at_least(0), default=1000, help="warm-up steps per chain")
+    c.add_argument("--samples", type=_int_at_least(1), default=1000, help="kept draws per chain")
+    c.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the initial positions and the chains")
+    c.add_argument("--out", default="runs/compare", help="output folder (removed again if this command fails and "
+                                                         "it did not exist before)")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
     c.set_defaults(run=_compare)
 
-    s = sub.add_parser("sample", help="sample a built-in target and write draws, a summary and a figure")
-    s.add_argument("--target", default="banana", choices=sorted(TARGETS), help="built-in target (default banana)")
-    s.add_argument("--sampler", default="nuts", choices=available(), help="sampler (default nuts)")
-    s.add_argument("--chains", type=_int_at_least(1), default=4)
-    s.add_argument("--warmup", type=_int_at_least(0), default=1000)
-    s.add_argument("--samples", type=_int_at_least(1), default=1000)
-    s.add_argument("--seed", type=_int_at_least(0), default=0)
-    s.add_argument("--out", default="runs/sample", help="run folder (default runs/sample)")
+    s = add("sample", help="sample a built-in target or a trained energy and write draws, a summary and a figure")
+    subject = s.add_mutually_exclusive_group()
+    subject.add_argument("--target", default=None, choices=sorted(TARGETS),
+                         help=f"built-in target (default: {_DEFAULT_TARGET}, unless the trained energy is given)")
+    subject.add_argument("--run", dest="run_path", default=None, metavar="PATH",
+                         help="a trained energy to sample instead of --target: a run folder of 'ebmppl fit' (draws "
+                              "in the units of its data) or a file written by ebmppl.save (default: none, use --target)")
+    s.add_argument("--sampler", default="nuts", choices=available(), help="sampler")
+    s.add_argument("--chains", type=_int_at_least(1), default=4, help="chains")
+    s.add_argument("--warmup", type=_int_at_least(0), default=1000, help="warm-up steps per chain")
+    s.add_argument("--samples", type=_int_at_least(1), default=1000, help="kept draws per chain")
+    s.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the initial positions and the chains")
+    s.add_argument("--out", default="runs/sample", help="output folder (removed again if this command fails and "
+                                                        "it did not exist before)")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
     s.set_defaults(run=_sample)
     return parser
 
 
+def _make_folder(path: pathlib.Path) -> pathlib.Path | None:
+    """Create ``path`` (and parents); return the topmost folder this call created, ``None`` if it existed."""
+    created = None
+    for folder in (path.absolute(), *path.absolute().parents):
+        if folder.exists():
+            break
+        created = folder
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_created(created: pathlib.Path | None, args: argparse.Namespace) -> None:
+    """After a failure: remove the output folder this command created, unless it holds a resumable checkpoint."""
+    if created is None or not created.exists():
+        return
+    from ebmppl.fit import CHECKPOINT_NAME
+
+    if args.command == "fit" and (pathlib.Path(args.out) / CHECKPOINT_NAME).exists():
+        return  # an interrupted (or diverged) run: its checkpoint is what --resume continues
+    shutil.rmtree(created, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ebmppl`` command: returns the exit status (user errors exit 2 with one line).
+
+    A command that fails removes the output folder it created (never one that
+    existed before it started, and never a fit run folder that holds a
+    checkpoint to resume).
 
     Examples
     --------
     >>> import contextlib, io, tempfile
     >>> with contextlib.redirect_stdout(io.StringIO()) as printed:
     ...     status = main(["sample", "--target", "gaussian", "--sampler", "mala", "--warmup", "100",
-    ...                    "--samples", "100", "--out", tempfile.mkdtemp()])
+    ...                    "--samples", "100", "--out", tempfile.mkdtemp(), "--quiet"])
     >>> status, "R-hat max" in printed.getvalue()
     (0, True)
     """
@@ -230,13 +410,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ebmppl.checkpoint import CheckpointError
 
+    created = None
     try:
         if getattr(args, "out", None):  # a bad output path fails now, before any work
-            pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-        return args.run(args)
+            created = _make_folder(pathlib.Path(args.out))
+        status = args.run(args)
     except (ValueError, OSError, CheckpointError) as err:  # OSError: bad paths, permissions, existing run folders
+        _remove_created(created, args)
         message = " ".join(str(err).split())  # one line, whatever the exception text
         parser.exit(2, f"ebmppl {args.command}: error: {message}\n")
+    except KeyboardInterrupt:
+        _remove_created(created, args)
+        print(f"\nebmppl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BaseException:
+        _remove_created(created, args)
+        raise
+    if status != 0:
+        _remove_created(created, args)
+    return status
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ebmppl._validation import check_energy, check_key, check_sampler_params
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, get_sampler
 
@@ -88,8 +89,8 @@ def inpaint(
     >>> out.shape, float(out[0, 0])
     ((1, 2), 2.0)
     """
-    if not isinstance(energy, Energy):
-        raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+    check_energy(energy)
+    check_key(key)
     images = jnp.asarray(images)
     if images.shape[1:] != energy.event_shape:
         raise ValueError(f"images must be (n, *event_shape) = (n, *{energy.event_shape}), got {images.shape}.")
@@ -97,7 +98,8 @@ def inpaint(
     if int(num_steps) < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps!r}.")
     sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    params = {**sampler.default_params(energy.dim), **(sampler_params or {})}
+    defaults = sampler.default_params(energy.dim)
+    params = {**defaults, **check_sampler_params(sampler_params, defaults)}
     params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
     k_init, k_run = jax.random.split(key)
     if isinstance(init, str):

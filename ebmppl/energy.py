@@ -18,6 +18,7 @@ method              value                     convention of
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,6 +54,21 @@ def _as_event_shape(event_shape: int | Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+def _check_signature(energy_fn: Callable) -> None:
+    """A TypeError when ``energy_fn`` cannot be called as ``energy_fn(params, x)`` (e.g. ``lambda x: ...``)."""
+    try:
+        sig = inspect.signature(energy_fn)
+    except (TypeError, ValueError):  # a builtin or C function: nothing to inspect, the trial call decides
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"energy_fn must take (params, x) and return a scalar; its signature is {sig}. Write it as "
+            "energy_fn(params, x) (ignore params if it has none: lambda params, x: ..., with params=None)."
+        ) from None
+
+
 class Energy(eqx.Module):
     """An unnormalised density ``p(x) ∝ exp(-E(x) / T)`` defined by an energy function.
 
@@ -79,7 +95,9 @@ class Energy(eqx.Module):
         ``event_shape``, or is not finite at the probe point; if ``temperature``
         is not positive.
     TypeError
-        If the energy returns an integer or non-real dtype.
+        If ``energy_fn`` cannot be called as ``energy_fn(params, x)`` (e.g.
+        ``lambda x: ...`` without ``params``), or returns an integer or
+        non-real dtype.
 
     Notes
     -----
@@ -100,6 +118,10 @@ class Energy(eqx.Module):
     -1.0
     >>> quad.score(jnp.zeros(2))                # grad_x log p
     Array([1., 1.], dtype=float32)
+    >>> Energy(lambda x: jnp.sum(x**2), event_shape=(2,))   # forgot params
+    Traceback (most recent call last):
+    ...
+    TypeError: energy_fn must take (params, x) and return a scalar; its signature is (x). ...
     """
 
     energy_fn: EnergyFn = eqx.field(static=True)
@@ -142,6 +164,7 @@ class Energy(eqx.Module):
                 f"probe has shape {probe.shape} but event_shape is {self.event_shape}; "
                 "pass a probe point of the event shape."
             )
+        _check_signature(self.energy_fn)
         try:
             out = jax.eval_shape(self.energy_fn, self.params, probe)
         except Exception as err:  # the user's function rejected the declared shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,10 +25,13 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ebmppl._validation import check_examples, check_int
+from ebmppl._validation import check_energy, check_examples, check_int, check_key
 from ebmppl.checkpoint import load_checkpoint, save_checkpoint
 from ebmppl.energy import Energy
+from ebmppl.health import TrainingHealth
+from ebmppl.io import energy_metadata
 from ebmppl.objectives import OBJECTIVES, Trainer, TrainState
+from ebmppl.recipes import resolve_recipe
 from ebmppl.sharding import check_divisible, constrain_leading, leading_axis, replicate, resolve_mesh
 
 __all__ = ["fit", "FitResult", "TrainingDiverged", "CHECKPOINT_NAME"]
@@ -68,6 +72,12 @@ class FitResult:
         resumed run included when the checkpoint carried them).
     seconds
         Wall-clock training time of this call, compile time included.
+    recipe
+        The recipe used (``"density"``, ``"images"`` or ``"none"``; see :mod:`ebmppl.recipes`).
+    health
+        The :class:`~ebmppl.health.TrainingHealth` that watched the run
+        (``fit(health=...)``; ``None`` with ``health=False``): ``health.warnings``,
+        ``health.plot()``.
 
     Examples
     --------
@@ -82,12 +92,18 @@ class FitResult:
     state: TrainState
     history: dict[str, np.ndarray]
     seconds: float
+    recipe: str = "none"
+    health: Any = None
 
 
-def _default_optimizer() -> optax.GradientTransformation:
+def _default_optimizer(num_steps: int = 2000) -> optax.GradientTransformation:
     # Adam without momentum on the first moment (beta1 = 0), as is usual for EBMs
-    # whose negatives change every step (Du & Mordatch 2019).
-    return optax.adam(1e-3, b1=0.0, b2=0.999)
+    # whose negatives change every step (Du & Mordatch 2019); learning rate 1e-3 for
+    # the first half, then a cosine decay to 1e-4, which averages out minibatch noise.
+    half = num_steps // 2
+    schedule = optax.join_schedules(
+        [optax.constant_schedule(1e-3), optax.cosine_decay_schedule(1e-3, max(1, num_steps - half), alpha=0.1)], [half])
+    return optax.adam(schedule, b1=0.0, b2=0.999)
 
 
 def _as_data(data: Any, energy: Energy) -> jax.Array | None:
@@ -104,6 +120,43 @@ def _as_data(data: Any, energy: Energy) -> jax.Array | None:
                              f"{x.shape}, got {y.dtype}{list(y.shape)}.")
         return (x, y)
     return None
+
+
+def _check_metrics(metrics: dict[str, np.ndarray]) -> None:
+    missing = [k for k in ("loss", "finite") if k not in metrics]
+    if missing:
+        raise TypeError(f"the Trainer's step returned metrics without {missing}; the Trainer contract needs "
+                        "'loss' (scalar) and 'finite' (bool: False when the step produced non-finite values).")
+
+
+def _postfix(metrics: dict[str, np.ndarray]) -> dict[str, str]:
+    """The progress bar's fields: the loss, and the energies when the objective reports them."""
+    shown = {"loss": ("loss", ".3f"), "energy_pos": ("e_pos", ".2f"), "energy_neg": ("e_neg", ".2f")}
+    return {label: f"{float(np.ravel(metrics[k])[-1]):{fmt}}" for k, (label, fmt) in shown.items() if k in metrics}
+
+
+def _energy_leaf_indices(trainer: Trainer, state: TrainState) -> list[int] | None:
+    """Positions of the energy's parameters among the state's leaves (None if the Trainer derives them)."""
+    by_id = {id(leaf): i for i, leaf in enumerate(jax.tree.leaves(state))}
+    try:
+        leaves = jax.tree.leaves(trainer.energy_params(state.params))
+    except Exception:  # a custom energy_params: nothing recorded, the checkpoint still loads with like=
+        return None
+    indices = [by_id.get(id(leaf)) for leaf in leaves]
+    return None if any(i is None for i in indices) else indices
+
+
+def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int) -> TrainingHealth | None:
+    """``fit(health=True)``: a TrainingHealth whose window and grace fit the run's number of checks."""
+    if isinstance(health, TrainingHealth):
+        return health
+    if health is False or health is None:
+        return None
+    if health is not True:
+        raise TypeError(f"health must be True, False or an ebmppl.health.TrainingHealth, got {type(health).__name__}.")
+    checks = -(-num_steps // chunk_size)
+    window = max(4, min(20, checks // 4))
+    return TrainingHealth(energy, window=window, grace=window)
 
 
 def _advice(metrics: dict[str, np.ndarray]) -> str:
@@ -128,10 +181,13 @@ def fit(
     checkpoint_dir: str | pathlib.Path | None = None,
     checkpoint_every: int = 500,
     resume: bool = False,
+    overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
     config: dict[str, Any] | None = None,
     devices: Sequence[jax.Device] | int | str | Mesh | None = None,
+    recipe: str = "auto",
+    health: bool | Any = True,
     **objective_options: Any,
 ) -> FitResult:
     """Fit the parameters of ``energy`` to ``data`` by maximum likelihood.
@@ -156,17 +212,34 @@ def fit(
         ``"cd"`` (contrastive divergence), ``"dsm"`` (denoising score matching),
         ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
         estimation), ``"recovery_cd"`` (CD on incomplete data), or a
-        :class:`~ebmppl.objectives.Trainer`.
+        :class:`~ebmppl.objectives.Trainer` (your own or a builder's; it
+        carries its optimizer and options). ``fit`` relies only on the
+        Trainer contract: ``metrics`` with ``loss`` and ``finite``; other
+        metrics (``energy_pos``, ...) are recorded and shown when present.
     optimizer
-        Optax transformation; default ``adam(1e-3, b1=0)``.
+        Optax transformation for a named objective; default Adam (``b1=0``) at
+        1e-3 for the first half of ``num_steps``, then a cosine decay to 1e-4.
+        With a :class:`~ebmppl.objectives.Trainer` it is an error (the
+        Trainer was built with its own optimizer).
     chunk_size
         Steps fused per compiled call (progress and callbacks between chunks).
     checkpoint_dir
-        Folder for ``checkpoint.ebm``; ``None`` writes none.
+        Folder for ``checkpoint.ebm``; ``None`` writes none. A folder that
+        already holds a checkpoint is refused unless ``resume`` or
+        ``overwrite`` is set. Each checkpoint also records the energy, so
+        :func:`ebmppl.load` reads the trained energy from the folder.
     checkpoint_every
         Steps between checkpoints (rounded up to a multiple of ``chunk_size``).
     resume
         Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        With array data the resumed run is bit-identical to an uninterrupted
+        one. With an iterable of batches, pass the same sequence again from
+        its start (a list, or a freshly created generator): ``fit`` skips the
+        batches the checkpointed steps consumed, and the result is then
+        bit-identical too.
+    overwrite
+        Replace the checkpoint that ``checkpoint_dir`` already holds (it is
+        deleted before training starts).
     callbacks
         ``callback(step, state, metrics)`` after each chunk (``metrics``: that
         chunk's per-step arrays); return ``True`` to stop early.
@@ -180,6 +253,25 @@ def fit(
         :mod:`ebmppl.sharding`); parameters are replicated and their gradients
         all-reduced. ``batch_size`` must be a multiple of the device count.
         Array data only.
+    recipe
+        The scale-dependent defaults (:mod:`ebmppl.recipes`). ``"auto"``
+        (default): ``"images"`` for data of event rank >= 2, ``"density"`` for
+        other array data with ``objective="cd"`` when you pass no ``sampler``,
+        ``sampler_params`` or ``chain_init``, else ``"none"``. ``"density"``
+        standardises the data per coordinate, adds a weak Gaussian confinement
+        (3 standard deviations wide) so ``exp(-E)`` is normalisable, and samples
+        negatives with MALA; ``result.energy`` is then the fitted density on the
+        ORIGINAL scale (standardisation and its log-Jacobian included): use it,
+        not ``energy.with_params(result.energy.params)``. ``"images"``:
+        Langevin step 10, noise 0.005, clamped to the data range. ``"none"``:
+        the energy as given, missing sampler and buffer chosen from the data's
+        scale.
+    health
+        ``True`` (default): watch CD training with a
+        :class:`~ebmppl.health.TrainingHealth` sized to the run, which issues a
+        :class:`~ebmppl.health.HealthWarning` on a flat (collapsed) energy,
+        non-mixing chains, bad acceptance or runaway energies; ``False``: off;
+        or your own ``TrainingHealth``. Returned as ``result.health``.
     **objective_options
         Passed to the objective builder, e.g. ``sampler="mala"``,
         ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``.
@@ -194,6 +286,9 @@ def fit(
         A step produced non-finite values; the message says what to change.
     CheckpointError
         ``resume=True`` and the checkpoint is damaged or belongs to another model.
+    FileExistsError
+        ``checkpoint_dir`` already holds a checkpoint and neither ``resume`` nor
+        ``overwrite`` is set.
 
     Examples
     --------
@@ -207,22 +302,34 @@ def fit(
     >>> bool(jnp.allclose(result.energy.params["m"], 3.0, atol=0.3))
     True
     """
-    if not isinstance(energy, Energy):
-        raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+    check_energy(energy)
+    check_key(key)
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("chunk_size", chunk_size),
                         ("checkpoint_every", checkpoint_every)):
         check_int(name, value, 1)
+    # the recipe (ebmppl.recipes) fills the scale-dependent defaults; under "density" the trainer sees
+    # standardised data and a confined energy, and plan.output maps the result back to the data's scale
+    plan = resolve_recipe(recipe, energy, _as_data(data, energy), objective, objective_options)
+    energy, objective_options = plan.train_energy, plan.options
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(sorted(OBJECTIVES))}.")
-        trainer = OBJECTIVES[objective](energy, optimizer or _default_optimizer(), **objective_options)
+        trainer = OBJECTIVES[objective](energy, optimizer or _default_optimizer(num_steps), **objective_options)
     else:
         if objective_options:
             raise TypeError(f"options {sorted(objective_options)} apply to a named objective, not to a Trainer.")
+        if optimizer is not None:
+            raise TypeError("optimizer applies to a named objective, not to a Trainer: the Trainer was built with "
+                            "its own optimizer (pass it to the builder, e.g. contrastive_divergence(energy, optimizer)).")
+        if not isinstance(objective, Trainer):
+            raise TypeError(f"objective must be a name ({', '.join(sorted(OBJECTIVES))}) or an "
+                            f"ebmppl.objectives.Trainer, got {type(objective).__name__}.")
         trainer = objective
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir: the folder holding checkpoint.ebm.")
-    data_array = _as_data(data, energy)
+    if resume and overwrite:
+        raise ValueError("pass resume=True (continue the checkpoint) or overwrite=True (replace it), not both.")
+    data_array = plan.data
     if data_array is None and not isinstance(data, Iterable):
         raise TypeError(f"data must be an array (n, *event_shape) or an iterable of batches, got {type(data).__name__}.")
     mesh = resolve_mesh(devices)
@@ -232,6 +339,12 @@ def fit(
         check_divisible("batch_size", batch_size, mesh)
     checkpoint_every = -(-checkpoint_every // chunk_size) * chunk_size
     ckpt_path = pathlib.Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None and ckpt_path.exists() and not resume:
+        if not overwrite:
+            raise FileExistsError(f"{checkpoint_dir} already holds a checkpoint ({CHECKPOINT_NAME}) of an earlier run; "
+                                  "pass resume=True to continue it, overwrite=True to replace it, or another "
+                                  "checkpoint_dir.")
+        ckpt_path.unlink()
 
     state = trainer.init(key, energy.params)
     history: dict[str, list[np.ndarray]] = {}
@@ -239,12 +352,19 @@ def fit(
         state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True)
         history = {k: [v[: int(state.step)]] for k, v in saved_history.items()}
 
-    batches = iter(data) if data_array is None else None
+    batches = None
+    if data_array is None:  # skip the batches the checkpointed steps consumed: a resumed run sees the same ones
+        batches = itertools.islice(iter(data), int(state.step), None)
     state, data_array = replicate(state, mesh), replicate(data_array, mesh)
 
+    energy_meta = energy_metadata(plan.output(energy.params)) if ckpt_path is not None else None
+
     def save(state):
-        save_checkpoint(ckpt_path, state, {"step": int(state.step), "num_steps": num_steps, "config": config or {}},
-                        extras={k: np.concatenate(v) for k, v in history.items()})
+        meta = {"step": int(state.step), "num_steps": num_steps, "config": config or {}}
+        leaf_indices = _energy_leaf_indices(trainer, state)
+        if leaf_indices is not None:  # ebmppl.load(checkpoint_dir) reads the trained energy from here
+            meta["energy"] = {**energy_meta, "leaf_indices": leaf_indices}
+        save_checkpoint(ckpt_path, state, meta, extras={k: np.concatenate(v) for k, v in history.items()})
 
     committed: dict[str, TrainState | None] = {"state": None}
 
@@ -257,6 +377,7 @@ def fit(
             else:
                 state, metrics = _run_batches(trainer, state, batches, n, energy)
             metrics = jax.tree.map(np.asarray, metrics)
+            _check_metrics(metrics)
             if not metrics["finite"].all():
                 first = int(np.argmin(metrics["finite"]))
                 bar.close()
@@ -265,8 +386,7 @@ def fit(
                 history.setdefault(k, []).append(v)
             committed["state"] = state  # metrics recorded: safe to checkpoint on interruption
             bar.update(int(state.step) - int(previous.step))
-            bar.set_postfix(loss=f"{metrics['loss'][-1]:.3f}", e_pos=f"{metrics['energy_pos'][-1]:.2f}",
-                            e_neg=f"{metrics['energy_neg'][-1]:.2f}")
+            bar.set_postfix(_postfix(metrics))
             saved = False
             if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or int(state.step) >= num_steps):
                 save(state)
@@ -279,6 +399,9 @@ def fit(
                 break
         return state
 
+    health_monitor = _default_health(health, energy, num_steps, chunk_size)
+    if health_monitor is not None and not any(cb is health_monitor for cb in callbacks):
+        callbacks = [*callbacks, health_monitor]
     t0 = time.perf_counter()
     start = int(state.step)
     bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar, mininterval=1.0)
@@ -292,7 +415,8 @@ def fit(
         raise
     bar.close()
     hist = {k: np.concatenate(v) for k, v in history.items()} if history else {}
-    return FitResult(energy.with_params(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0)
+    return FitResult(plan.output(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0,
+                     plan.name, health_monitor)
 
 
 # Module-level jitted programs with the trainer static: a Trainer reused across
@@ -317,6 +441,17 @@ def _step_batch(trainer: Trainer, state: TrainState, batch: jax.Array):
     return state, {**metrics, "step": state.step}
 
 
+def _as_batch(batch: Any, energy: Energy) -> Any:
+    if isinstance(batch, tuple) and len(batch) == 2:
+        batch = (np.asarray(batch[0]), np.asarray(batch[1]))  # (x, labels) or (x, observed_mask)
+    else:
+        batch = np.asarray(batch)
+    out = _as_data(batch, energy)
+    if out is None:
+        raise TypeError("each batch must be an array (batch, *event_shape) or a tuple (x, labels) / (x, mask).")
+    return out
+
+
 def _run_batches(trainer, state, batches, n, energy):
     collected = []
     for _ in range(n):
@@ -324,10 +459,10 @@ def _run_batches(trainer, state, batches, n, energy):
             batch = next(batches)
         except StopIteration:
             break
-        batch = _as_data(np.asarray(batch), energy)
+        batch = _as_batch(batch, energy)
         state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)
-        if not bool(metrics["finite"]):
+        if not bool(metrics.get("finite", True)):
             break
     if not collected:
         raise ValueError("the batch iterator ran out before num_steps; pass more batches or fewer num_steps.")

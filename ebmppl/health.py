@@ -10,6 +10,10 @@ model and the energies run away. :class:`TrainingHealth` is a
   those energies over a sliding window say whether each slot wanders over
   the whole model (R-hat ≈ 1) or stays put (R-hat ≫ 1);
 * the sampler's acceptance rate and the spread of the buffer;
+* collapse to a flat energy: fresh noise scored like the data
+  (``E(noise) ≈ E(x⁺)``, usually with ``E(x⁺) ≈ E(x⁻)``), the sign of a model
+  that learned nothing — e.g. a sampler step far too large or too small for
+  the data's scale;
 
 and records a warning, with what to change, when a signal leaves its band.
 """
@@ -70,6 +74,10 @@ class TrainingHealth:
         Warn when ``|mean E(x⁺) - mean E(x⁻)|`` exceeds this.
     acceptance_band
         Warn when the mean acceptance leaves ``(low, high)`` (samplers with an accept step).
+    flat_limit
+        Warn that the energy is flat when the mean of ``E(noise) - E(x⁺)``
+        over the window is below this (in units of the temperature; noise is
+        the chain initialisation's noise, so objectives without one skip it).
     grace
         Checks at the start of training without mixing and acceptance warnings
         (default: two windows); early on θ moves fast, chains lag by design and
@@ -104,6 +112,7 @@ class TrainingHealth:
     energy_limit: float = 1e3
     gap_limit: float = 10.0
     acceptance_band: tuple[float, float] = (0.1, 0.99)
+    flat_limit: float = 0.5
     grace: int | None = None
     emit: bool = True
     records: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -125,8 +134,8 @@ class TrainingHealth:
             "rhat": float("nan"),
             "ess": float("nan"),
         }
-        samples = state.buffer.samples
-        if samples.shape[0] >= self.probe:
+        samples = getattr(getattr(state, "buffer", None), "samples", None)  # custom Trainer states may lack one
+        if samples is not None and samples.shape[0] >= self.probe:
             self._probe_energies.append(np.asarray(self._energy_fn(state.params, samples[: self.probe]), np.float64))
             self._probe_energies = self._probe_energies[-self.window :]
             if len(self._probe_energies) == self.window:
@@ -171,6 +180,13 @@ class TrainingHealth:
         if np.isfinite(acc) and not low < acc < high:
             advice = "lower the sampler step size" if acc <= low else "raise the sampler step size"
             self._warn(step, "acceptance", f"sampler acceptance {acc:.2f} is outside ({low}, {high}): {advice}.")
+        contrast = [q.get("energy_noise", np.nan) - q.get("energy_pos", np.nan) for q in self.records[-self.window:]]
+        if np.isfinite(contrast).all() and np.mean(contrast) < self.flat_limit:
+            self._warn(step, "flat", f"the energy is flat: fresh noise gets the energy of the data (E(noise) - E(x+) = "
+                                     f"{np.mean(contrast):.3g} over the last {len(contrast)} checks; CD gap "
+                                     f"{r.get('cd_gap', np.nan):.3g}): the model has collapsed and learned nothing. "
+                                     "Match the sampler to the data's scale (fit's default recipe='density' "
+                                     "standardises the data), or train longer / with a larger learning rate.")
         if np.isfinite(r.get("buffer_std", np.nan)) and r["buffer_std"] < 1e-4:
             self._warn(step, "collapse", "the replay buffer collapsed to a point: raise the noise scale or the "
                                          "re-initialisation probability.")

@@ -13,7 +13,13 @@ Out of NumPyro:
 
 * :func:`model_energy` turns any model (with or without energies in it) into
   an :class:`~ebmppl.Energy` over its flattened *unconstrained* latent
-  vector, plus the map back to constrained values, so ebmppl's samplers run on it.
+  vector, plus the map back to constrained values, so ebmppl's samplers run on
+  it: ``ebmppl.sample(me, key)`` (or ``sample(me.energy, key)``) starts every
+  chain from NumPyro's initialisation, and ``to_arviz()`` of the run shows the
+  model's named, constrained sites;
+* :func:`check_support` checks constrained draws (ebmppl's or NumPyro's own
+  ``mcmc.get_samples()``) against each site's support and names the sites
+  whose draws leave it (:class:`SupportWarning`).
 
 .. warning::
    The parameters θ of an energy can NOT be learned through ``factor`` and
@@ -28,17 +34,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import warnings
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions import constraints
-from numpyro.infer.util import initialize_model
+from numpyro.distributions.transforms import biject_to
+from numpyro.handlers import seed, substitute, trace
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import find_valid_initial_params, initialize_model
 
+from ebmppl._validation import check_energy, check_key
 from ebmppl.energy import Energy
 
-__all__ = ["energy_factor", "EnergyDistribution", "potential_fn", "model_energy", "ModelEnergy"]
+__all__ = [
+    "energy_factor", "EnergyDistribution", "potential_fn", "model_energy", "ModelEnergy", "check_support",
+    "SupportWarning",
+]
+
+
+class SupportWarning(UserWarning):
+    """Constrained draws of a model site lie outside that site's support.
+
+    The message names the site, the fraction of draws outside and the
+    reparametrisation that works (see :func:`check_support`).
+
+    Examples
+    --------
+    >>> issubclass(SupportWarning, UserWarning)
+    True
+    """
 
 
 def energy_factor(name: str, energy: Energy, x: jax.Array) -> None:
@@ -91,8 +120,7 @@ class EnergyDistribution(dist.Distribution):
     reparametrized_params: list[str] = []
 
     def __init__(self, energy: Energy, *, validate_args: bool | None = None):
-        if not isinstance(energy, Energy):
-            raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+        check_energy(energy)
         self.energy = energy
         super().__init__(batch_shape=(), event_shape=energy.event_shape, validate_args=validate_args)
 
@@ -147,9 +175,100 @@ def potential_fn(energy: Energy) -> Callable[[jax.Array], jax.Array]:
     >>> bool(jnp.allclose(mcmc.get_samples().mean(0), 3.0, atol=0.3))
     True
     """
-    if not isinstance(energy, Energy):
-        raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+    check_energy(energy)
     return lambda x: energy.energy_fn(energy.params, x) / energy.temperature
+
+
+def _latent_sites(tr) -> list[str]:
+    return [k for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]
+            and not v["fn"].support.is_discrete]
+
+
+def _inside(site) -> jax.Array:
+    """Whether a site's value lies in its distribution's support (one bool for the whole value)."""
+    return jnp.all(site["fn"].support(site["value"]))
+
+
+def _support_report(fractions: dict[str, float], supports: dict[str, str]) -> SupportWarning | None:
+    bad = {k: f for k, f in fractions.items() if f > 0}
+    if not bad:
+        return None
+    named = "; ".join(f"site '{k}': {100 * f:.1f} % of the draws lie outside its support {supports.get(k, '')}"
+                      for k, f in bad.items())
+    first = next(iter(bad))
+    return SupportWarning(
+        f"{named}. These draws are not from the model. A support whose bounds depend on another site, "
+        "wrapped in another constraint (e.g. ImproperUniform(constraints.interval(0, 1 - a), (), ())), is "
+        "mapped back by NumPyro's post-processing with the bounds of the initial point. Reparametrise on a "
+        "fixed interval: sample a unit variable and scale it, adding the log-Jacobian of the scaling to a "
+        f"flat density, e.g. u = numpyro.sample('{first}_unit', dist.ImproperUniform(constraints.unit_interval, "
+        f"(), ())); {first} = numpyro.deterministic('{first}', (1 - a) * u); "
+        f"numpyro.factor('{first}_jacobian', jnp.log(1 - a)) (a normalised Uniform(0, 1 - a) becomes "
+        "u ~ Uniform(0, 1) with no factor), or write the site as a TransformedDistribution of a "
+        "distribution on the fixed interval."
+    )
+
+
+class _ModelPotential:
+    """``energy_fn`` of a :func:`model_energy`: NumPyro's potential on the flat unconstrained vector.
+
+    It also carries what :func:`ebmppl.sample` needs to treat the energy as a
+    model: per-chain initialisation and the post-processing to named,
+    constrained sites. (Hashed by identity, as a static field of the Energy.)
+    """
+
+    _ebmppl_model_potential = True
+
+    def __init__(self, model, model_args, model_kwargs, info, init_strategy):
+        self.model, self.model_args, self.model_kwargs = model, model_args, model_kwargs
+        self.flat, self.unravel = ravel_pytree(info.param_info.z)
+        self.potential = info.potential_fn
+        self.supports = {k: repr(info.model_trace[k]["fn"].support) for k in info.param_info.z}
+        prototype = info.param_info.z
+
+        def init(keys):
+            (z, _, _), _ = find_valid_initial_params(
+                keys, model, init_strategy=init_strategy, model_args=model_args, model_kwargs=model_kwargs,
+                prototype_params=prototype,
+            )
+            return jax.vmap(lambda v: ravel_pytree(v)[0])(z)
+
+        self._init = jax.jit(init)
+        self._constrain = jax.jit(jax.vmap(self._constrain_one))
+
+    def __call__(self, _params: Any, x: jax.Array) -> jax.Array:
+        return self.potential(self.unravel(x))
+
+    def _constrain_one(self, x):
+        unconstrained = self.unravel(x)
+
+        def substitute_fn(site):
+            if site["type"] == "sample" and site["name"] in unconstrained:
+                # the transform of the support at THIS point: bounds that depend on other sites follow them
+                return biject_to(site["fn"].support)(unconstrained[site["name"]])
+            return None
+
+        tr = trace(substitute(seed(self.model, 0), substitute_fn=substitute_fn)).get_trace(
+            *self.model_args, **self.model_kwargs
+        )
+        values = {k: v["value"] for k, v in tr.items() if k in unconstrained or v["type"] == "deterministic"}
+        inside = {k: _inside(tr[k]) for k in unconstrained}
+        return values, inside
+
+    def init_positions(self, key: jax.Array, num_chains: int) -> jax.Array:
+        return self._init(jax.random.split(key, num_chains))
+
+    def postprocess(self, xs: jax.Array) -> dict[str, jax.Array]:
+        xs = jnp.asarray(xs)
+        batch = xs.shape[:-1]
+        values, inside = self._constrain(xs.reshape(-1, self.flat.shape[0]))
+        values = jax.tree.map(lambda v: v.reshape(batch + v.shape[1:]), values)
+        if not isinstance(xs, jax.core.Tracer):
+            fractions = {k: 1.0 - float(np.mean(v)) for k, v in inside.items()}
+            report = _support_report(fractions, self.supports)
+            if report is not None:
+                warnings.warn(report, stacklevel=3)
+        return values
 
 
 class ModelEnergy(NamedTuple):
@@ -160,13 +279,22 @@ class ModelEnergy(NamedTuple):
     energy
         :class:`~ebmppl.Energy` whose ``E`` is NumPyro's potential (``-log
         joint`` in unconstrained space, Jacobians included); event shape ``(d,)``.
+        :func:`ebmppl.sample` recognises it: chains start from NumPyro's
+        initialisation and ``Samples.to_arviz()`` shows the named, constrained sites.
     init_position
         A valid unconstrained starting point, shape ``(d,)``.
     unravel
         Flat vector ``(d,)`` -> dict of unconstrained site values.
     postprocess
         Flat draws ``(..., d)`` -> dict of *constrained* site values with the
-        same leading axes (deterministic sites included).
+        same leading axes (deterministic sites included). The model is
+        replayed at every draw, so a support whose bounds depend on other
+        sites follows them; draws outside a site's support raise a
+        :class:`SupportWarning` naming the site.
+    init_positions
+        ``init_positions(key, num_chains) -> (num_chains, d)``: NumPyro's
+        initialisation strategy (default ``init_to_uniform``) per chain,
+        redrawn (up to 100 times) where the potential or its gradient is not finite.
 
     Examples
     --------
@@ -176,16 +304,41 @@ class ModelEnergy(NamedTuple):
     >>> me = model_energy(model, jax.random.key(0))
     >>> me.energy.event_shape, round(float(me.postprocess(jnp.zeros((1,)))["scale"]), 3)   # exp(0)
     ((1,), 1.0)
+    >>> me.init_positions(jax.random.key(1), 4).shape
+    (4, 1)
     """
 
     energy: Energy
     init_position: jax.Array
     unravel: Callable[[jax.Array], dict[str, jax.Array]]
     postprocess: Callable[[jax.Array], dict[str, jax.Array]]
+    init_positions: Callable[[jax.Array, int], jax.Array] | None = None
 
 
-def model_energy(model: Callable, key: jax.Array, *model_args: Any, **model_kwargs: Any) -> ModelEnergy:
+def model_energy(
+    model: Callable, key: jax.Array, *model_args: Any, init_strategy: Callable = init_to_uniform, **model_kwargs: Any
+) -> ModelEnergy:
     """Turn a NumPyro model into an energy for ebmppl's samplers (BlackJAX log-density = ``-potential``).
+
+    Sample it with ``ebmppl.sample(me, key, ...)`` (or ``sample(me.energy,
+    key, ...)``, the same thing): every chain starts from NumPyro's
+    initialisation (``init_strategy`` per chain, ``init_to_uniform`` by
+    default: uniform on ``[-2, 2]`` in unconstrained space, redrawn where the
+    potential is not finite), and ``out.to_arviz()`` gives the model's named
+    sites in their constrained space. ``init=`` still overrides the start
+    (e.g. ``jnp.tile(me.init_position, (num_chains, 1))`` starts all chains at one point).
+
+    Parameters
+    ----------
+    model
+        A NumPyro model (continuous latent sites).
+    key
+        A ``jax.random`` key for the initial trace.
+    *model_args, **model_kwargs
+        Arguments of the model (data).
+    init_strategy
+        A NumPyro initialisation strategy (``numpyro.infer.init_to_median``,
+        ``init_to_value(values=...)``, ...) for the starting positions.
 
     Examples
     --------
@@ -194,24 +347,71 @@ def model_energy(model: Callable, key: jax.Array, *model_args: Any, **model_kwar
     >>> def model():
     ...     numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
     >>> me = model_energy(model, jax.random.key(0))
-    >>> out = sample(me.energy, jax.random.key(1), sampler="nuts", num_chains=2,
+    >>> out = sample(me, jax.random.key(1), sampler="nuts", num_chains=2,
     ...              num_warmup=200, num_samples=300, progress_bar=False)
     >>> draws = me.postprocess(out.positions)
     >>> draws["scale"].shape, bool((draws["scale"] > 0).all())
     ((2, 300), True)
+    >>> out.to_arviz().posterior["scale"].shape   # the named, constrained site
+    (2, 300)
     """
-    info = initialize_model(key, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=False)
-    flat, unravel = ravel_pytree(info.param_info.z)
-    potential, to_constrained = info.potential_fn, info.postprocess_fn
+    check_key(key)
+    info = initialize_model(key, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=False,
+                            init_strategy=init_strategy)
+    fn = _ModelPotential(model, model_args, model_kwargs, info, init_strategy)
+    energy = Energy(fn, None, event_shape=fn.flat.shape, probe=fn.flat)
+    return ModelEnergy(energy, fn.flat, fn.unravel, fn.postprocess, fn.init_positions)
 
-    def energy_fn(_params, x):
-        return potential(unravel(x))
 
-    def postprocess(xs):
-        xs = jnp.asarray(xs)
-        batch = xs.shape[:-1]
-        out = jax.vmap(lambda x: to_constrained(unravel(x)))(xs.reshape(-1, flat.shape[0]))
-        return jax.tree.map(lambda v: v.reshape(batch + v.shape[1:]), out)
+def check_support(model: Callable, samples: dict[str, Any], *model_args: Any, **model_kwargs: Any) -> dict[str, float]:
+    """Fraction of the draws of each latent site that lie outside the site's support; warns if any does.
 
-    energy = Energy(energy_fn, None, event_shape=flat.shape, probe=flat)
-    return ModelEnergy(energy, flat, unravel, postprocess)
+    ``samples`` are constrained draws keyed by site, with any leading axes
+    (NumPyro's ``mcmc.get_samples()``, with or without ``group_by_chain``, or
+    :meth:`ModelEnergy.postprocess` output). The model is replayed at every
+    draw, so supports that depend on other sites are checked at that draw's
+    values. A site with draws outside is named in a :class:`SupportWarning`
+    with the reparametrisation that works.
+
+    Examples
+    --------
+    A flat prior on ``(0, 1 - a)``: draws with ``b > 1 - a`` are outside.
+
+    >>> import warnings
+    >>> from numpyro.distributions import constraints
+    >>> def model():
+    ...     a = numpyro.sample("a", dist.Uniform(0.0, 1.0))
+    ...     numpyro.sample("b", dist.ImproperUniform(constraints.interval(0.0, 1.0 - a), (), ()))
+    >>> draws = {"a": jnp.array([0.2, 0.5, 0.8]), "b": jnp.array([0.5, 0.4, 0.3])}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     fractions = check_support(model, draws)
+    >>> {k: round(v, 2) for k, v in fractions.items()}
+    {'a': 0.0, 'b': 0.33}
+    >>> "site 'b'" in str(caught[0].message)
+    True
+    """
+    def replay(draw):  # the sites in draw take its values; others NumPyro's init (improper priors cannot be sampled)
+        fill = lambda site: draw[site["name"]] if site["name"] in draw else init_to_uniform(site)  # noqa: E731
+        return trace(substitute(seed(model, 0), substitute_fn=fill)).get_trace(*model_args, **model_kwargs)
+
+    prototype = replay({})
+    latent = _latent_sites(prototype)
+    sites = [k for k in latent if k in samples]
+    if not sites:
+        raise ValueError(f"samples has none of the model's latent sites {latent}; pass constrained draws "
+                         "keyed by site name (e.g. mcmc.get_samples()).")
+    first = sites[0]
+    batch_ndim = jnp.ndim(samples[first]) - jnp.ndim(prototype[first]["value"])
+    flat = {k: jnp.reshape(jnp.asarray(samples[k]), (-1, *jnp.shape(samples[k])[batch_ndim:])) for k in sites}
+
+    def one(draw):
+        tr = replay(draw)
+        return {k: _inside(tr[k]) for k in sites}
+
+    inside = jax.jit(jax.vmap(one))(flat)
+    fractions = {k: 1.0 - float(np.mean(inside[k])) for k in sites}
+    report = _support_report(fractions, {k: repr(prototype[k]["fn"].support) for k in sites})
+    if report is not None:
+        warnings.warn(report, stacklevel=2)
+    return fractions

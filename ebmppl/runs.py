@@ -5,9 +5,11 @@ This is what ``ebmppl fit`` runs. A run folder holds::
     config.json       the options of the run
     metrics.jsonl     one JSON line of metrics per training step
     checkpoint.ebm    the full training state (resumable, checksummed)
-    evaluation.json   held-out log-likelihood, data entropy, MMD (2-D) or MMD (images)
+    evaluation.json   held-out log-likelihood, data entropy, MMD (2-D) or MMD (images);
+                      a data file: log-likelihood (grid in 1-D/2-D, AIS beyond), Gaussian baseline, MMD
     density.png       2-D: data beside the learned density
-    samples.png       model samples (2-D: over the density; digits: a grid)
+    samples.png       model samples (2-D: over the density; digits: a grid; a data file of
+                      another dimension: marginal and pairwise histograms against held-out data)
     curves.png        training curves
     health.png        training health: energies of data/negatives/noise, chain mixing, acceptance
     report.html       one page showing all of it, with health warnings and advice
@@ -16,11 +18,13 @@ This is what ``ebmppl fit`` runs. A run folder holds::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import math
 import os
 import pathlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -37,9 +41,10 @@ from ebmppl.health import TrainingHealth
 from ebmppl.nn import MLPEnergy
 from ebmppl.samplers import available, get_sampler, langevin, sample, ula
 
-__all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "DATASETS"]
+__all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "load_trained_energy", "load_data_file", "DATASETS"]
 
 DATASETS = sorted(TOY_DENSITIES) + ["digits"]
+FILE_DATASET = "file"  # FitConfig.dataset of a run on a data file (FitConfig.data)
 
 
 @dataclasses.dataclass
@@ -55,7 +60,7 @@ class FitConfig:
 
     dataset: str = "two_moons"
     widths: tuple[int, ...] | None = None
-    sampler: str = "langevin"
+    sampler: str | None = None
     init: str = "replay_buffer"
     steps: int | None = None
     batch_size: int = 128
@@ -64,18 +69,31 @@ class FitConfig:
     noise_scale: float | None = None
     lr: float = 1e-3
     alpha: float | None = None
-    buffer_size: int = 10_000
+    buffer_size: int | None = None
     reinit_prob: float = 0.05
     seed: int = 0
     out: str = "runs/fit"
+    # your own data: a file (see :func:`load_data_file`); ``dataset`` then reads "file"
+    data: str | None = None
+    test_fraction: float = 0.2
+    # filled by :func:`fit_run` for a data file: the training split's mean and standard deviation
+    # per coordinate (the network sees standardised data; the saved energy is in the data's units)
+    data_center: tuple[float, ...] | None = None
+    data_scale: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.data is not None:
+            self.data = os.fspath(self.data)
+            self.dataset = FILE_DATASET
 
     def resolved(self) -> FitConfig:
         """Fill the dataset defaults.
 
         Toy 2-D data: MLP 2-128-128-128-1 plus a Gaussian base term, 5000
-        steps, Langevin with step 0.005 and noise √(2·0.005) = 0.1 (exact ULA,
-        so the model learns the density at temperature 1), energy penalty
-        alpha 0.05. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
+        steps, MALA with step 0.01 (Metropolis-corrected, so the model learns
+        the density at temperature 1 without a step-size bias) over a
+        2000-slot replay buffer, energy penalty alpha 0.01; Adam at ``lr`` for
+        half the run, then a cosine decay to ``lr / 10``. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
         with step 1 and noise 0.01 clamped to [-1, 1], alpha 0.1.
 
         Examples
@@ -85,9 +103,9 @@ class FitConfig:
         >>> FitConfig(dataset="digits").resolved().widths
         (256, 256)
         """
-        if self.dataset not in DATASETS:
+        if self.data is None and self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
-        if self.sampler not in available():
+        if self.sampler is not None and self.sampler not in available():
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(available())}.")
         if self.init not in buffers.STRATEGIES:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(sorted(buffers.STRATEGIES))}.")
@@ -95,10 +113,14 @@ class FitConfig:
         defaults = {
             "widths": (256, 256) if digits else (128, 128, 128),
             "steps": 2000 if digits else 5000,
-            "step_size": 1.0 if digits else 0.005,
-            # a lighter L2 energy penalty on 2-D data: the penalty also pulls the energy of
+            # 2-D: MALA (exact: the learned density is not sharpened to undo a step-size bias) over a
+            # 2000-slot buffer, revisited every ~16 steps so the persistent chains mix (issue 14, finding 10)
+            "sampler": "langevin" if digits else "mala",
+            "step_size": 1.0 if digits else 0.01,
+            "buffer_size": 10_000 if digits else 2000,
+            # a light L2 energy penalty on 2-D data: the penalty also pulls the energy of
             # far-away negatives towards 0, which fattens the tails of the learned density
-            "alpha": 0.1 if digits else 0.05,
+            "alpha": 0.1 if digits else 0.01,
         }
         out = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if out.noise_scale is None:
@@ -115,8 +137,190 @@ class FitConfig:
         return out
 
 
+DATA_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def load_data_file(spec: str | os.PathLike) -> np.ndarray:
+    """Examples ``(n, d)`` (float32) from a ``.npy``, ``.npz`` or ``.csv`` file: what ``ebmppl fit --data`` reads.
+
+    Parameters
+    ----------
+    spec
+        ``file.npy`` (one array); ``file.npz`` holding one array, or
+        ``file.npz:NAME`` to pick the array ``NAME``; ``file.csv`` of numbers,
+        comma-, semicolon- or tab-separated, with or without a header row
+        (detected: a first row that is not all numbers is a header). An array
+        of shape ``(n,)`` is read as ``n`` examples of dimension 1.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        An unknown suffix; an ``.npz`` with several arrays and no ``:NAME``
+        (the message lists them) or without ``NAME``; a non-numeric array or
+        CSV cell (named by line and column); an array of more than 2
+        dimensions; fewer than 10 examples; NaN or infinite values.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "points.csv").write_text("height,weight\\n1.70,65\\n1.82,80\\n" + "1.6,55\\n" * 10)
+    >>> load_data_file(folder / "points.csv").shape
+    (12, 2)
+    >>> np.savez(folder / "two.npz", a=np.zeros((20, 3)), b=np.ones(20))
+    >>> load_data_file(f"{folder}/two.npz:b").shape
+    (20, 1)
+    >>> load_data_file(folder / "two.npz")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...two.npz holds 2 arrays (a, b); say which one with ...two.npz:NAME, e.g. ...two.npz:a.
+    """
+    return _read_data(spec)[0]
+
+
+def _read_data(spec: str | os.PathLike) -> tuple[np.ndarray, list[str] | None]:
+    """(examples (n, d) float32, column names of a CSV header or None)."""
+    text = os.fspath(spec)
+    path, key = pathlib.Path(text), None
+    if not path.exists() and ":" in text:
+        head, _, tail = text.rpartition(":")
+        if head.lower().endswith(".npz") and tail:
+            path, key = pathlib.Path(head), tail
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {text!r} not found; pass a .npy, .npz (optionally file.npz:NAME) or "
+                                ".csv file of examples, one per row.")
+    suffix = path.suffix.lower()
+    if suffix not in DATA_SUFFIXES:
+        raise ValueError(f"data file {path} has suffix {suffix!r}; ebmppl reads {', '.join(DATA_SUFFIXES)} "
+                         "(save your array with numpy.save or as a CSV of numbers).")
+    stat = path.stat()
+    x, names = _read_data_cached(str(path.resolve()), key, stat.st_mtime_ns, stat.st_size)
+    return x.copy(), names
+
+
+@functools.lru_cache(maxsize=4)
+def _read_data_cached(path_text: str, key: str | None, mtime_ns: int, size: int):
+    path = pathlib.Path(path_text)
+    names = None
+    try:
+        if path.suffix.lower() == ".csv":
+            x, names = _read_csv(path)
+        elif path.suffix.lower() == ".npy":
+            x = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                files = list(npz.files)
+                if key is None:
+                    if len(files) != 1:
+                        raise ValueError(f"{path} holds {len(files)} arrays ({', '.join(files)}); say which one with "
+                                         f"{path}:NAME, e.g. {path}:{files[0] if files else 'x'}.")
+                    key = files[0]
+                elif key not in files:
+                    raise ValueError(f"{path} holds no array {key!r}; it holds {', '.join(files) or 'none'}.")
+                x = npz[key]
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "pickle" in str(err).lower():
+            raise ValueError(f"{path} holds Python objects (a pickled array), not numbers; save a numeric array "
+                             "(numpy.save(path, np.asarray(x, dtype=float))).") from None
+        raise
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path} cannot be read as a {path.suffix} file ({err}).") from None
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
+        raise ValueError(f"{path}: the examples must be real numbers, got an array of dtype {x.dtype}.")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"{path}: expected examples of shape (n, d), one example per row, got shape {x.shape}; "
+                         "reshape it, e.g. x.reshape(len(x), -1).")
+    if x.shape[0] < 10 or x.shape[1] < 1:
+        raise ValueError(f"{path}: need at least 10 examples (rows) and 1 column, got shape {x.shape}.")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{path}: {bad.sum()} examples hold NaN or infinite values (rows "
+                         f"{', '.join(str(r) for r in rows[:5])}{', ...' if len(rows) > 5 else ''}, counting from 0); "
+                         "remove or impute them.")
+    if not (np.abs(x) < 1e30).all():
+        raise ValueError(f"{path}: values beyond 1e30 overflow float32 arithmetic; rescale the data.")
+    return x, names
+
+
+def _read_csv(path: pathlib.Path) -> tuple[np.ndarray, list[str] | None]:
+    import csv
+
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    rows = [(i + 1, row) for i, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter))
+            if any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"{path} holds no rows.")
+
+    def numbers(row):
+        try:
+            return [float(cell) for cell in row]
+        except ValueError:
+            return None
+
+    names = None
+    if numbers(rows[0][1]) is None:  # a first row that is not all numbers is a header
+        names = [cell.strip() for cell in rows[0][1]]
+        rows = rows[1:]
+    width = len(names) if names is not None else (len(rows[0][1]) if rows else 0)
+    values = []
+    for line, row in rows:
+        if len(row) != width:
+            raise ValueError(f"{path}, line {line}: {len(row)} values, but {'the header has' if names else 'line 1 has'} "
+                             f"{width}; every row must have the same columns.")
+        parsed = numbers(row)
+        if parsed is None:
+            col = next(j for j, cell in enumerate(row) if numbers([cell]) is None)
+            raise ValueError(f"{path}, line {line}, column {col + 1}"
+                             f"{f' ({names[col]})' if names else ''}: {row[col]!r} is not a number; "
+                             "the CSV must hold numbers only (one header row allowed).")
+        values.append(parsed)
+    return np.asarray(values, dtype=np.float64).reshape(len(values), width), names
+
+
+def _data_split(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The data file's (train, test) rows in the data's units: a permutation seeded by ``cfg.seed``."""
+    if not 0 < cfg.test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {cfg.test_fraction}.")
+    x = load_data_file(cfg.data)
+    n = x.shape[0]
+    n_test = min(max(2, round(cfg.test_fraction * n)), n - 2)
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    return x[perm[n_test:]], x[perm[:n_test]]
+
+
+def _with_data_stats(cfg: FitConfig) -> FitConfig:
+    """``cfg`` with ``data_center``/``data_scale`` from the training split of its data file."""
+    train, _ = _data_split(cfg)
+    scale = train.astype(np.float64).std(axis=0)
+    if not (scale > 0).all():
+        cols = np.flatnonzero(~(scale > 0))
+        raise ValueError(f"{cfg.data}: column(s) {', '.join(str(c) for c in cols)} (counting from 0) take one value "
+                         "in the training split; a constant column has no density. Drop it.")
+    center = train.astype(np.float64).mean(axis=0)
+    return dataclasses.replace(cfg, data_center=tuple(float(c) for c in center),
+                               data_scale=tuple(float(s) for s in scale))
+
+
 def _load(cfg: FitConfig):
     """(train, test, limits or None, ToyDensity or None)."""
+    if cfg.data is not None:  # standardised with the run's stored center/scale; limits: a box around them
+        if cfg.data_center is None:
+            cfg = _with_data_stats(cfg)
+        center, scale = np.asarray(cfg.data_center), np.asarray(cfg.data_scale)
+        train, test = ((part - center) / scale for part in _data_split(cfg))
+        low, high = float(np.floor(train.min())), float(np.ceil(train.max()))
+        return jnp.asarray(train, jnp.float32), jnp.asarray(test, jnp.float32), (low, high, low, high), None
     if cfg.dataset == "digits":
         train, _ = load_digits("train", seed=cfg.seed)
         test, _ = load_digits("test", seed=cfg.seed)
@@ -128,7 +332,10 @@ def _load(cfg: FitConfig):
 
 def _build_energy(cfg: FitConfig, train: jax.Array) -> Energy:
     event_shape = tuple(train.shape[1:])
-    if cfg.dataset == "digits":  # pixels are clamped to [-1, 1]: the density is normalisable as it is
+    if cfg.data is not None:  # standardised data (sd 1 per coordinate): the base term 3 sd wide, at the mean
+        d = event_shape[0]
+        net = MLPEnergy(d, cfg.widths, base_scale=3.0, base_center=[0.0] * d, key=jax.random.key(cfg.seed))
+    elif cfg.dataset == "digits":  # pixels are clamped to [-1, 1]: the density is normalisable as it is
         net = MLPEnergy(math.prod(event_shape), cfg.widths, key=jax.random.key(cfg.seed))
     else:  # a Gaussian base term 3 data-spreads wide keeps exp(-E) normalisable far from the data
         spread = 3.0 * float(jnp.max(jnp.std(train, axis=0)))
@@ -139,6 +346,12 @@ def _build_energy(cfg: FitConfig, train: jax.Array) -> Energy:
 
 def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
     """The trained energy of a run folder written by :func:`fit_run` (``ebmppl fit``), and its config.
+
+    For a run on a data file (``ebmppl fit --data``), whose network was
+    trained on standardised data, the energy is returned in the data's own
+    units: ``E(x) = E_net((x - data_center) / data_scale)`` (its log Z is the
+    network's plus ``sum(log data_scale)``), so samples of it are in the
+    units of the file and no data file is read.
 
     Raises
     ------
@@ -163,14 +376,77 @@ def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
         raise FileNotFoundError(f"{run} is not a run folder (no config.json); pass the --out folder of 'ebmppl fit'.")
     try:
         raw = json.loads((run / "config.json").read_text())
-        cfg = FitConfig(**{k: tuple(v) if k == "widths" and v is not None else v for k, v in raw.items()}).resolved()
+        tuples = ("widths", "data_center", "data_scale")
+        cfg = FitConfig(**{k: tuple(v) if k in tuples and v is not None else v for k, v in raw.items()}).resolved()
+        if cfg.data is not None and (cfg.data_center is None or cfg.data_scale is None
+                                     or len(cfg.data_center) != len(cfg.data_scale)):
+            raise ValueError("a run on a data file needs data_center and data_scale of equal length")
     except (TypeError, ValueError, AttributeError) as err:  # JSONDecodeError is a ValueError
         raise ValueError(f"{run}/config.json is not a valid ebmppl run configuration ({err}); "
                          "pass a folder written by 'ebmppl fit'.") from None
-    train, _, _, _ = _load(cfg)
-    energy = _build_energy(cfg, train)
+    if cfg.data is not None:  # the network's input size is all it needs: the data file is not read
+        energy = _build_energy(cfg, jnp.zeros((1, len(cfg.data_center))))
+    else:
+        train, _, _, _ = _load(cfg)
+        energy = _build_energy(cfg, train)
     state, _ = load_checkpoint(run / CHECKPOINT_NAME, _state_template(cfg, energy))
-    return energy.with_params(state.params), cfg
+    energy = energy.with_params(state.params)
+    return (_in_data_units(energy, cfg) if cfg.data is not None else energy), cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class _InDataUnits:
+    """``(params, x) -> fn(params, (x - center) / scale)``: a network trained on standardised data, in data units."""
+
+    fn: Any
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        return self.fn(params, (x - jnp.asarray(self.center, x.dtype)) / jnp.asarray(self.scale, x.dtype))
+
+
+def _in_data_units(energy: Energy, cfg: FitConfig) -> Energy:
+    fn = _InDataUnits(energy.energy_fn, tuple(cfg.data_center), tuple(cfg.data_scale))
+    return Energy(fn, energy.params, event_shape=energy.event_shape, temperature=energy.temperature,
+                  probe=jnp.asarray(cfg.data_center, jnp.float32))
+
+
+def load_trained_energy(path: str | os.PathLike) -> tuple[Energy, FitConfig | None]:
+    """A trained energy from a run folder of ``ebmppl fit`` (with its config) or a file of :func:`ebmppl.save` (config ``None``).
+
+    What ``ebmppl sample --run`` and ``ebmppl compare --checkpoint`` read. A
+    folder holding ``config.json`` is read by :func:`load_run_energy` (an
+    energy in the data's units for a run on a data file); anything else by
+    :func:`ebmppl.load` (a saved file, a ``fit(checkpoint_dir=...)`` folder or
+    its ``checkpoint.ebm``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    CheckpointError
+        The file is damaged, of another format, or holds parameters only.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import ebmppl
+    >>> from ebmppl.targets import banana
+    >>> path = ebmppl.save(pathlib.Path(tempfile.mkdtemp()) / "banana.ebm", banana().energy)
+    >>> energy, cfg = load_trained_energy(path)
+    >>> energy.event_shape, cfg
+    ((2,), None)
+    """
+    from ebmppl.io import load
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; pass a run folder of 'ebmppl fit' (its --out) or a file "
+                                "written by ebmppl.save.")
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_run_energy(path)
+    return load(path), None
 
 
 def _state_template(cfg: FitConfig, energy: Energy):
@@ -178,7 +454,7 @@ def _state_template(cfg: FitConfig, energy: Energy):
 
     chain_init = {"replay_buffer": lambda: buffers.replay_buffer(cfg.buffer_size, cfg.reinit_prob),
                   "short_run": buffers.short_run, "cd_k": buffers.cd_k}[cfg.init]()
-    trainer = contrastive_divergence(energy, optax.adam(cfg.lr, b1=0.0, b2=0.999), sampler=_sampler(cfg, cfg.dataset == "digits"),
+    trainer = contrastive_divergence(energy, _optimizer(cfg), sampler=_sampler(cfg, cfg.dataset == "digits"),
                                      chain_init=chain_init, num_mcmc_steps=cfg.mcmc_steps, alpha=cfg.alpha)
     return trainer.init(jax.random.key(0), energy.params)
 
@@ -205,9 +481,9 @@ def compare_run(target: str | None, sampler_names: list[str], *, out: str, chain
     from ebmppl.targets import TARGETS
 
     if checkpoint is not None:
-        energy, cfg = load_run_energy(checkpoint)
-        subject: Any = energy
-        name = f"trained {cfg.dataset} ({checkpoint})"
+        subject, cfg = load_trained_energy(checkpoint)
+        what = "energy" if cfg is None else cfg.dataset if cfg.data is None else pathlib.Path(cfg.data).name
+        name = f"trained {what} ({checkpoint})"
     else:
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(sorted(TARGETS))}.")
@@ -251,6 +527,15 @@ Rows with converged = False failed split R-hat &le; 1.01 or ESS &ge; 400.</p>
     return comparison
 
 
+def _optimizer(cfg: FitConfig) -> optax.GradientTransformation:
+    """Adam (b1 = 0) at ``cfg.lr`` for the first half of the run, then a cosine decay to ``lr / 10``."""
+    half = cfg.steps // 2
+    schedule = optax.join_schedules(
+        [optax.constant_schedule(cfg.lr), optax.cosine_decay_schedule(cfg.lr, max(1, cfg.steps - half), alpha=0.1)],
+        [half])
+    return optax.adam(schedule, b1=0.0, b2=0.999)
+
+
 def _sampler(cfg: FitConfig, digits: bool):
     if cfg.sampler == "langevin":
         return langevin(step_size=cfg.step_size, noise_scale=cfg.noise_scale, clamp=(-1.0, 1.0) if digits else None)
@@ -265,13 +550,29 @@ def _write_json(path: pathlib.Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, progress_bar: bool = True,
+            callbacks: Sequence[Callable[..., Any]] = ()) -> dict[str, Any]:
     """Train, evaluate and report into the run folder ``cfg.out``; returns the evaluation dict.
+
+    With ``cfg.data`` (a file, see :func:`load_data_file`) the rows are split
+    into training and held-out rows (``cfg.test_fraction``, a permutation
+    seeded by ``cfg.seed``), standardised with the training rows' mean and
+    standard deviation (stored in ``config.json``), and evaluated in the
+    data's units: held-out log-likelihood with log Z by a grid (1-D, 2-D) or
+    by AIS (:func:`ebmppl.log_partition`, with its standard error) beyond,
+    beside the log-likelihood of a Gaussian fitted to the training rows;
+    figures: the learned density in 2-D, marginal and pairwise histograms of
+    model samples against held-out data otherwise.
+
+    ``callbacks`` are passed to :func:`ebmppl.fit` (after the training-health monitor).
 
     Raises
     ------
     FileExistsError
         ``cfg.out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
+    ValueError
+        A bad data file (see :func:`load_data_file`), or ``resume`` with a data
+        file whose training rows differ from the run's.
 
     Examples
     --------
@@ -289,6 +590,10 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     run = pathlib.Path(cfg.out)
     if (run / CHECKPOINT_NAME).exists() and not (resume or overwrite):
         raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it.")
+    if cfg.data is not None:
+        cfg = _with_data_stats(cfg)
+        if resume:
+            _check_same_data(run, cfg)
     if overwrite and (run / CHECKPOINT_NAME).exists():
         (run / CHECKPOINT_NAME).unlink()
     run.mkdir(parents=True, exist_ok=True)
@@ -309,9 +614,9 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     health = TrainingHealth(energy, emit=False)
     result = fit(
         energy, train, key=jax.random.key(cfg.seed + 1), num_steps=cfg.steps, batch_size=cfg.batch_size,
-        optimizer=optax.adam(cfg.lr, b1=0.0, b2=0.999), sampler=_sampler(cfg, digits), chain_init=chain_init,
+        optimizer=_optimizer(cfg), sampler=_sampler(cfg, digits), chain_init=chain_init,
         num_mcmc_steps=cfg.mcmc_steps, alpha=cfg.alpha, checkpoint_dir=run, resume=resume,
-        progress_bar=progress_bar, config=dataclasses.asdict(cfg), callbacks=[health],
+        progress_bar=progress_bar, config=dataclasses.asdict(cfg), callbacks=[health, *callbacks], health=health,
     )
     with open(run / "metrics.jsonl.tmp", "w") as f:
         keys = sorted(result.history)
@@ -319,7 +624,10 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
             f.write(json.dumps({k: result.history[k][i].item() for k in keys}) + "\n")
     os.replace(run / "metrics.jsonl.tmp", run / "metrics.jsonl")
 
-    evaluation = _evaluate(cfg, result, train, test, limits, density, run)
+    if cfg.data is not None:
+        evaluation = _evaluate_file(cfg, result, train, test, run)
+    else:
+        evaluation = _evaluate(cfg, result, train, test, limits, density, run)
     evaluation["train_seconds"] = round(result.seconds, 2)
     evaluation["health_warnings"] = [f"step {step}: {msg}" for step, msg in health.warnings]
     _write_json(run / "evaluation.json", evaluation)
@@ -332,6 +640,151 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     return evaluation
 
 
+def _check_same_data(run: pathlib.Path, cfg: FitConfig) -> None:
+    """A resumed run on a data file must see the same training rows (same file, test fraction and seed)."""
+    try:
+        old = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # nothing to compare against: fit() checks the checkpoint itself
+    before = [old.get("data_center"), old.get("data_scale")]
+    now = [cfg.data_center, cfg.data_scale]
+    same = all(b is not None and len(b) == len(n) and np.allclose(b, n, rtol=1e-6, atol=0.0)
+               for b, n in zip(before, now, strict=True))
+    if not same:
+        raise ValueError(f"{run} was trained on other rows than {cfg.data} gives now (their mean or standard "
+                         "deviation differ): resume with the same data file, --test-fraction and --seed, or start "
+                         "a new run (another --out, or --overwrite).")
+
+
+def _gaussian_log_likelihood(train: np.ndarray, test: np.ndarray) -> float:
+    """Mean held-out log-likelihood of the Gaussian fitted (maximum likelihood) to ``train``: a baseline."""
+    train, test = np.asarray(train, np.float64), np.asarray(test, np.float64)
+    mean = train.mean(0)
+    cov = np.atleast_2d(np.cov(train, rowvar=False, bias=True)) + 1e-9 * np.eye(train.shape[1])
+    sign, logdet = np.linalg.slogdet(cov)
+    if sign <= 0:
+        return float("nan")
+    r = test - mean
+    maha = np.einsum("ni,ij,nj->n", r, np.linalg.inv(cov), r)
+    return float(np.mean(-0.5 * (maha + logdet + train.shape[1] * math.log(2 * math.pi))))
+
+
+def _evaluate_file(cfg: FitConfig, result: FitResult, train: jax.Array, test: jax.Array,
+                   run: pathlib.Path) -> dict[str, Any]:
+    """Evaluation of a run on a data file; ``train``/``test`` are standardised, every reported number in data units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ebmppl.evaluation import held_out_log_likelihood
+    from ebmppl.logz import log_partition
+    from ebmppl.plots import plot_density_2d, plot_fit_2d, plot_training_curves
+
+    center, scale = np.asarray(cfg.data_center), np.asarray(cfg.data_scale)
+    log_jacobian = float(np.sum(np.log(scale)))  # log Z in data units = log Z standardised + sum(log scale)
+    d = int(train.shape[1])
+    evaluation: dict[str, Any] = {"dataset": cfg.data, "dim": d, "n_train": int(train.shape[0]),
+                                  "n_test": int(test.shape[0]), "steps": int(result.state.step)}
+    n = min(2000, test.shape[0])
+    samples = _model_samples(cfg, result, n)
+    # MMD in the standardised coordinates: its kernel widths (0.1 to 2) are in units of each coordinate's sd
+    evaluation["mmd_samples_vs_test"] = mmd(samples[:n], test[:n])
+    evaluation["mmd_train_vs_test"] = mmd(train[:n], test[:n])  # the noise floor of the MMD estimate
+    if d <= 2:
+        low = np.minimum(np.min(train, 0), np.min(test, 0)) - 1.0
+        high = np.maximum(np.max(train, 0), np.max(test, 0)) + 1.0
+        box = [float(v) for i in range(d) for v in (low[i], high[i])]
+        log_z, log_z_se = grid_log_partition(result.energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
+        method = "grid (midpoint rule; a 10x wider coarse grid around the data box)"
+    else:
+        chains, temperatures = 256, 1000
+        est = log_partition(result.energy, jax.random.key(cfg.seed + 5), num_chains=chains,
+                            num_temperatures=temperatures, base_scale=3.0, base_center=0.0)
+        log_z, log_z_se = float(est.log_z), float(est.stderr)
+        method = f"AIS ({chains} chains, {temperatures} temperatures, Gaussian base sd 3 in standardised units)"
+    ll, ll_se = held_out_log_likelihood(result.energy, test, log_z, log_z_se)
+    evaluation["log_z"] = log_z + log_jacobian
+    evaluation["log_z_stderr"] = log_z_se
+    evaluation["log_z_method"] = method
+    evaluation["test_log_likelihood"] = ll - log_jacobian
+    evaluation["test_log_likelihood_se"] = ll_se
+    evaluation["gaussian_log_likelihood"] = _gaussian_log_likelihood(train, test) - log_jacobian
+
+    energy = _in_data_units(result.energy, cfg)
+    test_x, samples_x = np.asarray(test) * scale + center, np.asarray(samples) * scale + center
+    _, names = _read_data(cfg.data)
+    names = names if names is not None and len(names) == d else [f"x{i}" for i in range(d)]
+    if d == 2:
+        lo, hi = np.min(test_x, 0), np.max(test_x, 0)
+        pad = 0.1 * (hi - lo)
+        limits = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
+        fig = plot_fit_2d(energy, test_x, samples_x, limits, title=f"{pathlib.Path(cfg.data).name}: held-out data, "
+                          "learned density, model samples")
+        for ax in fig.axes[:3]:
+            ax.set(xlabel=names[0], ylabel=names[1], aspect="auto")
+        fig.savefig(run / "density.png", dpi=110)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+        plot_density_2d(energy, ax, limits)
+        ax.scatter(samples_x[:, 0], samples_x[:, 1], s=3, alpha=0.5, color="tab:orange",
+                   label=f"{len(samples_x)} model samples")
+        ax.set(xlim=limits[:2], ylim=limits[2:], xlabel=names[0], ylabel=names[1],
+               title="model samples over the learned density")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        density = None
+        if d == 1:
+            lo, hi = float(min(test_x.min(), samples_x.min())), float(max(test_x.max(), samples_x.max()))
+            grid = np.linspace(lo, hi, 400, dtype=np.float32)[:, None]
+            density = (grid[:, 0], np.exp(np.asarray(energy.logdensity(jnp.asarray(grid))) - evaluation["log_z"]))
+        fig = _plot_pairs(test_x, samples_x, names, density)
+    fig.savefig(run / "samples.png", dpi=110)
+    plt.close(fig)
+    fig = plot_training_curves(result.history)
+    fig.savefig(run / "curves.png", dpi=110)
+    plt.close(fig)
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in evaluation.items()}
+
+
+def _plot_pairs(data: np.ndarray, samples: np.ndarray, names: list[str], density=None, max_dims: int = 6):
+    """Marginal histograms (diagonal) and pairwise scatter (below it) of model samples against held-out data."""
+    import matplotlib.pyplot as plt
+
+    k = min(data.shape[1], max_dims)
+    size = (2.3 * k + 1.5, 2.3 * k + 0.6) if k > 1 else (6.5, 4.0)
+    fig, axes = plt.subplots(k, k, figsize=size, layout="constrained", squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_axis_off()
+                continue
+            lo = min(data[:, j].min(), samples[:, j].min())
+            hi = max(data[:, j].max(), samples[:, j].max())
+            if i == j:
+                bins = np.linspace(lo, hi, 40)
+                ax.hist(data[:, j], bins=bins, density=True, color="tab:blue", alpha=0.45, label="held-out data")
+                ax.hist(samples[:, j], bins=bins, density=True, histtype="step", color="tab:orange", lw=1.5,
+                        label="model samples")
+                if density is not None:
+                    ax.plot(*density, color="k", lw=1, label="learned density")
+                ax.set_yticks([])
+            else:
+                ax.scatter(data[:, j], data[:, i], s=2, alpha=0.3, color="tab:blue")
+                ax.scatter(samples[:, j], samples[:, i], s=2, alpha=0.3, color="tab:orange")
+                ax.set_ylabel(names[i] if j == 0 else "")
+            ax.set_xlabel(names[j] if i == k - 1 else "")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if k > 1:  # the empty upper triangle holds the legend
+        fig.legend(handles, labels, loc="upper right", fontsize=9, frameon=False)
+    else:
+        axes[0, 0].legend(fontsize=8)
+    shown = "" if data.shape[1] <= max_dims else f" (first {max_dims} of {data.shape[1]} coordinates)"
+    fig.suptitle(f"model samples (orange) against held-out data (blue){shown}")
+    return fig
+
+
 def _model_samples(cfg: FitConfig, result: FitResult, n: int) -> jax.Array:
     """Model samples: the persistent negatives, run further with exact ULA (2-D) or as they are (images)."""
     starts = result.state.buffer.samples
@@ -340,7 +793,9 @@ def _model_samples(cfg: FitConfig, result: FitResult, n: int) -> jax.Array:
     starts = starts[:n]
     if cfg.dataset == "digits":
         return starts
-    out = sample(result.energy, jax.random.key(cfg.seed + 2), sampler=ula(step_size=cfg.step_size),
+    # the run's own sampler where it is Metropolis-corrected (exact); else exact-rate ULA at the run's step
+    exact = get_sampler(cfg.sampler, step_size=cfg.step_size) if cfg.sampler in ("mala", "barker") else ula(step_size=cfg.step_size)
+    out = sample(result.energy, jax.random.key(cfg.seed + 2), sampler=exact,
                  num_chains=starts.shape[0], num_warmup=2000, num_samples=1, init=starts, progress_bar=False)
     return out.positions[:, 0]
 
@@ -404,16 +859,28 @@ def _report(run: pathlib.Path, cfg: FitConfig, evaluation: dict[str, Any]) -> No
               "<ul class=warn>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
 
     left = "data, learned density, samples" if cfg.dataset != "digits" else "held-out data"
+    name, about, samples_title = cfg.dataset, "", "Model samples"
+    density_section = f'<h2>{left}</h2><img src="density.png" alt="{left}">'
+    if cfg.data is not None:  # your own data: say what was measured, and how
+        name = pathlib.Path(cfg.data).name  # file.npz:NAME keeps its NAME
+        about = (f"<p>{evaluation.get('n_train')} training and {evaluation.get('n_test')} held-out rows of "
+                 f"<code>{html.escape(cfg.data)}</code> ({evaluation.get('dim')} coordinates), standardised for "
+                 "training; every figure and log-likelihood is in the data's own units. log Z by "
+                 f"{html.escape(str(evaluation.get('log_z_method')))}; gaussian_log_likelihood is the held-out "
+                 "log-likelihood of a Gaussian fitted to the training rows, a baseline to beat.</p>")
+        if evaluation.get("dim") != 2:
+            density_section = ""
+            samples_title = "Model samples against held-out data: marginal histograms and pairwise scatter"
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ebmppl fit: {html.escape(cfg.dataset)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>ebmppl fit: {html.escape(name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:0 2em 1em 0;display:inline-table;vertical-align:top}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}}th{{background:#f4f4f4}}
 img{{max-width:100%;border:1px solid #eee;margin:0.5em 0}}.warn{{color:#a40}}</style></head><body>
-<h1>ebmppl fit — {html.escape(cfg.dataset)}</h1>
+<h1>ebmppl fit — {html.escape(name)}</h1>{about}
 <h2>Evaluation</h2>{table(evaluation)}<h2>Configuration</h2>{table(dataclasses.asdict(cfg))}
-<h2>{left}</h2><img src="density.png" alt="{left}">
-<h2>Model samples</h2><img src="samples.png" alt="model samples">
+{density_section}
+<h2>{samples_title}</h2><img src="samples.png" alt="model samples">
 <h2>Training curves</h2><img src="curves.png" alt="training curves">
 <h2>Training health</h2>{health}<img src="health.png" alt="training health">
 </body></html>

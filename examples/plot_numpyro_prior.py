@@ -66,11 +66,15 @@ print(diagnostics.summary(idata))
 
 # %%
 # The same model as an ebmppl energy over its unconstrained latents: ebmppl's MALA on it.
+# ``sample`` recognises a model's energy: every chain starts from NumPyro's
+# initialisation, and ``to_arviz()`` shows the model's named, constrained sites.
 me = model_energy(model, jax.random.key(2), y=y)
-out = ebmppl.sample(me.energy, jax.random.key(3), sampler="mala", num_chains=4, num_warmup=WARMUP,
+out = ebmppl.sample(me, jax.random.key(3), sampler="mala", num_chains=4, num_warmup=WARMUP,
                     num_samples=DRAWS, progress_bar=False)
-z_mala = me.postprocess(out.positions)["z"]
-print("max R-hat (ebmppl MALA):", float(diagnostics.rhat(out.positions).max()))
+idata_mala = out.to_arviz()
+z_mala = idata_mala.posterior["z"].values
+print(diagnostics.summary(idata_mala))
+print("max R-hat (ebmppl MALA):", float(diagnostics.rhat(z_mala).max()))
 print("posterior mean  NumPyro NUTS", mcmc.get_samples()["z"].mean(0), "  ebmppl MALA", z_mala.mean((0, 1)))
 
 # %%

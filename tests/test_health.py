@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ebmppl import Energy, buffer, fit, samplers
 from ebmppl.health import TrainingHealth
@@ -15,8 +16,11 @@ def run(sampler, steps=400):
     health = TrainingHealth(energy, probe=32, window=8, emit=False)
     # a 256-slot buffer with batch 64 and checks every 20 steps: each slot is revisited
     # about 5 times between checks, so a mixing chain decorrelates within the window
+    # the constant learning rate of fit's former default optimizer: the bad-step case needs the energy to
+    # sharpen within 400 steps for its acceptance to fall out of band (fit now decays the rate after half the run)
     fit(energy, data, key=jax.random.key(2), num_steps=steps, batch_size=64, chunk_size=20, num_mcmc_steps=5,
-        sampler=sampler, callbacks=[health], progress_bar=False,
+        sampler=sampler, callbacks=[health], progress_bar=False, optimizer=optax.adam(1e-3, b1=0.0, b2=0.999),
+        health=health,
         chain_init=buffer.replay_buffer(256, 0.05, buffer.uniform_noise(-3, 3)))
     return health
 

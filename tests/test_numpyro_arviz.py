@@ -133,3 +133,19 @@ def test_ebm_prior_model_converts_and_plots_with_from_numpyro():
     diagnostics.plot_trace(idata)
     diagnostics.plot_rank(idata)
     matplotlib.pyplot.close("all")
+
+
+def test_model_energy_to_arviz_has_named_constrained_and_deterministic_sites():
+    def m():
+        s = numpyro.sample("s", dist.LogNormal(0.0, 0.5))
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([3]))
+        numpyro.deterministic("scaled", s * z)
+
+    me = model_energy(m, jax.random.key(0))
+    out = sample(me, jax.random.key(1), sampler="mala", num_chains=2, num_warmup=100, num_samples=50,
+                 progress_bar=False)
+    post = out.to_arviz().posterior
+    assert set(post.data_vars) == {"s", "z", "scaled"}
+    assert post["s"].shape == (2, 50) and post["z"].shape == (2, 50, 3)
+    assert float(post["s"].min()) > 0
+    np.testing.assert_allclose(post["scaled"].values, post["s"].values[..., None] * post["z"].values, rtol=1e-5)

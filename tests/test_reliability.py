@@ -175,7 +175,76 @@ def test_builders_name_the_argument(capacity, reinit_prob, step_size):
         assert (made is not None) == (0 < step_size < float("inf"))
 
 
+# keys that are not one jax.random key: an int seed, floats, text, None, raw data of the wrong shape or dtype,
+# a batch of keys. Each entry point must name ``key`` and say how to make one (issue 14, finding 8).
+bad_key = st.one_of(st.integers(-2**31, 2**31), st.floats(allow_nan=True), st.text(max_size=3), st.none(),
+                    st.booleans(), st.sampled_from([np.zeros(2, np.float32), np.zeros(3, np.uint32),
+                                                    np.zeros((2, 2), np.uint32), np.zeros((), np.uint32)]),
+                    st.just(jax.random.split(jax.random.key(0), 2)))
+KEY_ENTRY_POINTS = {
+    "sample": lambda key: ebmppl.sample(GAUSS, key, num_samples=5, num_warmup=5, progress_bar=False),
+    "fit": lambda key: ebmppl.fit(GAUSS, jnp.zeros((8, 2)), key=key, num_steps=1, progress_bar=False),
+    "log_partition": lambda key: ebmppl.log_partition(GAUSS, key, num_chains=4, num_temperatures=4),
+    "inpaint": lambda key: __import__("ebmppl.conditional").conditional.inpaint(
+        GAUSS, key, jnp.zeros((1, 2)), jnp.array([[True, False]]), num_steps=1),
+    "compare": lambda key: ebmppl.diagnostics.compare(GAUSS, ["mala"], key=key, num_samples=5, num_warmup=5,
+                                                      progress_bar=False),
+}
+
+
+@PROPERTY
+@given(key=bad_key, entry=st.sampled_from(sorted(KEY_ENTRY_POINTS)))
+def test_every_entry_point_names_a_bad_key(key, entry):
+    RELIABILITY["bad inputs tried"] += 1
+    with pytest.raises(TypeError, match=r"key must be a jax\.random key.*jax\.random\.key\(0\)"):
+        KEY_ENTRY_POINTS[entry](key)
+        RELIABILITY["lost"] += 1  # only reached when a bad key was accepted
+
+
+@PROPERTY
+@given(name=st.text(min_size=1, max_size=12).filter(lambda s: s not in ("step_size", "noise_scale")))
+def test_unknown_sampler_params_are_named_with_the_valid_list(name):
+    RELIABILITY["bad inputs tried"] += 1
+    with pytest.raises(ValueError, match=r"unknown key.*'noise_scale', 'step_size'"):
+        ebmppl.objectives.contrastive_divergence(GAUSS, __import__("optax").sgd(0.1), sampler_params={name: 0.1})
+        RELIABILITY["lost"] += 1
+
+
 # ------------------------------------------------------------------ checkpoints: injected faults
+
+
+@pytest.fixture(scope="module")
+def saved_energy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("energy") / "mlp.ebm"
+    net = ebmppl.nn.MLPEnergy(2, (4,), base_scale=2.0, key=jax.random.key(0))
+    ebmppl.save(path, ebmppl.Energy.from_equinox(net, event_shape=(2,)).with_temperature(0.5))
+    return path
+
+
+@PROPERTY
+@given(fault=st.sampled_from(["truncate", "flip", "zero", "append"]), where=st.floats(0.0, 1.0),
+       length=st.integers(1, 64))
+def test_damaged_energy_files_are_always_detected(saved_energy, tmp_path_factory, fault, where, length):
+    """``ebmppl.load`` of a saved energy: header and payload both checksummed, so no damage loads as good."""
+    blob = bytearray(saved_energy.read_bytes())
+    at = min(int(where * len(blob)), len(blob) - 1)
+    if fault == "truncate":
+        blob = blob[:at]
+    elif fault == "flip":
+        for i in range(at, min(at + length, len(blob))):
+            blob[i] ^= 0xFF
+    elif fault == "zero":
+        blob[at:at + length] = bytes(len(blob[at:at + length]))
+    else:
+        blob += os.urandom(length)
+    damaged = tmp_path_factory.mktemp("bad") / "mlp.ebm"
+    damaged.write_bytes(bytes(blob))
+    RELIABILITY["faults injected"] += 1
+    if bytes(blob) == saved_energy.read_bytes():
+        return
+    with pytest.raises(CheckpointError):
+        ebmppl.load(damaged)
+        RELIABILITY["lost"] += 1
 
 
 @pytest.fixture(scope="module")

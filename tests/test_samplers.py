@@ -188,3 +188,12 @@ def test_divergent_chains_raise(gauss2d):
     with pytest.raises(FloatingPointError, match="Lower the step size"):
         sample(gauss2d.energy, jax.random.key(0), sampler=samplers.langevin(step_size=50.0, noise_scale=1.0),
                num_chains=2, num_warmup=10, num_samples=200, progress_bar=False)
+
+
+def test_restarts_leave_a_healthy_run_bit_identical(gauss2d):
+    """Stalled-chain restarts only act on stalled chains: a healthy run draws the same with or without them."""
+    kw = dict(sampler="mala", num_chains=4, num_warmup=200, num_samples=50, progress_bar=False)
+    on = sample(gauss2d.energy, jax.random.key(11), **kw)
+    off = sample(gauss2d.energy, jax.random.key(11), reinit_stalled=False, **kw)
+    assert np.array_equal(np.asarray(on.positions), np.asarray(off.positions))
+    assert on.health.restarted_at.tolist() == [-1] * 4 and on.health.unhealthy == []

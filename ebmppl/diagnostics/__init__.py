@@ -12,8 +12,8 @@ from ebmppl.diagnostics.arviz import (
     to_inference_data,
 )
 
-from ebmppl.diagnostics.compare import COLUMNS, Comparison, compare
+from ebmppl.diagnostics.compare import COLUMNS, Comparison, compare, moment_threshold
 from ebmppl.diagnostics.figures import plot_comparison
 
 __all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "autocorr", "plot_trace",
-           "plot_rank", "compare", "Comparison", "COLUMNS", "plot_comparison"]
+           "plot_rank", "compare", "Comparison", "COLUMNS", "moment_threshold", "plot_comparison"]

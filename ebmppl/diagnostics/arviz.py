@@ -27,7 +27,10 @@ def to_inference_data(samples: Any, var_name: str = "x") -> Any:
     """Convert :class:`ebmppl.Samples` to ``InferenceData`` with ``posterior`` and ``sample_stats``.
 
     ``sample_stats`` uses ArviZ's names: ``acceptance_rate``, ``diverging``,
-    ``n_steps`` (gradient evaluations) and ``lp`` (``-E/T``).
+    ``n_steps`` (gradient evaluations) and ``lp`` (``-E/T``). The posterior
+    holds the draws as ``var_name``; for a NumPyro model sampled through
+    :func:`ebmppl.numpyro.model_energy` it holds the model's named sites in
+    their constrained space instead (deterministic sites included).
 
     Examples
     --------
@@ -51,6 +54,10 @@ def to_inference_data(samples: Any, var_name: str = "x") -> Any:
         "n_steps": np.asarray(stats.num_grad_evals),
         "lp": np.asarray(stats.logdensity),
     }
+    postprocess = getattr(samples, "postprocess", None)
+    if postprocess is not None:  # a NumPyro model (ebmppl.numpyro.model_energy): its named, constrained sites
+        sites = {name: np.asarray(value) for name, value in postprocess(samples.positions).items()}
+        return az.from_dict(posterior=sites, sample_stats=sample_stats)
     dims = {var_name: [f"{var_name}_dim_{i}" for i in range(positions.ndim - 2)]}
     return az.from_dict(posterior={var_name: positions}, sample_stats=sample_stats, dims=dims)
 

@@ -1,27 +1,84 @@
-"""Compare samplers on one energy: same chains, same budget, same keys; one table."""
+"""Compare samplers on one energy: same chains, same budget, same keys; one table.
+
+A run is *converged* when its chains agree (split R-hat), carry enough
+information (bulk and tail ESS) and, where a truth is known, reproduce it: every
+mean and standard deviation within ``max_mcse`` Monte-Carlo standard errors of
+the target's exact moments, or of a long reference run's moments (whose own
+Monte-Carlo error is added in quadrature). Without a truth, bias cannot be
+judged and the table says so (``bias_check == "not checked"``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.diagnostics import arviz as azb
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, Samples, get_sampler, sample
 from ebmppl.targets import Target
 
-__all__ = ["compare", "Comparison", "COLUMNS"]
+__all__ = ["compare", "Comparison", "COLUMNS", "moment_threshold"]
 
 COLUMNS = [
     "sampler", "converged", "rhat_max", "ess_bulk_min", "ess_tail_min", "grad_evals", "ess_per_1k_grads",
     "ess_per_s", "compile_s", "sampling_s", "acceptance", "divergences", "step_size",
-    "mean_err_mcse", "std_err_mcse", "flag",
+    "bias_check", "mean_err_mcse", "std_err_mcse", "flag",
 ]
 """Columns of :attr:`Comparison.table`, in order."""
+
+BIAS_NOT_CHECKED = "not checked"
+"""``bias_check`` of a run that had no truth to be judged against."""
+
+
+def moment_threshold(num_tests: int, family_alpha: float = 0.01) -> float:
+    """The default ``max_mcse`` of :func:`compare`: a Bonferroni bound for ``num_tests`` moment checks.
+
+    Each check is ``|estimate - truth| / MCSE``, close to a standard normal for
+    a correct sampler (the MCSE is ESS-based, so autocorrelation is accounted
+    for). Flagging a run when any of ``num_tests`` such scores exceeds
+    ``z = Φ⁻¹(1 - family_alpha / (2 · num_tests))`` falsely flags a correct run
+    with probability at most ``family_alpha`` (Bonferroni), whatever the
+    dimension: 2.8 for one test, 3.0 for the 4 moments of a 2-D target, 3.7 for
+    40 (20-D), 4.1 for 200 (100-D).
+
+    Parameters
+    ----------
+    num_tests
+        How many scores are compared with the bound (means plus standard deviations).
+    family_alpha
+        Probability of flagging a correct run for its moments, in (0, 1).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(moment_threshold(4), 2), round(moment_threshold(40), 2)
+    (3.02, 3.66)
+    """
+    check_int("num_tests", num_tests, 1)
+    if not 0.0 < float(family_alpha) < 1.0:
+        raise ValueError(f"family_alpha must be in (0, 1), got {family_alpha!r}.")
+    return float(statistics.NormalDist().inv_cdf(1.0 - float(family_alpha) / (2 * num_tests)))
+
+
+class _Truth(NamedTuple):
+    """What the moments of a run are judged against (``None``: unknown)."""
+
+    mean: np.ndarray | None
+    std: np.ndarray | None
+    mean_se: np.ndarray | float  # Monte-Carlo error of the truth itself (0 when exact)
+    std_se: np.ndarray | float
+    source: str  # the bias_check column
 
 
 @dataclasses.dataclass
@@ -37,13 +94,22 @@ class Comparison:
         R-hat, min bulk/tail ESS over dimensions, gradient evaluations, bulk
         ESS per 1000 gradient evaluations and per second of sampling (compile
         excluded and reported in ``compile_s``), mean acceptance, divergences,
-        adapted step size, the worst error of means and standard deviations in
-        units of their Monte-Carlo standard error (where the truth is known),
-        ``converged`` and a ``flag`` that says why not.
+        adapted step size, what the moments were judged against
+        (``bias_check``: ``"exact moments"``, ``"reference run (...)"`` or
+        ``"not checked"``), the worst error of means and standard deviations in
+        units of their Monte-Carlo standard error (``nan`` where no truth is
+        known), ``converged`` and a ``flag`` that says why not (which moment is
+        off by how many MCSE; ``"bias not checked"`` where there was no truth).
     samples
         The :class:`~ebmppl.Samples` of every sampler (``None`` where it failed).
     energy
         The energy that was sampled.
+    max_mcse
+        The bound the moment errors were held to (``nan`` when bias was not checked).
+    bias_check
+        What the moments were judged against (as in the table's ``bias_check``).
+    reference
+        The reference run, when ``compare(reference=...)`` made or received one.
 
     Examples
     --------
@@ -53,12 +119,17 @@ class Comparison:
     ...                  num_warmup=200, num_samples=200, progress_bar=False)
     >>> result.name, list(result.table["sampler"]), result.samples["mala"].positions.shape
     ('gaussian', ['mala'], (4, 200, 2))
+    >>> result.bias_check, round(result.max_mcse, 2)   # 2 means + 2 sds, 1 % family-wise
+    ('exact moments', 3.02)
     """
 
     name: str
     table: Any
     samples: dict[str, Samples | None]
     energy: Energy
+    max_mcse: float = float("nan")
+    bias_check: str = BIAS_NOT_CHECKED
+    reference: Samples | None = None
 
     def to_markdown(self, digits: int = 3) -> str:
         """The table as GitHub-flavoured Markdown; non-converged rows are marked in bold.
@@ -88,7 +159,29 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
 
-def _row(name: str, out: Samples, truth_mean, truth_std, rhat_threshold: float, min_ess: float) -> dict[str, Any]:
+def _scores(estimate: np.ndarray, mcse: np.ndarray, truth: np.ndarray, truth_se) -> np.ndarray:
+    """``|estimate - truth| / sqrt(mcse² + truth_se²)`` per dimension; ``inf`` for an error with zero MCSE,
+    ``nan`` where the draws themselves are not finite."""
+    err = np.abs(estimate - truth)
+    se = np.sqrt(np.asarray(mcse, np.float64) ** 2 + np.asarray(truth_se, np.float64) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = err / se
+    return np.where((se == 0) & (err == 0), 0.0, np.where((se == 0) & (err > 0), np.inf, z))
+
+
+def _moment_failures(kind: str, z: np.ndarray, limit: float, shown: int = 3) -> str:
+    """``"sd[0] off by 13.1 MCSE, sd[1] off by 12.0 MCSE (limit 3.02)"`` for the worst scores above ``limit``."""
+    bad = np.flatnonzero(~(z <= limit))  # nan counts as a failure
+    if not bad.size:
+        return ""
+    bad = bad[np.argsort(-np.nan_to_num(z[bad], nan=np.inf), kind="stable")]
+    parts = [f"{kind}[{i}] not finite" if np.isnan(z[i]) else f"{kind}[{i}] off by {z[i]:.1f} MCSE" for i in bad[:shown]]
+    more = f" and {bad.size - shown} more of {z.size}" if bad.size > shown else ""
+    return ", ".join(parts) + more + f" (limit {limit:.2f})"
+
+
+def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold: float,
+         min_ess: float) -> dict[str, Any]:
     draws = np.asarray(out.positions, np.float64).reshape(out.positions.shape[:2] + (-1,))
     rhat = azb.rhat(draws)
     ess_bulk, ess_tail = azb.ess(draws, "bulk"), azb.ess(draws, "tail")
@@ -106,13 +199,10 @@ def _row(name: str, out: Samples, truth_mean, truth_std, rhat_threshold: float, 
         "acceptance": float(np.nanmean(np.asarray(out.stats.acceptance_rate))) if np.isfinite(np.asarray(out.stats.acceptance_rate)).any() else float("nan"),
         "divergences": int(np.asarray(out.stats.is_divergent).sum()),
         "step_size": float(np.asarray(out.params.get("step_size", np.nan))),
+        "bias_check": truth.source,
         "mean_err_mcse": float("nan"),
         "std_err_mcse": float("nan"),
     }
-    if truth_mean is not None:
-        row["mean_err_mcse"] = float(np.max(np.abs(draws.mean((0, 1)) - truth_mean) / azb.mcse(draws, "mean")))
-    if truth_std is not None:
-        row["std_err_mcse"] = float(np.max(np.abs(draws.std((0, 1), ddof=1) - truth_std) / azb.mcse(draws, "sd")))
     reasons = []
     if not row["rhat_max"] <= rhat_threshold:
         reasons.append(f"R-hat {row['rhat_max']:.3f} > {rhat_threshold}")
@@ -120,11 +210,60 @@ def _row(name: str, out: Samples, truth_mean, truth_std, rhat_threshold: float, 
         reasons.append(f"bulk ESS {row['ess_bulk_min']:.0f} < {min_ess:g}")
     if not row["ess_tail_min"] >= min_ess:
         reasons.append(f"tail ESS {row['ess_tail_min']:.0f} < {min_ess:g}")
+    # bias: every mean and sd within max_mcse of the truth (MCSEs from ArviZ, ESS-based; the sd's by the
+    # delta method on the second central moment); the truth's own MC error, if any, adds in quadrature
+    if truth.mean is not None:
+        z = _scores(draws.mean((0, 1)), azb.mcse(draws, "mean"), truth.mean, truth.mean_se)
+        row["mean_err_mcse"] = float(np.max(np.nan_to_num(z, nan=np.inf)))
+        if failed := _moment_failures("mean", z, max_mcse):
+            reasons.append(failed)
+    if truth.std is not None:
+        z = _scores(draws.std((0, 1), ddof=1), azb.mcse(draws, "sd"), truth.std, truth.std_se)
+        row["std_err_mcse"] = float(np.max(np.nan_to_num(z, nan=np.inf)))
+        if failed := _moment_failures("sd", z, max_mcse):
+            reasons.append(failed)
     row["converged"] = not reasons
     if row["divergences"]:  # a warning of possible bias, not a convergence criterion
         reasons.append(f"warning: {row['divergences']} divergences")
+    if truth.mean is None and truth.std is None:
+        reasons.append("bias not checked (no truth: pass true_mean/true_std or reference='nuts')")
     row["flag"] = "; ".join(reasons)
     return row
+
+
+def _flat_moment(value: Any, name: str, dim: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, np.float64).reshape(-1)
+    if arr.size == 1 and dim > 1:
+        arr = np.full(dim, arr.item())
+    if arr.size != dim:
+        raise ValueError(f"{name} must have one entry per dimension of the event ({dim}), got {arr.size}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; pass the finite moments of the target (or None).")
+    return arr
+
+
+def _reference_truth(reference: Samples, dim: int, known_mean, known_std, label: str, rhat_threshold: float,
+                     min_ess: float) -> _Truth:
+    """Moments of a reference run and their Monte-Carlo errors, or 'not checked' if the run is not trustworthy."""
+    positions = np.asarray(reference.positions, np.float64)
+    if positions.ndim < 3 or int(np.prod(positions.shape[2:])) != dim:
+        raise ValueError(f"reference positions have shape {positions.shape}; expected (chain, draw, *event_shape) "
+                         f"with {dim} values per draw.")
+    draws = positions.reshape(positions.shape[:2] + (-1,))
+    rhat_max, ess_min = float(np.max(azb.rhat(draws))), float(np.min(azb.ess(draws, "bulk")))
+    ess_min = min(ess_min, float(np.min(azb.ess(draws, "tail"))))
+    if not (rhat_max <= rhat_threshold and ess_min >= min_ess):
+        warnings.warn(f"compare: the reference run ({label}) did not converge (R-hat {rhat_max:.3f}, min ESS "
+                      f"{ess_min:.0f}); bias is not checked. Give it more warm-up and draws (reference_samples=).",
+                      UserWarning, stacklevel=3)
+        return _Truth(known_mean, known_std, 0.0, 0.0,
+                      "exact moments" if known_mean is not None or known_std is not None else BIAS_NOT_CHECKED)
+    source = f"reference run ({label}, {draws.shape[0]}×{draws.shape[1]} draws)"
+    mean, mean_se = (known_mean, 0.0) if known_mean is not None else (draws.mean((0, 1)), azb.mcse(draws, "mean"))
+    std, std_se = (known_std, 0.0) if known_std is not None else (draws.std((0, 1), ddof=1), azb.mcse(draws, "sd"))
+    return _Truth(mean, std, mean_se, std_se, source)
 
 
 def compare(
@@ -139,6 +278,9 @@ def compare(
     min_ess: float = 400.0,
     true_mean: np.ndarray | None = None,
     true_std: np.ndarray | None = None,
+    max_mcse: float | None = None,
+    reference: str | Sampler | Samples | None = None,
+    reference_samples: int | None = None,
     name: str | None = None,
     progress_bar: bool = True,
 ) -> Comparison:
@@ -161,7 +303,27 @@ def compare(
         ``rhat_threshold`` (Vehtari et al. 2021: 1.01) or its min bulk or tail
         ESS is below ``min_ess`` (their advice: 100 per chain for 4 chains).
     true_mean, true_std
-        Known moments (flattened event), for the error columns.
+        Known moments (flattened event). With a truth, a run is converged only
+        if every mean and standard deviation lies within ``max_mcse`` Monte-Carlo
+        standard errors of it; the ``flag`` names each moment that does not.
+    max_mcse
+        The bound on ``|estimate - truth| / MCSE`` for every moment. ``None``
+        (default): :func:`moment_threshold` of the number of moments checked, a
+        Bonferroni bound that flags a correct sampler with probability at most
+        1 % in any dimension (3.0 for a 2-D target, 3.7 for 20-D, 4.1 for
+        100-D). The MCSEs are ArviZ's: ESS-based for the mean, and for the
+        standard deviation the delta method on the ESS of the squared
+        deviations.
+    reference
+        The truth when the target's moments are unknown: a sampler name or
+        :class:`~ebmppl.samplers.Sampler` (``"nuts"``) run once, with its own
+        key, for ``reference_samples`` draws per chain, or a
+        :class:`~ebmppl.Samples` you made. Its moments serve as the truth and
+        its Monte-Carlo errors are added in quadrature to each run's. A
+        reference that fails ``rhat_threshold``/``min_ess`` itself is not used
+        (a warning says so). Exact moments, where known, take precedence.
+    reference_samples
+        Draws per chain of a reference run made here (default ``4 * num_samples``).
     name
         Label of the target (default: the Target's name or ``"energy"``).
     progress_bar
@@ -170,6 +332,8 @@ def compare(
     Returns
     -------
     Comparison
+        Without a truth (no known moments, no ``reference``) ``converged``
+        judges mixing only: ``bias_check`` is ``"not checked"`` and the flag says so.
 
     Examples
     --------
@@ -180,6 +344,15 @@ def compare(
     ['mala', 'nuts']
     >>> bool(c.table.loc[0, "rhat_max"] > 0.99)
     True
+
+    A biased sampler is caught by its moments, even when its chains agree:
+
+    >>> from ebmppl import samplers
+    >>> from ebmppl.targets import gaussian
+    >>> c = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), {"ula": samplers.ula(step_size=0.5)},
+    ...             key=jax.random.key(0), num_warmup=300, num_samples=1000, progress_bar=False)
+    >>> bool(c.table.loc[0, "converged"]), "sd[" in c.table.loc[0, "flag"]
+    (False, True)
     """
     import pandas as pd
 
@@ -190,14 +363,45 @@ def compare(
     elif isinstance(target, Energy):
         energy, name = target, name or "energy"
     else:
-        raise TypeError(f"target must be an ebmppl.Energy or a Target, got {type(target).__name__}.")
+        check_energy(target, "target")  # a plain function: says how to wrap it in an Energy
+    check_key(key)
     if not isinstance(samplers, Mapping):
         samplers = {str(s): s for s in samplers}
     if not samplers:
         raise ValueError("samplers is empty; pass at least one sampler name, e.g. ['mala', 'nuts'].")
+    if max_mcse is not None and not 0.0 < float(max_mcse) < float("inf"):
+        raise ValueError(f"max_mcse must be a positive number of Monte-Carlo standard errors (e.g. 4), got {max_mcse!r}.")
+    if reference_samples is not None:
+        check_int("reference_samples", reference_samples, 1)
+    if reference is not None and not isinstance(reference, (str, Sampler, Samples)):
+        raise TypeError(f"reference must be a sampler name (e.g. 'nuts'), a Sampler or Samples, "
+                        f"got {type(reference).__name__}.")
+    dim = int(np.prod(energy.event_shape))
+    truth = _Truth(_flat_moment(true_mean, "true_mean", dim), _flat_moment(true_std, "true_std", dim), 0.0, 0.0,
+                   BIAS_NOT_CHECKED)
+    if truth.mean is not None or truth.std is not None:
+        truth = truth._replace(source="exact moments")
     resolved = {label: get_sampler(s) if isinstance(s, str) else s for label, s in samplers.items()}
     k_init, k_run = jax.random.split(key)
     init = jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+    ref_out = None
+    if reference is not None and (truth.mean is None or truth.std is None):
+        if isinstance(reference, Samples):
+            ref_out, ref_label = reference, f"given, {reference.sampler}"
+        else:
+            ref_label = reference if isinstance(reference, str) else "sampler"
+            ref_sampler = get_sampler(reference) if isinstance(reference, str) else reference
+            k_ref_init, k_ref = jax.random.split(jax.random.fold_in(key, 0x5EF))  # apart from the compared runs
+            ref_init = jax.random.uniform(k_ref_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+            ref_out = sample(energy, k_ref, sampler=ref_sampler, num_chains=num_chains, num_warmup=num_warmup,
+                             num_samples=reference_samples or 4 * num_samples, init=ref_init,
+                             progress_bar=progress_bar)
+        truth = _reference_truth(ref_out, dim, truth.mean, truth.std, ref_label, rhat_threshold, min_ess)
+    elif reference is not None:
+        warnings.warn("compare: the target's exact mean and sd are known, so reference= is not used.", UserWarning,
+                      stacklevel=2)
+    num_tests = dim * ((truth.mean is not None) + (truth.std is not None))
+    limit = float("nan") if not num_tests else float(max_mcse) if max_mcse is not None else moment_threshold(num_tests)
     rows, results = [], {}
     for label, sampler in resolved.items():
         try:
@@ -205,11 +409,12 @@ def compare(
                          num_samples=num_samples, init=init, progress_bar=progress_bar)
         except FloatingPointError as err:  # a diverged run is a result, not a crash
             results[label] = None
-            rows.append({"sampler": label, "converged": False, "flag": f"diverged: {err}".split(". ")[0]})
+            rows.append({"sampler": label, "converged": False, "bias_check": truth.source,
+                         "flag": f"diverged: {err}".split(". ")[0]})
             continue
         results[label] = out
-        rows.append(_row(label, out, true_mean, true_std, rhat_threshold, min_ess))
+        rows.append(_row(label, out, truth, limit, rhat_threshold, min_ess))
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["converged"] = table["converged"].astype(bool)
     table["flag"] = table["flag"].fillna("")
-    return Comparison(name, table, results, energy)
+    return Comparison(name, table, results, energy, limit, truth.source, ref_out)

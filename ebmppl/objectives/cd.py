@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebmppl._validation import check_energy, check_sampler_params
 from ebmppl.buffer import ChainInit, replay_buffer
 from ebmppl.energy import Energy
 from ebmppl.sharding import constrain_leading
@@ -107,7 +108,8 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
     ...
     ValueError: sampler_params['step_size'] must be > 0, got -1.0.
     """
-    params = {**sampler.default_params(dim), **(overrides or {})}
+    defaults = sampler.default_params(dim)
+    params = {**defaults, **check_sampler_params(overrides, defaults)}
     params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
     for name, value in params.items():
         if name in ("step_size", "noise_scale") and not float(value) > 0:
@@ -179,8 +181,7 @@ def contrastive_divergence(
     >>> sorted(metrics)[:5]
     ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg', 'energy_noise']
     """
-    if not isinstance(energy, Energy):
-        raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+    check_energy(energy)
     if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
         raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
     if not float(alpha) >= 0:

@@ -14,6 +14,25 @@ R-hat assumes):
   on each chain, then the median of ``L``, step size and preconditioner;
 * ``adaptation="none"`` (ULA, practical Langevin, SGHMC): the chains simply
   run ``num_warmup`` steps with the user's step size.
+
+**Stalled chains are restarted.** One pooled step size cannot suit a chain
+that started far out in the tails (say at ``log σ = -2`` of a scale
+parameter): its proposals are all rejected, it never moves, and its zero
+acceptance drags the pooled step size down for everyone. So at a few
+*checkpoints* of warm-up (the end of the initial fast window and the end of
+every slow window, see :func:`reinit_schedule`) each chain is checked over
+the steps since the last checkpoint: a chain whose mean acceptance was below
+1 % (samplers with a Metropolis step) or whose log-density is not finite is
+*stalled*, and it is restarted from the full state of a healthy chain drawn
+uniformly at random (the step-size search then restarts too). If no chain is
+healthy nothing is copied. After warm-up the chains run from different keys,
+so a copied chain decorrelates from its source within a few autocorrelation
+times. The step of each chain's last restart is returned by
+:func:`warmup_with_health`; :func:`ebmppl.sample` reports it in
+``Samples.health`` and warns about restarts after the first checkpoint (a
+chain that stalled *after* moving may have found a region the sampler cannot
+handle, such as a funnel's neck). Pass ``reinit_stalled=False`` to turn this off.
+MCLMC (tuned chain by chain) is not restarted.
 """
 
 from __future__ import annotations
@@ -21,6 +40,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import blackjax
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +49,10 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from ebmppl.samplers.base import LogDensityFn, Sampler
 
-__all__ = ["window_schedule", "warmup"]
+__all__ = ["window_schedule", "reinit_schedule", "warmup", "warmup_with_health", "STALL_ACCEPTANCE"]
+
+#: A chain whose mean acceptance over a warm-up window (or over the draws) is below this is stalled.
+STALL_ACCEPTANCE = 0.01
 
 
 def window_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +83,27 @@ def window_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
         end[stop - 1] = True
         start, size = stop, 2 * size
     return collect, end
+
+
+def reinit_schedule(num_steps: int) -> np.ndarray:
+    """Warm-up steps after which stalled chains are restarted from healthy ones (boolean, length ``num_steps``).
+
+    The end of the initial fast window (15 % of warm-up) and the end of every
+    slow window of :func:`window_schedule`; none for fewer than 20 steps.
+    The same checkpoints serve every adapted sampler, with or without a mass matrix.
+
+    Examples
+    --------
+    >>> np.flatnonzero(reinit_schedule(100)).tolist()
+    [14, 24, 44, 89]
+    >>> int(reinit_schedule(10).sum())
+    0
+    """
+    _, end = window_schedule(num_steps)
+    check = end.copy()
+    if num_steps >= 20:
+        check[int(0.15 * num_steps) - 1] = True
+    return check
 
 
 class _Welford(NamedTuple):
@@ -106,11 +151,16 @@ def warmup(
     params: dict[str, jax.Array],
     num_steps: int,
     adapt: bool = True,
+    reinit_stalled: bool = True,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``num_steps`` warm-up steps on a batch of chains and return ``(states, params)``.
 
-    Pure and jit-able (``num_steps`` and ``adapt`` static). ``states`` carry a
-    leading chain axis; ``params`` are shared by all chains.
+    Pure and jit-able (``num_steps``, ``adapt`` and ``reinit_stalled``
+    static). ``states`` carry a leading chain axis; ``params`` are shared by
+    all chains. With ``reinit_stalled`` a chain that stalls (acceptance below
+    1 % over a window, or a non-finite log-density) is restarted from a
+    healthy chain at the checkpoints of :func:`reinit_schedule` (see the
+    module note); :func:`warmup_with_health` also says which chains were.
 
     Examples
     --------
@@ -124,13 +174,48 @@ def warmup(
     >>> np.round(params["inverse_mass_matrix"], 1).tolist()   # close to the variances 4 and 0.25
     [3.9..., 0.2...]
     """
+    states, params, _ = warmup_with_health(sampler, logdensity_fn, key, states, params, num_steps, adapt, reinit_stalled)
+    return states, params
+
+
+def warmup_with_health(
+    sampler: Sampler,
+    logdensity_fn: LogDensityFn,
+    key: jax.Array,
+    states: Any,
+    params: dict[str, jax.Array],
+    num_steps: int,
+    adapt: bool = True,
+    reinit_stalled: bool = True,
+) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+    """:func:`warmup` that also returns, per chain, the warm-up step of its last restart (``-1``: never).
+
+    Examples
+    --------
+    A chain started where MALA's pooled step size cannot move it (far out on
+    a steep slope) is restarted from a healthy chain at the first checkpoint:
+
+    >>> from ebmppl import samplers
+    >>> s = samplers.mala()
+    >>> ld = lambda x: -0.5 * jnp.sum(x**2) - 0.25 * jnp.sum(x**4)
+    >>> x0 = jnp.array([[0.5], [-0.3], [0.1], [40.0]])
+    >>> states = jax.vmap(lambda x: s.init(None, x, ld))(x0)
+    >>> run = jax.jit(warmup_with_health, static_argnums=(0, 1, 5))
+    >>> states, params, restarted = run(s, ld, jax.random.key(0), states, s.default_params(1), 200)
+    >>> restarted.tolist()
+    [-1, -1, -1, 29]
+    >>> bool(jnp.abs(states.position[3, 0]) < 5.0)
+    True
+    """
+    n_chains = jax.tree.leaves(states)[0].shape[0]
+    never = jnp.full((n_chains,), -1, dtype=jnp.int32)
     if num_steps == 0:
-        return states, params
-    if not adapt or sampler.adaptation == "none":
-        return _run_fixed(sampler, logdensity_fn, key, states, params, num_steps), params
-    if sampler.adaptation == "mclmc":
-        return _mclmc_warmup(sampler, logdensity_fn, key, states, params, num_steps)
-    return _window_warmup(sampler, logdensity_fn, key, states, params, num_steps)
+        return states, params, never
+    if sampler.adaptation == "mclmc" and adapt:
+        states, params = _mclmc_warmup(sampler, logdensity_fn, key, states, params, num_steps)
+        return states, params, never
+    adapting = adapt and sampler.adaptation != "none"
+    return _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapting, reinit_stalled)
 
 
 def _vmapped_step(sampler: Sampler, logdensity_fn: LogDensityFn):
@@ -141,37 +226,52 @@ def _vmapped_step(sampler: Sampler, logdensity_fn: LogDensityFn):
     return step
 
 
-def _run_fixed(sampler, logdensity_fn, key, states, params, num_steps):
-    step = _vmapped_step(sampler, logdensity_fn)
+def _restart_stalled(key, states, positions, logdensity, acceptance, has_acceptance):
+    """Copy a random healthy chain's state over every stalled chain; return the states and the stalled mask."""
+    n = logdensity.shape[0]
+    stalled = ~(jnp.isfinite(logdensity) & jnp.all(jnp.isfinite(positions), axis=1))
+    if has_acceptance:
+        stalled = stalled | ~(acceptance >= STALL_ACCEPTANCE)
+    healthy = ~stalled
+    restart = stalled & jnp.any(healthy)
+    source = jax.random.choice(key, n, (n,), p=healthy / jnp.maximum(healthy.sum(), 1))
+    source = jnp.where(restart, source, jnp.arange(n))
+    return jax.tree.map(lambda a: a[source], states), restart
 
-    def body(states, key):
-        states, _ = step(key, states, params)
-        return states, None
 
-    states, _ = jax.lax.scan(body, states, jax.random.split(key, num_steps))
-    return states
-
-
-def _window_warmup(sampler, logdensity_fn, key, states, params, num_steps):
+def _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapting, reinit_stalled):
     step = _vmapped_step(sampler, logdensity_fn)
     da_init, da_update, da_final = dual_averaging_adaptation(sampler.target_acceptance)
-    with_metric = sampler.adaptation == "window"
+    with_metric = adapting and sampler.adaptation == "window"
     if with_metric:
         collect, window_end = window_schedule(num_steps)
     else:
         collect = window_end = np.zeros(num_steps, dtype=bool)
+    checkpoint = reinit_schedule(num_steps) if reinit_stalled else np.zeros(num_steps, dtype=bool)
+    has_acceptance = not math.isnan(sampler.target_acceptance)
     imm0 = params.get("inverse_mass_matrix")
     dense = imm0 is not None and imm0.ndim == 2
-    dim = _flat_positions(sampler, states).shape[1]
+    n_chains, dim = _flat_positions(sampler, states).shape
     welford0 = _welford_init(dim, dense)
 
+    def check(states, da, params, acc_sum, count, logdensity, restarted, t, key):
+        positions = _flat_positions(sampler, states)
+        states, restart = _restart_stalled(key, states, positions, logdensity, acc_sum / count, has_acceptance)
+        restarted = jnp.where(restart, t, restarted)
+        if adapting:  # a chain moved: restart the step-size search from the current step size
+            da = jax.tree.map(lambda fresh, old: jnp.where(jnp.any(restart), fresh, old), da_init(params["step_size"]), da)
+        return states, da, restarted
+
     def body(carry, xs):
-        states, params, da, welford = carry
-        key, collect_t, end_t = xs
+        states, params, da, welford, acc_sum, count, restarted = carry
+        key, collect_t, end_t, check_t, t = xs
         states, stats = step(key, states, params)
-        acceptance = jnp.mean(jnp.nan_to_num(stats.acceptance_rate, nan=0.0))
-        da = da_update(da, acceptance)
-        params = {**params, "step_size": jnp.exp(da.log_step_size)}
+        # a NaN acceptance (a proposal at a NaN log-density) counts as a rejection
+        accepted = jnp.nan_to_num(stats.acceptance_rate, nan=0.0)
+        acc_sum, count = acc_sum + accepted, count + 1.0
+        if adapting:
+            da = da_update(da, jnp.mean(accepted))
+            params = {**params, "step_size": jnp.exp(da.log_step_size)}
         if with_metric:
             positions = _flat_positions(sampler, states)
             welford = jax.tree.map(
@@ -182,12 +282,25 @@ def _window_warmup(sampler, logdensity_fn, key, states, params, num_steps):
             # a new metric: restart the moments and the step-size search from here
             welford = jax.tree.map(lambda fresh, old: jnp.where(end_t, fresh, old), welford0, welford)
             da = jax.tree.map(lambda fresh, old: jnp.where(end_t, fresh, old), da_init(params["step_size"]), da)
-        return (states, params, da, welford), None
+        if reinit_stalled:
+            states, da, restarted = jax.lax.cond(
+                check_t,
+                check,
+                lambda states, da, *_: (states, da, restarted),
+                states, da, params, acc_sum, count, stats.logdensity, restarted, t, jax.random.fold_in(key, 1),
+            )
+            acc_sum = jnp.where(check_t, 0.0, acc_sum)
+            count = jnp.where(check_t, 0.0, count)
+        return (states, params, da, welford, acc_sum, count, restarted), None
 
-    carry0 = (states, params, da_init(params["step_size"]), welford0)
-    xs = (jax.random.split(key, num_steps), jnp.asarray(collect), jnp.asarray(window_end))
-    (states, params, da, _), _ = jax.lax.scan(body, carry0, xs)
-    return states, {**params, "step_size": da_final(da)}
+    restarted0 = jnp.full((n_chains,), -1, dtype=jnp.int32)
+    carry0 = (states, params, da_init(params["step_size"]), welford0, jnp.zeros(n_chains), jnp.zeros(()), restarted0)
+    xs = (jax.random.split(key, num_steps), jnp.asarray(collect), jnp.asarray(window_end), jnp.asarray(checkpoint),
+          jnp.arange(num_steps, dtype=jnp.int32))
+    (states, params, da, _, _, _, restarted), _ = jax.lax.scan(body, carry0, xs)
+    if adapting:
+        params = {**params, "step_size": da_final(da)}
+    return states, params, restarted
 
 
 def _mclmc_warmup(sampler, logdensity_fn, key, states, params, num_steps):

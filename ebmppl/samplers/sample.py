@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -13,14 +14,66 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ebmppl._validation import check_examples, check_int
+from ebmppl._validation import check_energy, check_examples, check_int, check_key
 from ebmppl.energy import Energy
-from ebmppl.samplers.adaptation import warmup
+from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
 from ebmppl.samplers.registry import get_sampler
 from ebmppl.sharding import check_divisible, replicate, resolve_mesh, shard_leading
 
-__all__ = ["sample", "run_chains", "init_chains", "Samples"]
+__all__ = ["sample", "run_chains", "init_chains", "Samples", "ChainHealth", "ChainHealthWarning"]
+
+
+class ChainHealthWarning(UserWarning):
+    """Some chains of a :func:`sample` run are unhealthy: stalled (acceptance below 1 %),
+    non-finite statistics, or restarted during warm-up after they had moved.
+
+    The message names the chains and what to do. Turn it into an error with
+    ``warnings.simplefilter("error", ChainHealthWarning)``.
+
+    Examples
+    --------
+    >>> issubclass(ChainHealthWarning, UserWarning)
+    True
+    """
+
+
+class ChainHealth(NamedTuple):
+    """Per-chain health of a :func:`sample` run (``Samples.health``), from statistics the run collects anyway.
+
+    Attributes
+    ----------
+    acceptance
+        Mean acceptance rate of each chain over the kept draws (``nan`` for
+        samplers without a Metropolis step).
+    finite
+        Whether each chain's positions and log-densities were finite at every kept draw.
+    restarted_at
+        Warm-up step at which each chain was last restarted from a healthy
+        chain (``-1``: never); see :mod:`ebmppl.samplers.adaptation`.
+
+    Examples
+    --------
+    >>> from ebmppl.targets import gaussian
+    >>> out = sample(gaussian([0.0], [[1.0]]).energy, jax.random.key(0), sampler="mala", num_chains=2,
+    ...              num_warmup=100, num_samples=50, progress_bar=False)
+    >>> out.health.finite.tolist(), out.health.restarted_at.tolist(), out.health.unhealthy
+    ([True, True], [-1, -1], [])
+    """
+
+    acceptance: np.ndarray
+    finite: np.ndarray
+    restarted_at: np.ndarray
+
+    @property
+    def stalled(self) -> np.ndarray:
+        """Chains whose mean acceptance over the draws is below 1 % (``False`` where there is none)."""
+        return np.asarray(self.acceptance < STALL_ACCEPTANCE)
+
+    @property
+    def unhealthy(self) -> list[int]:
+        """Indices of the chains that are stalled or had non-finite statistics."""
+        return np.flatnonzero(self.stalled | ~np.asarray(self.finite)).tolist()
 
 
 class Samples(NamedTuple):
@@ -44,6 +97,12 @@ class Samples(NamedTuple):
     timings
         Seconds: ``compile`` (warm-up and sampling programs), ``warmup`` and
         ``sampling`` (run time only, compile excluded).
+    health
+        :class:`ChainHealth`: each chain's acceptance, finiteness and warm-up restart.
+    postprocess
+        For an energy from :func:`ebmppl.numpyro.model_energy`: the map from
+        the flat unconstrained draws to the model's named, constrained sites
+        (what :meth:`to_arviz` shows); ``None`` otherwise.
 
     Examples
     --------
@@ -60,9 +119,15 @@ class Samples(NamedTuple):
     states: Any
     sampler: str
     timings: dict[str, float]
+    health: ChainHealth | None = None
+    postprocess: Callable[[jax.Array], dict[str, jax.Array]] | None = None
 
     def to_arviz(self, var_name: str = "x"):
         """Convert to ArviZ ``InferenceData`` (see :func:`ebmppl.diagnostics.to_inference_data`).
+
+        The posterior holds ``var_name`` (the draws), or, for a NumPyro model
+        sampled through :func:`ebmppl.numpyro.model_energy`, the model's named
+        sites in their constrained space (deterministic sites included).
 
         Examples
         --------
@@ -154,10 +219,76 @@ def run_chains(
 
 @functools.partial(jax.jit, static_argnums=2)
 def _assemble(positions, stats, num_samples):
-    # the chunks joined in one compiled call (op by op it was ~5 % of a short run)
+    # the chunks joined in one compiled call (op by op it was ~5 % of a short run),
+    # with each chain's health from the statistics already there
     join = lambda *a: jnp.concatenate(a, axis=1)[:, :num_samples]  # noqa: E731
     positions = join(*positions)
-    return positions, jax.tree.map(join, *stats), jnp.all(jnp.isfinite(positions))
+    stats = jax.tree.map(join, *stats)
+    n = positions.shape[0]
+    finite_positions = jnp.all(jnp.isfinite(positions.reshape(n, -1)), axis=1)
+    finite = finite_positions & jnp.all(jnp.isfinite(stats.logdensity), axis=1)
+    acceptance = jnp.nanmean(stats.acceptance_rate, axis=1)
+    return positions, stats, finite_positions, finite, acceptance
+
+
+def _start(sampler, energy, init, key):
+    """Initial states, and whether each chain's log-density and its gradient are finite there."""
+    ld = _logdensity(energy)
+    states = init_chains(sampler, ld, key, init)
+    value, grad = jax.vmap(jax.value_and_grad(ld))(init)
+    n = init.shape[0]
+    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad.reshape(n, -1)), axis=1)
+    return states, finite
+
+
+def _chains(indices) -> str:
+    indices = [int(i) for i in indices]
+    shown = ", ".join(map(str, indices[:20])) + (", ..." if len(indices) > 20 else "")
+    return f"chain{'s' if len(indices) > 1 else ''} {shown}"
+
+
+def _init_error(bad, num_chains, init, origin):
+    where = "[" + ", ".join(f"{v:.3g}" for v in np.asarray(init[bad[0]]).ravel()[:4].tolist()) + "]"
+    return ValueError(
+        f"init: the log-density -E(x)/T or its gradient is not finite (NaN or inf) at the starting "
+        f"positions of {_chains(bad)} of {num_chains} (e.g. chain {int(bad[0])} starts at {where}), "
+        f"from {origin}. A chain started there cannot move (NUTS/HMC then adapt the step size to zero). "
+        "Pass init=... with shape (num_chains, *event_shape) at points where the energy is finite, "
+        "or fix the energy there (e.g. clip the argument of sqrt/log, or return a large finite energy "
+        "outside the domain)."
+    )
+
+
+def _health_report(sampler, health, num_warmup):
+    """A ChainHealthWarning naming every unhealthy chain, or None."""
+    lines = []
+    stalled = np.flatnonzero(health.stalled)
+    if stalled.size:
+        acc = ", ".join(f"{float(health.acceptance[i]):.3f}" for i in stalled[:20])
+        lines.append(
+            f"{_chains(stalled)} accepted less than {STALL_ACCEPTANCE:.0%} of proposals over the draws "
+            f"(mean acceptance {acc}): they did not move. Their draws are not from the target; start them "
+            "elsewhere (init=...), use more warm-up, or reparametrise the model."
+        )
+    nonfinite = np.flatnonzero(~np.asarray(health.finite))
+    if nonfinite.size:
+        lines.append(
+            f"{_chains(nonfinite)} had a non-finite log-density at some draws: the energy is NaN or inf "
+            "where they went; check it (overflow, log/sqrt of a negative) or lower the step size."
+        )
+    first = np.flatnonzero(reinit_schedule(num_warmup))
+    late = np.flatnonzero(health.restarted_at > (first[0] if first.size else -1))
+    if late.size:
+        lines.append(
+            f"{_chains(late)} stalled during warm-up after they had moved (acceptance below "
+            f"{STALL_ACCEPTANCE:.0%} over a warm-up window, restarted at step{'s' if late.size > 1 else ''} "
+            f"{', '.join(str(int(health.restarted_at[i])) for i in late[:20])}) from healthy chains: the "
+            "region they were in may be one the sampler cannot explore with one step size for all chains "
+            "(e.g. a funnel's neck). Check the posterior there, or reparametrise (e.g. non-centred form)."
+        )
+    if not lines:
+        return None
+    return ChainHealthWarning(f"{sampler}: " + " ".join(lines))
 
 
 class _Compiled:
@@ -182,17 +313,15 @@ class _Compiled:
 
 
 def _validate(energy, num_chains, num_samples, num_warmup, thinning, init):
-    if not isinstance(energy, Energy):
-        raise TypeError(
-            f"energy must be an ebmppl.Energy, got {type(energy).__name__}; wrap your function with "
-            "Energy(energy_fn, params, event_shape=...)."
-        )
+    if isinstance(getattr(energy, "energy", None), Energy) and hasattr(energy, "init_positions"):
+        energy = energy.energy  # a ModelEnergy from ebmppl.numpyro.model_energy
+    check_energy(energy)  # a plain function: says how to wrap it in an Energy
     for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
                              ("num_warmup", num_warmup, 0), ("thinning", thinning, 1)):
         check_int(name, value, low)
     if init is not None:
         init = check_examples("init", init, energy.event_shape, num_chains, "pass finite starting positions.")
-    return init
+    return energy, init
 
 
 def sample(
@@ -208,16 +337,29 @@ def sample(
     adapt: bool = True,
     progress_bar: bool = True,
     devices: Sequence[jax.Device] | int | str | Mesh | None = None,
+    reinit_stalled: bool = True,
 ) -> Samples:
     """Draw samples from ``p(x) ∝ exp(-E(x)/T)`` with many chains in parallel.
 
     Chains are vmapped inside one jitted ``lax.scan``; the scan is run in
     chunks from Python only to drive the progress bar.
 
+    Chain health is checked at every stage, from statistics the run computes
+    anyway: a chain whose log-density (or its gradient) is not finite at its
+    starting position is an error naming ``init`` and the chains; a chain
+    that stalls in warm-up is restarted from a healthy one (``reinit_stalled``);
+    after sampling a :class:`ChainHealthWarning` names every chain with mean
+    acceptance below 1 % or non-finite statistics (``Samples.health`` holds
+    the per-chain figures).
+
     Parameters
     ----------
     energy
-        The :class:`~ebmppl.Energy` to sample.
+        The :class:`~ebmppl.Energy` to sample, or a
+        :class:`~ebmppl.numpyro.ModelEnergy` (the energy of a NumPyro model).
+        A model's energy (``model_energy(...).energy`` or the ``ModelEnergy``
+        itself) starts from NumPyro's initialisation and returns ``Samples``
+        whose :meth:`~Samples.to_arviz` shows the model's named, constrained sites.
     key
         A ``jax.random`` key. The same key gives bit-identical draws.
     sampler
@@ -228,7 +370,10 @@ def sample(
         Chains; kept draws per chain; warm-up steps; steps per kept draw.
     init
         Starting positions ``(num_chains, *event_shape)``; default uniform
-        on ``[-2, 2]`` in every coordinate (as Stan and NumPyro).
+        on ``[-2, 2]`` in every coordinate (as Stan and NumPyro); for a
+        NumPyro model, NumPyro's ``init_to_uniform`` per chain, redrawn where
+        the potential or its gradient is not finite (as NumPyro's MCMC does).
+        The energy and its gradient must be finite at every starting position.
     adapt
         Tune step size (and mass matrix) during warm-up; see
         :mod:`ebmppl.samplers.adaptation` for what each sampler gets.
@@ -239,18 +384,33 @@ def sample(
         list of devices or a one-axis ``Mesh`` (see :mod:`ebmppl.sharding`).
         ``num_chains`` must be a multiple of the device count. Each chain's
         random stream is the same whatever the device count.
+    reinit_stalled
+        Restart chains that stall in warm-up (mean acceptance below 1 % over a
+        warm-up window, or a non-finite log-density) from the state of a
+        random healthy chain, at the end of the initial fast window and of
+        every slow window (see :mod:`ebmppl.samplers.adaptation`). Restarts
+        after the first checkpoint are reported by a :class:`ChainHealthWarning`.
 
     Returns
     -------
     Samples
         Positions ``(chain, draw, *event_shape)``, per-draw stats, adapted
-        parameters, final states and timings.
+        parameters, final states, timings and per-chain health.
 
     Raises
     ------
     ValueError
         Unknown sampler name; non-positive counts; ``init`` of the wrong shape
-        or not finite.
+        or not finite; the energy or its gradient not finite at the starting
+        position of some chains (the message names them).
+    FloatingPointError
+        The draws of some chains are not finite (the chains diverged).
+
+    Warns
+    -----
+    ChainHealthWarning
+        Chains with mean acceptance below 1 % or non-finite log-densities
+        over the draws, and chains restarted late in warm-up.
     TypeError
         ``energy`` is not an :class:`~ebmppl.Energy`; ``init`` not floating point.
 
@@ -267,7 +427,8 @@ def sample(
     >>> bool(jnp.allclose(out.positions.mean((0, 1)), jnp.array([1.0, -1.0]), atol=0.2))
     True
     """
-    init = _validate(energy, num_chains, num_samples, num_warmup, thinning, init)
+    energy, init = _validate(energy, num_chains, num_samples, num_warmup, thinning, init)
+    check_key(key)
     mesh = resolve_mesh(devices)
     check_divisible("num_chains", num_chains, mesh)
     sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
@@ -275,16 +436,27 @@ def sample(
         raise TypeError(f"sampler must be a name or an ebmppl.samplers.Sampler, got {type(sampler).__name__}.")
 
     k_init, k_states, k_warm, k_draw = jax.random.split(key, 4)
-    if init is None:
+    # an energy made by ebmppl.numpyro.model_energy knows its model: NumPyro's init and post-processing
+    model = energy.energy_fn if getattr(energy.energy_fn, "_ebmppl_model_potential", False) else None
+    if init is not None:
+        origin = "the init you passed"
+    elif model is not None:
+        init, origin = model.init_positions(k_init, num_chains), "NumPyro's initialisation of the model"
+    else:
         init = jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+        origin = "the default init (uniform on [-2, 2] in every coordinate)"
     params = sampler.default_params(energy.dim)
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
 
-    def warm(energy, init, params, k_states, k_warm):
-        ld = _logdensity(energy)
-        states = init_chains(sampler, ld, k_states, init)
-        return warmup(sampler, ld, k_warm, states, params, num_warmup, adapt)
+    start_c, t_compile_start = _Compiled.get(("start", sampler, mesh), functools.partial(_start, sampler), energy, init, k_states)
+    states, init_ok = start_c(energy, init, k_states)
+    init_ok = np.asarray(init_ok)
+    if not init_ok.all():
+        raise _init_error(np.flatnonzero(~init_ok), num_chains, init, origin)
+
+    def warm(energy, states, params, k_warm):
+        return warmup_with_health(sampler, _logdensity(energy), k_warm, states, params, num_warmup, adapt, reinit_stalled)
 
     num_chunks = min(10, num_samples)  # independent of progress_bar: same key, same draws
     chunk = -(-num_samples // num_chunks)
@@ -292,10 +464,11 @@ def sample(
     def draw_chunk(energy, states, params, key):
         return run_chains(sampler, _logdensity(energy), key, states, params, chunk, thinning)
 
-    warm_c, t_compile_warm = _Compiled.get(("warmup", sampler, num_warmup, adapt, mesh), warm, energy, init, params, k_states, k_warm)
+    warm_c, t_compile_warm = _Compiled.get(("warmup", sampler, num_warmup, adapt, reinit_stalled, mesh), warm,
+                                           energy, states, params, k_warm)
     bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup", disable=not progress_bar, leave=False)
     t0 = time.perf_counter()
-    states, params = jax.block_until_ready(warm_c(energy, init, params, k_states, k_warm))
+    states, params, restarted_at = jax.block_until_ready(warm_c(energy, states, params, k_warm))
     t_warm = time.perf_counter() - t0
     bar.update(num_warmup)
 
@@ -313,12 +486,19 @@ def sample(
             bar.update(min(chunk, num_samples + num_warmup - bar.n))
     jax.block_until_ready(states)
     t_draw = time.perf_counter() - t0
-    positions, stats, finite = _assemble(positions, stats, num_samples)
+    positions, stats, finite_positions, finite, acceptance = _assemble(positions, stats, num_samples)
     bar.close()
-    if not bool(finite):
+    finite_positions = np.asarray(finite_positions)
+    if not finite_positions.all():
         raise FloatingPointError(
-            f"{sampler.name} produced non-finite positions: the chains diverged. Lower the step size, "
-            "use more warm-up, or check the energy for overflow."
+            f"{sampler.name} produced non-finite positions in {_chains(np.flatnonzero(~finite_positions))} of "
+            f"{num_chains}: the chains diverged. Lower the step size, use more warm-up, or check the energy "
+            "for overflow."
         )
-    timings = {"compile": t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
-    return Samples(positions, stats, params, states, sampler.name, timings)
+    health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
+    report = _health_report(sampler.name, health, num_warmup)
+    if report is not None:
+        warnings.warn(report, stacklevel=2)
+    timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
+    postprocess = model.postprocess if model is not None else None
+    return Samples(positions, stats, params, states, sampler.name, timings, health, postprocess)

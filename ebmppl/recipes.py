@@ -1,0 +1,229 @@
+"""``fit``'s default recipes: what :func:`ebmppl.fit` does when you pass only an energy and data.
+
+A training recipe is the part of contrastive divergence that depends on the
+scale of the data: the sampler's step and noise, where negative chains start,
+and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
+
+``"density"`` (the default for real-valued array data of event rank 1 when
+    you pass no ``sampler``, ``sampler_params`` or ``chain_init``)
+    The data are standardised per coordinate, ``z = (x - mean) / std``; the
+    energy is trained on ``z`` plus a weak Gaussian confinement
+    ``‖z‖² / (2 · 3²)`` that keeps ``exp(-E)`` normalisable whatever the network
+    does far from the data; negatives come from MALA (step
+    :data:`DENSITY_STEP` in standardised units: exact, no step-size bias) over
+    a replay buffer re-initialised uniformly on ``[-3, 3]`` standard deviations.
+    The energy returned is a correct density on the ORIGINAL scale,
+    ``E_x(x) = E(z) + T (‖z‖²/18 + Σ log std)`` (the ``Σ log std`` is the
+    log-Jacobian of the standardisation), so log-likelihoods stay right.
+``"images"`` (the default for data of event rank ≥ 2, e.g. ``(1, 8, 8)``)
+    The practical Langevin recipe for images (Du & Mordatch 2019): gradient
+    step 10, noise 0.005, positions clamped to the data's range, replay buffer
+    re-initialised uniformly on that range. The energy is trained as given.
+``"none"`` (the default when you pass any of ``sampler``, ``sampler_params``, ``chain_init``)
+    The energy is trained as given on the data's own scale; what you did not
+    pass is filled in data-aware: MALA with step :data:`DENSITY_STEP` times the
+    smallest coordinate variance, and a replay buffer re-initialised uniformly
+    on the box ``mean ± 3 std``.
+
+Iterators of batches and objectives other than ``"cd"`` get ``"none"``
+without data-aware filling (no statistics are taken from an iterator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebmppl import buffer as buffers
+from ebmppl.energy import Energy
+from ebmppl.samplers import langevin, mala
+
+__all__ = ["RECIPES", "DENSITY_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe"]
+
+RECIPES = ("auto", "density", "images", "none")
+DENSITY_STEP = 0.01
+"""MALA step size of the ``"density"`` recipe, in standardised units (``"none"``: times the smallest variance)."""
+CONFINE_SCALE = 3.0
+"""Width, in standard deviations, of the Gaussian confinement term of the ``"density"`` recipe."""
+NOISE_BOX = 3.0
+"""Replay-buffer noise: uniform on ``mean ± NOISE_BOX · std``."""
+BUFFER_CAPACITY = 1000
+"""Replay-buffer slots of the ``"density"`` recipe: few enough that every slot is revisited often (mixing)."""
+DENSITY_ALPHA = 0.1
+"""Energy penalty of the ``"density"`` recipe (the CD default): it keeps a narrow mode from running away."""
+REINIT_PROB = 0.05
+"""Re-initialisation probability of the ``"density"`` buffer: as in Du & Mordatch."""
+
+
+class Standardized(eqx.Module):
+    """An energy function read in standardised coordinates, with a Gaussian confinement term.
+
+    ``fn(params, x) = inner(params, z) + weight · ‖z‖² + offset`` with
+    ``z = (x - shift) / scale``. :func:`ebmppl.fit`'s ``"density"`` recipe
+    returns its trained energy in this form, with ``offset = T Σ log scale``
+    (the log-Jacobian), so the density is normalised on the original scale
+    exactly when ``inner`` plus the confinement is normalised on ``z``.
+    Hashable (static fields only), so it serves as an ``energy_fn``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> f = Standardized(lambda p, z: 0.0 * jnp.sum(z), shift=(1.0, 1.0), scale=(2.0, 2.0), weight=0.5,
+    ...                  offset=2 * float(np.log(2.0)))
+    >>> e = Energy(f, None, event_shape=(2,))       # N((1, 1), 4 I): log-density at the mean
+    >>> round(float(e.logdensity(jnp.ones(2))), 4), round(-float(np.log(2 * np.pi * 4)), 4)
+    (-1.3863, -3.2242)
+    """
+
+    inner: Any = eqx.field(static=True)
+    shift: tuple[float, ...] | None = eqx.field(static=True, default=None)
+    scale: tuple[float, ...] | None = eqx.field(static=True, default=None)
+    weight: float = eqx.field(static=True, default=0.0)
+    offset: float = eqx.field(static=True, default=0.0)
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        z = x
+        if self.shift is not None:
+            z = (x - jnp.asarray(self.shift, x.dtype).reshape(x.shape)) / jnp.asarray(self.scale, x.dtype).reshape(x.shape)
+        energy = self.inner(params, z)
+        if self.weight:
+            energy = energy + self.weight * jnp.sum(z**2)
+        return energy + self.offset
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A resolved recipe: what the trainer sees, and how to map the result back.
+
+    Attributes
+    ----------
+    name
+        ``"density"``, ``"images"`` or ``"none"``.
+    train_energy
+        The energy the objective trains (standardised and confined under ``"density"``).
+    data
+        The data in the coordinates of ``train_energy`` (``None`` for an iterator).
+    options
+        The objective options with the recipe's defaults filled in.
+    shift, scale
+        The standardisation (``None`` unless ``"density"``).
+
+    Examples
+    --------
+    >>> import jax
+    >>> e = Energy(lambda p, x: jnp.sum(x**2) * p, 1.0, event_shape=(2,))
+    >>> plan = resolve_recipe("auto", e, 100.0 + 10.0 * jax.random.normal(jax.random.key(0), (500, 2)), "cd", {})
+    >>> plan.name, sorted(plan.options), bool(abs(plan.data.std() - 1.0) < 1e-3)
+    ('density', ['chain_init', 'sampler'], True)
+    """
+
+    name: str
+    train_energy: Energy
+    data: Any
+    options: dict[str, Any]
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def output(self, params: Any) -> Energy:
+        """The trained energy on the data's original scale, with ``params`` from the trainer."""
+        if self.name != "density":
+            return self.train_energy.with_params(params)
+        inner = self.train_energy.energy_fn.inner
+        t = float(self.train_energy.temperature)
+        fn = Standardized(inner, tuple(float(v) for v in self.shift.ravel()), tuple(float(v) for v in self.scale.ravel()),
+                          self.train_energy.energy_fn.weight, t * float(np.log(self.scale).sum()))
+        return Energy(fn, params, event_shape=self.train_energy.event_shape, temperature=self.train_energy.temperature,
+                      probe=jnp.asarray(self.shift, jnp.result_type(float)), validate=False)
+
+
+def _stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(0), x.std(0)
+    positive = std[std > 0]
+    floor = 1e-3 * positive.max() if positive.size else 1.0
+    return mean, np.maximum(std, floor)
+
+
+def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, options: dict[str, Any]) -> Recipe:
+    """Choose and apply a recipe (see the module docs); ``data`` is the validated array, a tuple, or ``None``.
+
+    Examples
+    --------
+    >>> import jax
+    >>> e = Energy(lambda p, x: jnp.sum(x**2) * p, 1.0, event_shape=(2,))
+    >>> resolve_recipe("auto", e, jnp.ones((10, 2)), "cd", {"sampler": "mala"}).name
+    'none'
+    >>> resolve_recipe("fast", e, jnp.ones((10, 2)), "cd", {})
+    Traceback (most recent call last):
+    ...
+    ValueError: recipe must be one of 'auto', 'density', 'images', 'none'; got 'fast'.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}; got {recipe!r}.")
+    options = dict(options)
+    is_array = data is not None and not isinstance(data, tuple)
+    named_cd = isinstance(objective, str) and objective == "cd"
+    if recipe == "auto":
+        if not (named_cd and is_array):
+            recipe = "none"
+        elif len(energy.event_shape) >= 2:
+            recipe = "images"
+        elif any(k in options for k in ("sampler", "sampler_params", "chain_init")):
+            recipe = "none"
+        else:
+            recipe = "density"
+    if recipe != "none" and not is_array:
+        raise ValueError(f"recipe={recipe!r} needs the data as one array (n, *event_shape), not an iterator or tuple.")
+    if recipe != "none" and not (isinstance(objective, str) and objective in ("cd", "recovery_cd")):
+        raise ValueError(f"recipe={recipe!r} sets the sampler and the chains of a CD objective; "
+                         f"objective {objective!r} has none: pass recipe='none'.")
+    if recipe == "images":
+        lo, hi = float(jnp.min(data)), float(jnp.max(data))
+        if not lo < hi:
+            raise ValueError("recipe='images' needs data with more than one value (min < max).")
+        options.setdefault("sampler", langevin(step_size=10.0, noise_scale=0.005, clamp=(lo, hi)))
+        options.setdefault("chain_init", buffers.replay_buffer(noise=buffers.uniform_noise(lo, hi)))
+        return Recipe("images", energy, data, options)
+    if recipe == "none":
+        x = data[0] if isinstance(data, tuple) else data
+        if x is not None and isinstance(objective, str) and objective in ("cd", "recovery_cd"):
+            mean, std = _stats(x)
+            if "sampler" not in options and "sampler_params" not in options:  # params tune the builder's default
+                options["sampler"] = mala(step_size=DENSITY_STEP * float(std.min()) ** 2)
+            if "chain_init" not in options:
+                low, high = float((mean - NOISE_BOX * std).min()), float((mean + NOISE_BOX * std).max())
+                options["chain_init"] = buffers.replay_buffer(noise=buffers.uniform_noise(low, high))
+        return Recipe("none", energy, data, options)
+    # density
+    mean, std = _stats(data)
+    t = energy.temperature
+    fn = Standardized(energy.energy_fn, weight=float(t) / (2 * CONFINE_SCALE**2))
+    train = Energy(fn, energy.params, event_shape=energy.event_shape, temperature=t, validate=False)
+    z = (jnp.asarray(data) - jnp.asarray(mean, data.dtype)) / jnp.asarray(std, data.dtype)
+    options.setdefault("sampler", mala(step_size=DENSITY_STEP))
+    options.setdefault("chain_init", buffers.replay_buffer(BUFFER_CAPACITY, REINIT_PROB, noise=buffers.uniform_noise(-NOISE_BOX, NOISE_BOX)))
+    options.setdefault("alpha", DENSITY_ALPHA)
+    return Recipe("density", train, z, options, mean, std)
+
+
+def describe_recipe(plan: Recipe) -> str:
+    """One line naming the recipe, for messages and reports.
+
+    Examples
+    --------
+    >>> e = Energy(lambda p, x: jnp.sum(x**2) * p, 1.0, event_shape=(2,))
+    >>> describe_recipe(resolve_recipe("none", e, None, "cd", {}))
+    "recipe 'none': the energy and options as given"
+    """
+    if plan.name == "density":
+        return (f"recipe 'density': standardised data (std {np.round(plan.scale, 4).tolist()}), "
+                f"confinement {CONFINE_SCALE} std, MALA step {DENSITY_STEP}")
+    if plan.name == "images":
+        return "recipe 'images': Langevin step 10, noise 0.005, clamped to the data range"
+    return "recipe 'none': the energy and options as given"
+
