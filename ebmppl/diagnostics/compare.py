@@ -175,7 +175,8 @@ def _moment_failures(kind: str, z: np.ndarray, limit: float, shown: int = 3) -> 
     if not bad.size:
         return ""
     bad = bad[np.argsort(-np.nan_to_num(z[bad], nan=np.inf), kind="stable")]
-    parts = [f"{kind}[{i}] not finite" if np.isnan(z[i]) else f"{kind}[{i}] off by {z[i]:.1f} MCSE" for i in bad[:shown]]
+    parts = [f"{kind}[{i}] not finite" if np.isnan(z[i]) else f"{kind}[{i}] off by {z[i]:.1f} MCSE"
+             for i in bad[:shown]]
     more = f" and {bad.size - shown} more of {z.size}" if bad.size > shown else ""
     return ", ".join(parts) + more + f" (limit {limit:.2f})"
 
@@ -370,7 +371,8 @@ def compare(
     if not samplers:
         raise ValueError("samplers is empty; pass at least one sampler name, e.g. ['mala', 'nuts'].")
     if max_mcse is not None and not 0.0 < float(max_mcse) < float("inf"):
-        raise ValueError(f"max_mcse must be a positive number of Monte-Carlo standard errors (e.g. 4), got {max_mcse!r}.")
+        raise ValueError(f"max_mcse must be a positive number of Monte-Carlo standard errors (e.g. 4), "
+                         f"got {max_mcse!r}.")
     if reference_samples is not None:
         check_int("reference_samples", reference_samples, 1)
     if reference is not None and not isinstance(reference, (str, Sampler, Samples)):

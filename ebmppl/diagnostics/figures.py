@@ -155,7 +155,8 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
         bottom[1].set(title=f"worst error vs {against}, in MC standard errors", ylabel="|error| / MCSE")
         bottom[1].legend(fontsize=8)
     else:
-        bottom[1].text(0.5, 0.5, "bias not checked:\ntrue moments unknown\n(pass true_mean/true_std\nor reference='nuts')",
+        bottom[1].text(0.5, 0.5,
+                       "bias not checked:\ntrue moments unknown\n(pass true_mean/true_std\nor reference='nuts')",
                        ha="center", va="center", color=_BAD, transform=bottom[1].transAxes)
         bottom[1].set_title("bias not checked")
         bottom[1].set_axis_off()

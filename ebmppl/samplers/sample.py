@@ -267,7 +267,7 @@ def _health_report(sampler, health, num_warmup):
         acc = ", ".join(f"{float(health.acceptance[i]):.3f}" for i in stalled[:20])
         lines.append(
             f"{_chains(stalled)} accepted less than {STALL_ACCEPTANCE:.0%} of proposals over the draws "
-            f"(mean acceptance {acc}): they did not move. Their draws are not from the target; start them "
+            f"(mean acceptance {acc}): stuck where they are, their draws are not from the target; start them "
             "elsewhere (init=...), use more warm-up, or reparametrise the model."
         )
     nonfinite = np.flatnonzero(~np.asarray(health.finite))
@@ -280,7 +280,7 @@ def _health_report(sampler, health, num_warmup):
     late = np.flatnonzero(health.restarted_at > (first[0] if first.size else -1))
     if late.size:
         lines.append(
-            f"{_chains(late)} stalled during warm-up after they had moved (acceptance below "
+            f"{_chains(late)} stalled during warm-up after moving (acceptance below "
             f"{STALL_ACCEPTANCE:.0%} over a warm-up window, restarted at step{'s' if late.size > 1 else ''} "
             f"{', '.join(str(int(health.restarted_at[i])) for i in late[:20])}) from healthy chains: the "
             "region they were in may be one the sampler cannot explore with one step size for all chains "
