@@ -81,13 +81,16 @@ def _sample(args: argparse.Namespace) -> int:
     key = jax.random.key(args.seed)
     init = None
     if args.run_path is not None:
+        from ebmppl.recipes import Standardized, standard_coordinates
         from ebmppl.runs import load_trained_energy
 
         energy, cfg = load_trained_energy(args.run_path)
         what = f"the trained run {args.run_path}"
-        if cfg is not None and cfg.data is not None:  # start where the data are: [-2, 2] sd around their mean
+        if isinstance(energy.energy_fn, Standardized) and energy.energy_fn.shift is not None:
+            # fit's "density" recipe: start where the data are, [-2, 2] sd around their mean
+            _, shift, scale = standard_coordinates(energy)
             u = jax.random.uniform(jax.random.fold_in(key, 1), (args.chains, *energy.event_shape), minval=-2.0, maxval=2.0)
-            init = jax.numpy.asarray(cfg.data_center) + jax.numpy.asarray(cfg.data_scale) * u
+            init = jax.numpy.asarray(shift) + jax.numpy.asarray(scale) * u
     else:
         from ebmppl.targets import TARGETS
 
@@ -191,6 +194,15 @@ def _compare(args: argparse.Namespace) -> int:
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--samplers: expected comma-separated sampler names, got {args.samplers!r}.")
+    # user errors before the header line, so that an error is one line on stderr
+    from ebmppl.runs import load_trained_energy
+    from ebmppl.samplers import available
+
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        raise ValueError(f"unknown sampler {unknown[0]!r}; choose from {', '.join(available())}.")
+    if args.checkpoint:
+        load_trained_energy(args.checkpoint)  # a missing or damaged run fails here, with its own message
     bars, lines = _progress(args)
     if lines:
         _line(f"compare: {', '.join(names)} on {args.checkpoint or args.target}, {args.chains} chains x "
@@ -318,7 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=_int_at_least(1), default=FitConfig.batch_size, help="examples per step")
     f.add_argument("--mcmc-steps", type=_int_at_least(1), default=FitConfig.mcmc_steps,
                    help="K sampler steps per training step")
-    f.add_argument("--step-size", type=_positive_float, default=None, help=f"sampler step size ({by_data('step_size')})")
+    f.add_argument("--step-size", type=_positive_float, default=None, help=f"sampler step size, in standard deviations of the data except for digits ({by_data('step_size')})")
     f.add_argument("--noise-scale", type=_positive_float, default=None,
                    help=f"Langevin noise scale ({by_data('noise_scale')})")
     f.add_argument("--lr", type=_positive_float, default=FitConfig.lr, help="Adam learning rate")

@@ -43,7 +43,8 @@ from ebmppl import buffer as buffers
 from ebmppl.energy import Energy
 from ebmppl.samplers import langevin, mala
 
-__all__ = ["RECIPES", "DENSITY_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe"]
+__all__ = ["RECIPES", "DENSITY_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe", "confined",
+           "standard_coordinates", "data_statistics"]
 
 RECIPES = ("auto", "density", "images", "none")
 DENSITY_STEP = 0.01
@@ -201,14 +202,75 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
         return Recipe("none", energy, data, options)
     # density
     mean, std = _stats(data)
-    t = energy.temperature
-    fn = Standardized(energy.energy_fn, weight=float(t) / (2 * CONFINE_SCALE**2))
-    train = Energy(fn, energy.params, event_shape=energy.event_shape, temperature=t, validate=False)
+    train = confined(energy)
     z = (jnp.asarray(data) - jnp.asarray(mean, data.dtype)) / jnp.asarray(std, data.dtype)
     options.setdefault("sampler", mala(step_size=DENSITY_STEP))
     options.setdefault("chain_init", buffers.replay_buffer(BUFFER_CAPACITY, REINIT_PROB, noise=buffers.uniform_noise(-NOISE_BOX, NOISE_BOX)))
     options.setdefault("alpha", DENSITY_ALPHA)
     return Recipe("density", train, z, options, mean, std)
+
+
+def confined(energy: Energy) -> Energy:
+    """The energy the ``"density"`` recipe trains: ``energy`` on standardised ``z`` plus ``T ‖z‖² / (2 · 3²)``.
+
+    It does not depend on the data (the standardisation happens to the data,
+    not to this energy), so a training-health monitor or a checkpoint
+    template can be built from it before training.
+
+    Examples
+    --------
+    >>> e = Energy(lambda p, x: 0.0 * jnp.sum(x), None, event_shape=(2,))
+    >>> float(confined(e).energy(jnp.full(2, 3.0)))     # (9 + 9) / 18
+    1.0
+    """
+    fn = Standardized(energy.energy_fn, weight=float(energy.temperature) / (2 * CONFINE_SCALE**2))
+    return Energy(fn, energy.params, event_shape=energy.event_shape, temperature=energy.temperature, validate=False)
+
+
+def standard_coordinates(energy: Energy) -> tuple[Energy, np.ndarray, np.ndarray]:
+    """``(energy on z, shift, scale)`` of a ``"density"`` fit's result, with ``x = shift + scale · z``.
+
+    The energy on ``z`` is the one the recipe trained (confinement included,
+    log-Jacobian offset dropped): it has the same normalising constant as
+    ``energy`` in the data's units, and samplers with one step size for every
+    coordinate work on it whatever the data's scales. Sample it, then map the
+    draws back with ``shift + scale * z``.
+
+    Raises
+    ------
+    TypeError
+        ``energy`` is not the result of a ``"density"`` fit (its ``energy_fn``
+        is not a :class:`Standardized` with a shift and scale).
+
+    Examples
+    --------
+    >>> import jax
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), None, event_shape=(1,))
+    >>> plan = resolve_recipe("density", e, 10.0 + 2.0 * jax.random.normal(jax.random.key(0), (400, 1)), "cd", {})
+    >>> z_energy, shift, scale = standard_coordinates(plan.output(None))
+    >>> bool(abs(shift[0] - 10.0) < 0.3 and abs(scale[0] - 2.0) < 0.2), z_energy.energy_fn.shift
+    (True, None)
+    """
+    fn = energy.energy_fn
+    if not isinstance(fn, Standardized) or fn.shift is None:
+        raise TypeError("energy must be the result of a fit with recipe 'density' (an ebmppl.recipes.Standardized "
+                        f"energy_fn with shift and scale), got energy_fn {type(fn).__name__}.")
+    inner = Energy(Standardized(fn.inner, weight=fn.weight), energy.params, event_shape=energy.event_shape,
+                   temperature=energy.temperature, validate=False)
+    shape = energy.event_shape
+    return inner, np.asarray(fn.shift).reshape(shape), np.asarray(fn.scale).reshape(shape)
+
+
+def data_statistics(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate ``(mean, std)`` the ``"density"`` recipe standardises with (std floored at 1e-3 of the largest).
+
+    Examples
+    --------
+    >>> mean, std = data_statistics(np.array([[0.0, 1.0], [2.0, 1.0]]))
+    >>> mean.tolist(), std.tolist()
+    ([1.0, 1.0], [1.0, 0.001])
+    """
+    return _stats(x)
 
 
 def describe_recipe(plan: Recipe) -> str:

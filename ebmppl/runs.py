@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from ebmppl import buffer as buffers
+from ebmppl import recipes
 from ebmppl.data import TOY_DENSITIES, load_digits, toy
 from ebmppl.energy import Energy
 from ebmppl.evaluation import grid_log_partition, log_likelihood, mmd
@@ -76,10 +77,6 @@ class FitConfig:
     # your own data: a file (see :func:`load_data_file`); ``dataset`` then reads "file"
     data: str | None = None
     test_fraction: float = 0.2
-    # filled by :func:`fit_run` for a data file: the training split's mean and standard deviation
-    # per coordinate (the network sees standardised data; the saved energy is in the data's units)
-    data_center: tuple[float, ...] | None = None
-    data_scale: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.data is not None:
@@ -89,12 +86,19 @@ class FitConfig:
     def resolved(self) -> FitConfig:
         """Fill the dataset defaults.
 
-        Toy 2-D data: MLP 2-128-128-128-1 plus a Gaussian base term, 5000
-        steps, MALA with step 0.01 (Metropolis-corrected, so the model learns
-        the density at temperature 1 without a step-size bias) over a
-        2000-slot replay buffer, energy penalty alpha 0.01; Adam at ``lr`` for
-        half the run, then a cosine decay to ``lr / 10``. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
-        with step 1 and noise 0.01 clamped to [-1, 1], alpha 0.1.
+        Toy 2-D data and data files: :func:`ebmppl.fit`'s ``"density"`` recipe
+        (:mod:`ebmppl.recipes`: the data standardised per coordinate, a
+        Gaussian confinement 3 standard deviations wide, the result in the
+        data's units) with an MLP d-128-128-128-1, 5000 steps, MALA with step
+        :data:`~ebmppl.recipes.DENSITY_STEP` in standardised units
+        (Metropolis-corrected: no step-size bias), a replay buffer of
+        :data:`~ebmppl.recipes.BUFFER_CAPACITY` slots re-initialised on ±3
+        standard deviations, energy penalty :data:`~ebmppl.recipes.DENSITY_ALPHA`;
+        ``sampler``, ``step_size``, ``noise_scale``, ``buffer_size`` and
+        ``alpha`` given here replace the recipe's and act in standardised
+        units. Adam at ``lr`` for half the run, then a cosine decay to
+        ``lr / 10``. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
+        with step 1 and noise 0.01 clamped to [-1, 1], buffer 10 000, alpha 0.1.
 
         Examples
         --------
@@ -113,14 +117,12 @@ class FitConfig:
         defaults = {
             "widths": (256, 256) if digits else (128, 128, 128),
             "steps": 2000 if digits else 5000,
-            # 2-D: MALA (exact: the learned density is not sharpened to undo a step-size bias) over a
-            # 2000-slot buffer, revisited every ~16 steps so the persistent chains mix (issue 14, finding 10)
+            # 2-D and data files: fit's "density" recipe, whose constants live in ebmppl.recipes only
+            # (MALA: exact, so the learned density is not sharpened to undo a step-size bias)
             "sampler": "langevin" if digits else "mala",
-            "step_size": 1.0 if digits else 0.01,
-            "buffer_size": 10_000 if digits else 2000,
-            # a light L2 energy penalty on 2-D data: the penalty also pulls the energy of
-            # far-away negatives towards 0, which fattens the tails of the learned density
-            "alpha": 0.1 if digits else 0.01,
+            "step_size": 1.0 if digits else recipes.DENSITY_STEP,
+            "buffer_size": 10_000 if digits else recipes.BUFFER_CAPACITY,
+            "alpha": 0.1 if digits else recipes.DENSITY_ALPHA,
         }
         out = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if out.noise_scale is None:
@@ -299,28 +301,15 @@ def _data_split(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
     return x[perm[n_test:]], x[perm[:n_test]]
 
 
-def _with_data_stats(cfg: FitConfig) -> FitConfig:
-    """``cfg`` with ``data_center``/``data_scale`` from the training split of its data file."""
-    train, _ = _data_split(cfg)
-    scale = train.astype(np.float64).std(axis=0)
-    if not (scale > 0).all():
-        cols = np.flatnonzero(~(scale > 0))
-        raise ValueError(f"{cfg.data}: column(s) {', '.join(str(c) for c in cols)} (counting from 0) take one value "
-                         "in the training split; a constant column has no density. Drop it.")
-    center = train.astype(np.float64).mean(axis=0)
-    return dataclasses.replace(cfg, data_center=tuple(float(c) for c in center),
-                               data_scale=tuple(float(s) for s in scale))
-
-
 def _load(cfg: FitConfig):
-    """(train, test, limits or None, ToyDensity or None)."""
-    if cfg.data is not None:  # standardised with the run's stored center/scale; limits: a box around them
-        if cfg.data_center is None:
-            cfg = _with_data_stats(cfg)
-        center, scale = np.asarray(cfg.data_center), np.asarray(cfg.data_scale)
-        train, test = ((part - center) / scale for part in _data_split(cfg))
-        low, high = float(np.floor(train.min())), float(np.ceil(train.max()))
-        return jnp.asarray(train, jnp.float32), jnp.asarray(test, jnp.float32), (low, high, low, high), None
+    """(train, test, limits or None, ToyDensity or None); a data file's rows in the data's own units."""
+    if cfg.data is not None:
+        train, test = _data_split(cfg)
+        constant = np.flatnonzero(~(train.astype(np.float64).std(axis=0) > 0))
+        if constant.size:
+            raise ValueError(f"{cfg.data}: column(s) {', '.join(str(c) for c in constant)} (counting from 0) take one "
+                             "value in the training split; a constant column has no density. Drop it.")
+        return jnp.asarray(train, jnp.float32), jnp.asarray(test, jnp.float32), None, None
     if cfg.dataset == "digits":
         train, _ = load_digits("train", seed=cfg.seed)
         test, _ = load_digits("test", seed=cfg.seed)
@@ -330,28 +319,32 @@ def _load(cfg: FitConfig):
     return density.sample(k_train, 10_000), density.sample(k_test, 5_000), density.limits, density
 
 
-def _build_energy(cfg: FitConfig, train: jax.Array) -> Energy:
+def _build_energy(cfg: FitConfig, train: jax.Array, legacy: bool = False) -> Energy:
+    """The network as the user gives it to :func:`ebmppl.fit` (the ``"density"`` recipe adds the rest).
+
+    ``legacy``: the 2-D network of run folders written before ebmppl recorded the energy in its
+    checkpoints (trained in data units with its own Gaussian base term), to load those.
+    """
     event_shape = tuple(train.shape[1:])
-    if cfg.data is not None:  # standardised data (sd 1 per coordinate): the base term 3 sd wide, at the mean
-        d = event_shape[0]
-        net = MLPEnergy(d, cfg.widths, base_scale=3.0, base_center=[0.0] * d, key=jax.random.key(cfg.seed))
-    elif cfg.dataset == "digits":  # pixels are clamped to [-1, 1]: the density is normalisable as it is
-        net = MLPEnergy(math.prod(event_shape), cfg.widths, key=jax.random.key(cfg.seed))
-    else:  # a Gaussian base term 3 data-spreads wide keeps exp(-E) normalisable far from the data
+    if legacy and cfg.data is None and cfg.dataset != "digits":
         spread = 3.0 * float(jnp.max(jnp.std(train, axis=0)))
         center = [float(c) for c in jnp.mean(train, axis=0)]
         net = MLPEnergy(2, cfg.widths, base_scale=spread, base_center=center, key=jax.random.key(cfg.seed))
+    else:  # digits: pixels clamped to [-1, 1]; else the recipe's confinement keeps exp(-E) normalisable
+        net = MLPEnergy(math.prod(event_shape), cfg.widths, key=jax.random.key(cfg.seed))
     return Energy.from_equinox(net, event_shape=event_shape)
 
 
 def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
     """The trained energy of a run folder written by :func:`fit_run` (``ebmppl fit``), and its config.
 
-    For a run on a data file (``ebmppl fit --data``), whose network was
-    trained on standardised data, the energy is returned in the data's own
-    units: ``E(x) = E_net((x - data_center) / data_scale)`` (its log Z is the
-    network's plus ``sum(log data_scale)``), so samples of it are in the
-    units of the file and no data file is read.
+    The energy is the one :func:`ebmppl.fit` returned, read from the
+    checkpoint's energy description: for 2-D data and data files (``ebmppl
+    fit --data``) a :class:`ebmppl.recipes.Standardized` energy in the data's
+    own units (standardisation, confinement and log-Jacobian included), so its
+    samples are in the units of the file and no data file is read. Run
+    folders written before checkpoints described their energy are rebuilt
+    from ``config.json``.
 
     Raises
     ------
@@ -369,47 +362,26 @@ def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
     >>> energy.event_shape, cfg.steps
     ((2,), 20)
     """
-    from ebmppl.checkpoint import load_checkpoint
+    from ebmppl.checkpoint import load_checkpoint, read_metadata
+    from ebmppl.io import load
 
     run = pathlib.Path(run_dir)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"{run} is not a run folder (no config.json); pass the --out folder of 'ebmppl fit'.")
     try:
         raw = json.loads((run / "config.json").read_text())
-        tuples = ("widths", "data_center", "data_scale")
-        cfg = FitConfig(**{k: tuple(v) if k in tuples and v is not None else v for k, v in raw.items()}).resolved()
-        if cfg.data is not None and (cfg.data_center is None or cfg.data_scale is None
-                                     or len(cfg.data_center) != len(cfg.data_scale)):
-            raise ValueError("a run on a data file needs data_center and data_scale of equal length")
+        cfg = FitConfig(**{k: tuple(v) if k == "widths" and v is not None else v for k, v in raw.items()}).resolved()
     except (TypeError, ValueError, AttributeError) as err:  # JSONDecodeError is a ValueError
         raise ValueError(f"{run}/config.json is not a valid ebmppl run configuration ({err}); "
                          "pass a folder written by 'ebmppl fit'.") from None
-    if cfg.data is not None:  # the network's input size is all it needs: the data file is not read
-        energy = _build_energy(cfg, jnp.zeros((1, len(cfg.data_center))))
-    else:
-        train, _, _, _ = _load(cfg)
-        energy = _build_energy(cfg, train)
-    state, _ = load_checkpoint(run / CHECKPOINT_NAME, _state_template(cfg, energy))
-    energy = energy.with_params(state.params)
-    return (_in_data_units(energy, cfg) if cfg.data is not None else energy), cfg
-
-
-@dataclasses.dataclass(frozen=True)
-class _InDataUnits:
-    """``(params, x) -> fn(params, (x - center) / scale)``: a network trained on standardised data, in data units."""
-
-    fn: Any
-    center: tuple[float, ...]
-    scale: tuple[float, ...]
-
-    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
-        return self.fn(params, (x - jnp.asarray(self.center, x.dtype)) / jnp.asarray(self.scale, x.dtype))
-
-
-def _in_data_units(energy: Energy, cfg: FitConfig) -> Energy:
-    fn = _InDataUnits(energy.energy_fn, tuple(cfg.data_center), tuple(cfg.data_scale))
-    return Energy(fn, energy.params, event_shape=energy.event_shape, temperature=energy.temperature,
-                  probe=jnp.asarray(cfg.data_center, jnp.float32))
+    ckpt = run / CHECKPOINT_NAME
+    described = ckpt.is_file() and (read_metadata(ckpt).get("energy") or {}).get("architecture") is not None
+    if described or cfg.data is not None:
+        return load(ckpt), cfg  # the energy fit returned, in the data's units
+    train, _, _, _ = _load(cfg)  # an older run folder: rebuild its network and read the parameters
+    energy = _build_energy(cfg, train, legacy=True)
+    state, _ = load_checkpoint(ckpt, _state_template(cfg, energy))
+    return energy.with_params(state.params), cfg
 
 
 def load_trained_energy(path: str | os.PathLike) -> tuple[Energy, FitConfig | None]:
@@ -554,11 +526,14 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
             callbacks: Sequence[Callable[..., Any]] = ()) -> dict[str, Any]:
     """Train, evaluate and report into the run folder ``cfg.out``; returns the evaluation dict.
 
+    Training is :func:`ebmppl.fit` with its ``"density"`` recipe (2-D data and
+    data files; see :meth:`FitConfig.resolved`) or the digits recipe.
     With ``cfg.data`` (a file, see :func:`load_data_file`) the rows are split
     into training and held-out rows (``cfg.test_fraction``, a permutation
-    seeded by ``cfg.seed``), standardised with the training rows' mean and
-    standard deviation (stored in ``config.json``), and evaluated in the
-    data's units: held-out log-likelihood with log Z by a grid (1-D, 2-D) or
+    seeded by ``cfg.seed``); the recipe standardises them with the training
+    rows' mean and standard deviation and returns the energy in the data's
+    units, and the run is evaluated in those units: held-out log-likelihood
+    with log Z by a grid (1-D, 2-D) or
     by AIS (:func:`ebmppl.log_partition`, with its standard error) beyond,
     beside the log-likelihood of a Gaussian fitted to the training rows;
     figures: the learned density in 2-D, marginal and pairwise histograms of
@@ -590,33 +565,31 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     run = pathlib.Path(cfg.out)
     if (run / CHECKPOINT_NAME).exists() and not (resume or overwrite):
         raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it.")
-    if cfg.data is not None:
-        cfg = _with_data_stats(cfg)
-        if resume:
-            _check_same_data(run, cfg)
+    digits = cfg.dataset == "digits"
+    train, test, limits, density = _load(cfg)
+    if resume and not digits:
+        _check_same_data(run, cfg, train)
     if overwrite and (run / CHECKPOINT_NAME).exists():
         (run / CHECKPOINT_NAME).unlink()
     run.mkdir(parents=True, exist_ok=True)
     _write_json(run / "config.json", dataclasses.asdict(cfg))
 
-    digits = cfg.dataset == "digits"
-    train, test, limits, density = _load(cfg)
     energy = _build_energy(cfg, train)
-    if limits is not None:
-        noise = buffers.uniform_noise(min(limits[0], limits[2]), max(limits[1], limits[3]))
-    else:
-        noise = buffers.uniform_noise(-1.0, 1.0)
+    # digits: the pixel range; else fit's "density" recipe, whose chains live in standardised units
+    noise = buffers.uniform_noise(-1.0, 1.0) if digits else buffers.uniform_noise(-recipes.NOISE_BOX,
+                                                                                  recipes.NOISE_BOX)
     chain_init = {
         "replay_buffer": lambda: buffers.replay_buffer(cfg.buffer_size, cfg.reinit_prob, noise),
         "short_run": lambda: buffers.short_run(noise),
         "cd_k": buffers.cd_k,
     }[cfg.init]()
-    health = TrainingHealth(energy, emit=False)
+    health = TrainingHealth(energy if digits else recipes.confined(energy), emit=False)
     result = fit(
         energy, train, key=jax.random.key(cfg.seed + 1), num_steps=cfg.steps, batch_size=cfg.batch_size,
         optimizer=_optimizer(cfg), sampler=_sampler(cfg, digits), chain_init=chain_init,
         num_mcmc_steps=cfg.mcmc_steps, alpha=cfg.alpha, checkpoint_dir=run, resume=resume,
         progress_bar=progress_bar, config=dataclasses.asdict(cfg), callbacks=[health, *callbacks], health=health,
+        recipe="none" if digits else "density",
     )
     with open(run / "metrics.jsonl.tmp", "w") as f:
         keys = sorted(result.history)
@@ -640,16 +613,19 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     return evaluation
 
 
-def _check_same_data(run: pathlib.Path, cfg: FitConfig) -> None:
-    """A resumed run on a data file must see the same training rows (same file, test fraction and seed)."""
+def _check_same_data(run: pathlib.Path, cfg: FitConfig, train: jax.Array) -> None:
+    """A resumed run must see the same training rows (same file, test fraction and seed): the standardisation
+    recorded in its checkpoint's energy must be the one the recipe takes from ``train`` now."""
+    from ebmppl.checkpoint import CheckpointError
+    from ebmppl.io import load
+
     try:
-        old = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError):
+        _, shift, scale = recipes.standard_coordinates(load(run / CHECKPOINT_NAME))
+    except (OSError, CheckpointError, TypeError):
         return  # nothing to compare against: fit() checks the checkpoint itself
-    before = [old.get("data_center"), old.get("data_scale")]
-    now = [cfg.data_center, cfg.data_scale]
-    same = all(b is not None and len(b) == len(n) and np.allclose(b, n, rtol=1e-6, atol=0.0)
-               for b, n in zip(before, now, strict=True))
+    mean, std = recipes.data_statistics(train)
+    same = (shift.shape == mean.shape and np.allclose(shift, mean, rtol=1e-5, atol=1e-6 * std.max())
+            and np.allclose(scale, std, rtol=1e-5, atol=0.0))
     if not same:
         raise ValueError(f"{run} was trained on other rows than {cfg.data} gives now (their mean or standard "
                          "deviation differ): resume with the same data file, --test-fraction and --seed, or start "
@@ -671,7 +647,7 @@ def _gaussian_log_likelihood(train: np.ndarray, test: np.ndarray) -> float:
 
 def _evaluate_file(cfg: FitConfig, result: FitResult, train: jax.Array, test: jax.Array,
                    run: pathlib.Path) -> dict[str, Any]:
-    """Evaluation of a run on a data file; ``train``/``test`` are standardised, every reported number in data units."""
+    """Evaluation of a run on a data file; ``train``/``test`` and every reported number in the data's units."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -681,38 +657,40 @@ def _evaluate_file(cfg: FitConfig, result: FitResult, train: jax.Array, test: ja
     from ebmppl.logz import log_partition
     from ebmppl.plots import plot_density_2d, plot_fit_2d, plot_training_curves
 
-    center, scale = np.asarray(cfg.data_center), np.asarray(cfg.data_scale)
-    log_jacobian = float(np.sum(np.log(scale)))  # log Z in data units = log Z standardised + sum(log scale)
+    energy = result.energy  # in the data's units (recipe "density")
+    # the energy the recipe trained, on z = (x - shift) / scale: the same normalising constant as `energy`
+    # (its log-Jacobian offset cancels the change of variables), and one scale for every coordinate
+    z_energy, shift, scale = recipes.standard_coordinates(energy)
     d = int(train.shape[1])
     evaluation: dict[str, Any] = {"dataset": cfg.data, "dim": d, "n_train": int(train.shape[0]),
                                   "n_test": int(test.shape[0]), "steps": int(result.state.step)}
     n = min(2000, test.shape[0])
-    samples = _model_samples(cfg, result, n)
+    samples_x = np.asarray(_model_samples(cfg, result, n))
+    test_x = np.asarray(test)
     # MMD in the standardised coordinates: its kernel widths (0.1 to 2) are in units of each coordinate's sd
-    evaluation["mmd_samples_vs_test"] = mmd(samples[:n], test[:n])
-    evaluation["mmd_train_vs_test"] = mmd(train[:n], test[:n])  # the noise floor of the MMD estimate
+    train_z, test_z, samples_z = ((jnp.asarray(v) - shift) / scale for v in (train, test, samples_x))
+    evaluation["mmd_samples_vs_test"] = mmd(samples_z[:n], test_z[:n])
+    evaluation["mmd_train_vs_test"] = mmd(train_z[:n], test_z[:n])  # the noise floor of the MMD estimate
     if d <= 2:
-        low = np.minimum(np.min(train, 0), np.min(test, 0)) - 1.0
-        high = np.maximum(np.max(train, 0), np.max(test, 0)) + 1.0
+        low = np.minimum(np.min(train_z, 0), np.min(test_z, 0)) - 1.0
+        high = np.maximum(np.max(train_z, 0), np.max(test_z, 0)) + 1.0
         box = [float(v) for i in range(d) for v in (low[i], high[i])]
-        log_z, log_z_se = grid_log_partition(result.energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
-        method = "grid (midpoint rule; a 10x wider coarse grid around the data box)"
+        log_z, log_z_se = grid_log_partition(z_energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
+        method = "grid (midpoint rule, in standardised units; a 10x wider coarse grid around the data box)"
     else:
         chains, temperatures = 256, 1000
-        est = log_partition(result.energy, jax.random.key(cfg.seed + 5), num_chains=chains,
+        est = log_partition(z_energy, jax.random.key(cfg.seed + 5), num_chains=chains,
                             num_temperatures=temperatures, base_scale=3.0, base_center=0.0)
         log_z, log_z_se = float(est.log_z), float(est.stderr)
         method = f"AIS ({chains} chains, {temperatures} temperatures, Gaussian base sd 3 in standardised units)"
-    ll, ll_se = held_out_log_likelihood(result.energy, test, log_z, log_z_se)
-    evaluation["log_z"] = log_z + log_jacobian
+    ll, ll_se = held_out_log_likelihood(energy, test, log_z, log_z_se)
+    evaluation["log_z"] = log_z
     evaluation["log_z_stderr"] = log_z_se
     evaluation["log_z_method"] = method
-    evaluation["test_log_likelihood"] = ll - log_jacobian
+    evaluation["test_log_likelihood"] = ll
     evaluation["test_log_likelihood_se"] = ll_se
-    evaluation["gaussian_log_likelihood"] = _gaussian_log_likelihood(train, test) - log_jacobian
+    evaluation["gaussian_log_likelihood"] = _gaussian_log_likelihood(train, test)
 
-    energy = _in_data_units(result.energy, cfg)
-    test_x, samples_x = np.asarray(test) * scale + center, np.asarray(samples) * scale + center
     _, names = _read_data(cfg.data)
     names = names if names is not None and len(names) == d else [f"x{i}" for i in range(d)]
     if d == 2:
@@ -786,18 +764,22 @@ def _plot_pairs(data: np.ndarray, samples: np.ndarray, names: list[str], density
 
 
 def _model_samples(cfg: FitConfig, result: FitResult, n: int) -> jax.Array:
-    """Model samples: the persistent negatives, run further with exact ULA (2-D) or as they are (images)."""
+    """Model samples in the data's units: the persistent negatives, run further with an exact sampler (the
+    "density" recipe: in the standardised coordinates the negatives live in) or as they are (digits)."""
     starts = result.state.buffer.samples
-    if starts.shape[0] == 0:  # short-run / CD-k keep no buffer: start from the held-out-free noise box
-        starts = jax.random.uniform(jax.random.key(cfg.seed + 3), (n, *result.energy.event_shape), minval=-1, maxval=1)
+    if starts.shape[0] == 0:  # short-run / CD-k keep no buffer: start from the recipe's noise box
+        box = 1.0 if cfg.dataset == "digits" else recipes.NOISE_BOX
+        starts = jax.random.uniform(jax.random.key(cfg.seed + 3), (n, *result.energy.event_shape), minval=-box,
+                                    maxval=box)
     starts = starts[:n]
     if cfg.dataset == "digits":
         return starts
+    z_energy, shift, scale = recipes.standard_coordinates(result.energy)
     # the run's own sampler where it is Metropolis-corrected (exact); else exact-rate ULA at the run's step
     exact = get_sampler(cfg.sampler, step_size=cfg.step_size) if cfg.sampler in ("mala", "barker") else ula(step_size=cfg.step_size)
-    out = sample(result.energy, jax.random.key(cfg.seed + 2), sampler=exact,
+    out = sample(z_energy, jax.random.key(cfg.seed + 2), sampler=exact,
                  num_chains=starts.shape[0], num_warmup=2000, num_samples=1, init=starts, progress_bar=False)
-    return out.positions[:, 0]
+    return jnp.asarray(shift) + jnp.asarray(scale) * out.positions[:, 0]
 
 
 def _evaluate(cfg, result, train, test, limits, density, run) -> dict[str, Any]:

@@ -76,7 +76,8 @@ def small_setup():
     net = MLPEnergy(2, widths=(16, 16), key=jax.random.key(0))
     data = jax.random.normal(jax.random.key(1), (256, 2))
     kwargs = dict(batch_size=32, chunk_size=10, checkpoint_every=20, num_mcmc_steps=5, progress_bar=False,
-                  sampler=samplers.langevin(step_size=0.01, noise_scale=0.1))
+                  sampler=samplers.langevin(step_size=0.01, noise_scale=0.1),
+                  optimizer=optax.adam(1e-3, b1=0.0))  # constant rate: the template below mirrors it
     return Energy.from_equinox(net, event_shape=(2,)), data, kwargs
 
 
@@ -129,7 +130,7 @@ def test_damaged_checkpoints_are_detected_and_never_replace_the_good_one(tmp_pat
 def _template(energy, kwargs):
     from ebmppl.objectives import contrastive_divergence
 
-    trainer = contrastive_divergence(energy, optax.adam(1e-3, b1=0.0), sampler=kwargs["sampler"],
+    trainer = contrastive_divergence(energy, kwargs["optimizer"], sampler=kwargs["sampler"],
                                      num_mcmc_steps=kwargs["num_mcmc_steps"])
     return trainer.init(jax.random.key(0), energy.params)
 

@@ -18,6 +18,7 @@ import pytest
 
 import ebmppl
 from ebmppl.cli import main
+from ebmppl.recipes import standard_coordinates
 
 
 def _run(argv):
@@ -68,9 +69,12 @@ def test_fit_on_a_3d_npy_file_reports_an_ais_log_likelihood_in_the_data_units(da
     # the reported log Z is the one of the energy in the data's units: AIS run directly on the loaded
     # energy (base around the data, in data units) agrees within the two estimates' standard errors
     energy = ebmppl.load(run)
-    cfg = json.loads((run / "config.json").read_text())
-    center, scale = np.asarray(cfg["data_center"]), np.asarray(cfg["data_scale"])
+    _, center, scale = standard_coordinates(energy)  # fit's "density" recipe: the standardisation it undid
     assert abs(center[0] - 1000) < 20 and abs(scale[1] - 0.01) < 0.003  # the file's units, not standardised ones
+    # the checkpoint file itself holds the same energy (fit recorded the one it returned)
+    probe = np.asarray(_three_d(5, seed=2), np.float32)
+    np.testing.assert_array_equal(np.asarray(ebmppl.load(run / "checkpoint.ebm").energy(probe)),
+                                  np.asarray(energy.energy(probe)))
     est = ebmppl.log_partition(energy, jax.random.key(3), num_chains=256, num_temperatures=1000,
                                base_center=center, base_scale=3 * scale)
     se = math.hypot(est.stderr, evaluation["log_z_stderr"])
