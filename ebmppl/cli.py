@@ -292,12 +292,15 @@ def _parser() -> argparse.ArgumentParser:
     from ebmppl.samplers import available
     from ebmppl.targets import TARGETS
 
-    toy, digits = FitConfig().resolved(), FitConfig(dataset="digits").resolved()
+    toy, file, digits = FitConfig().resolved(), FitConfig(data="FILE").resolved(), FitConfig(dataset="digits").resolved()
 
     def by_data(name: str) -> str:  # a default that depends on the data, as FitConfig.resolved fills it
-        a, b = getattr(toy, name), getattr(digits, name)
-        a, b = (",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else v for v in (a, b))
-        return f"default: {a} for 2-D data and --data, {b} for digits"
+        a, f, b = getattr(toy, name), getattr(file, name), getattr(digits, name)
+        a, f, b = (",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else v
+                   for v in (a, f, b))
+        if a == f:
+            return f"default: {a} for 2-D data and --data, {b} for digits"
+        return f"default: {a} for the 2-D datasets, {f} for --data, {b} for digits"
 
     parser = _Parser(prog="ebmppl", description="Energy-based models on NumPyro, BlackJAX and ArviZ.",
                      formatter_class=_HelpFormatter)

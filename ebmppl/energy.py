@@ -266,6 +266,31 @@ class Energy(eqx.Module):
         grad = jax.grad(lambda xi: -self.energy_fn(self.params, xi) / self.temperature)
         return self._batched(grad, x)
 
+    def typical_region(self) -> tuple[jax.Array, jax.Array]:
+        """Where the mass of this energy is expected: ``(center, scale)``, each of the event shape.
+
+        ebmppl uses it for defaults that must land near the mass: chains of
+        :func:`ebmppl.sample` and :func:`ebmppl.diagnostics.compare` start
+        uniformly on ``center ± 2·scale``, and :func:`ebmppl.log_partition`'s
+        base is ``N(center, (3·scale)²)``. An ``energy_fn`` declares it with a
+        ``typical_region()`` method returning ``(center, scale)``; the energies
+        that :func:`ebmppl.fit` returns with its ``"density"`` recipe do (the
+        training data's mean and standard deviation). Otherwise it is ``(0, 1)``.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), None, event_shape=(2,))
+        >>> [v.tolist() for v in e.typical_region()]
+        [[0.0, 0.0], [1.0, 1.0]]
+        """
+        ftype = jnp.result_type(float)
+        declared = getattr(self.energy_fn, "typical_region", None)
+        if callable(declared):
+            center, scale = declared()
+            return (jnp.broadcast_to(jnp.asarray(center, ftype).reshape(-1), (self.dim,)).reshape(self.event_shape),
+                    jnp.broadcast_to(jnp.asarray(scale, ftype).reshape(-1), (self.dim,)).reshape(self.event_shape))
+        return jnp.zeros(self.event_shape, ftype), jnp.ones(self.event_shape, ftype)
+
     # ---------------------------------------------------------------- updates
     def with_params(self, params: Any) -> Energy:
         """The same energy with other parameters (no re-validation; jit-safe).

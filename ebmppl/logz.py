@@ -23,6 +23,7 @@ standard error and the effective sample size of its importance weights.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,7 +36,17 @@ from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.energy import Energy
 from ebmppl.evaluation import grid_log_partition
 
-__all__ = ["LogZEstimate", "log_partition", "ais_schedule"]
+__all__ = ["LogZEstimate", "LogZWarning", "log_partition", "ais_schedule"]
+
+
+MIN_ESS = 30
+GRID_TOLERANCE = 0.01
+"""Grid discretisation error (nats) above which :func:`log_partition` warns."""
+"""Below this effective sample size of the weights, an estimate comes with a :class:`LogZWarning`."""
+
+
+class LogZWarning(UserWarning):
+    """A log Z estimate whose error bar cannot be trusted (too few effective weights, or a coarse grid)."""
 
 
 class LogZEstimate(NamedTuple):
@@ -46,7 +57,9 @@ class LogZEstimate(NamedTuple):
     log_z
         The estimate.
     stderr
-        Its Monte-Carlo standard error (delta method on the mean weight; 0 for the grid).
+        Its Monte-Carlo standard error (delta method on the mean weight). For
+        the grid: the discretisation error, estimated from the same grid at
+        half the resolution (midpoint rule, error ∝ h²: ``|fine − coarse| / 3``).
     ess
         Effective sample size of the normalised importance weights (``nan`` for the grid).
     method
@@ -95,6 +108,15 @@ def _summarise(log_w: jax.Array, method: str, sign: float = 1.0) -> LogZEstimate
     ess = 1.0 / jnp.sum(w**2)
     # relative standard error of the mean weight: sd(w)/(sqrt(n) mean(w)), in log space
     rel = jnp.sqrt(jnp.maximum(jnp.sum((n * w - 1.0) ** 2) / (n - 1), 0.0) / n)
+    if float(ess) < MIN_ESS:
+        # with a few weights dominating, the spread of the weights (and so the standard error)
+        # is itself badly estimated: the error bar can be tight on a value that is far off
+        warnings.warn(
+            f"{method}: log Z = {float(sign * log_mean):.4g} ± {float(rel):.2g} rests on an effective sample size "
+            f"of {float(ess):.1f} of {n} weights (< {MIN_ESS}): the standard error is unreliable and the estimate may "
+            "be far off. Put the base where the mass is (base_center/base_scale; energies from fit() declare it, "
+            "see Energy.typical_region), or add temperatures (num_temperatures) and chains.",
+            LogZWarning, stacklevel=3)
     return LogZEstimate(float(sign * log_mean), float(rel), float(ess), method, n)
 
 
@@ -287,8 +309,8 @@ def log_partition(
     num_leapfrog: int = 5,
     step_size: float = 0.05,
     base: str = "gaussian",
-    base_scale: float | Sequence[float] | jax.Array = 3.0,
-    base_center: float | Sequence[float] | jax.Array = 0.0,
+    base_scale: float | Sequence[float] | jax.Array | None = None,
+    base_center: float | Sequence[float] | jax.Array | None = None,
     samples: jax.Array | None = None,
     limits: Sequence[float] | None = None,
     resolution: int = 400,
@@ -329,6 +351,9 @@ def log_partition(
     base, base_scale, base_center
         The normalised base ``q``: ``"gaussian"`` ``N(center, scale²)`` or
         ``"uniform"`` on ``center ± scale`` (per coordinate). Cover the mass of ``p``.
+        Default: ``center, 3·scale`` from :meth:`Energy.typical_region`
+        (``N(0, 3²)`` unless the energy declares where its mass is; energies
+        returned by :func:`ebmppl.fit` do).
     samples
         Samples of ``p`` ``(n, *event_shape)``: run reverse AIS from them (an upper bound).
     limits, resolution
@@ -361,7 +386,14 @@ def log_partition(
     if method == "grid":
         if limits is None:
             raise ValueError("method='grid' needs limits=(low, high) or (xmin, xmax, ymin, ymax).")
-        return LogZEstimate(grid_log_partition(energy, limits, resolution), 0.0, float("nan"), "grid", 0)
+        fine = grid_log_partition(energy, limits, resolution)
+        coarse = grid_log_partition(energy, limits, max(resolution // 2, 2))
+        error = abs(fine - coarse) / 3.0
+        if error > GRID_TOLERANCE:
+            warnings.warn(f"grid: log Z = {fine:.4g} changes by {abs(fine - coarse):.3g} when the resolution is "
+                          f"halved: the grid is too coarse for the detail of this energy. Raise resolution "
+                          f"(now {resolution}) or narrow limits to where the mass is.", LogZWarning, stacklevel=2)
+        return LogZEstimate(fine, error, float("nan"), "grid", 0)
     if method not in ("ais", "importance"):
         raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance' or 'grid'.")
     if key is None:
@@ -378,6 +410,9 @@ def log_partition(
     if not 0 < float(step_size) < float("inf"):
         raise ValueError(f"step_size must be > 0, got {step_size!r}.")
     ftype = jnp.result_type(float)  # float32, or float64 with jax_enable_x64
+    region_center, region_scale = energy.typical_region()
+    base_center = region_center if base_center is None else base_center
+    base_scale = 3.0 * region_scale if base_scale is None else base_scale
     scale = jnp.broadcast_to(jnp.asarray(base_scale, ftype), energy.event_shape)
     if not bool(jnp.all(scale > 0)):
         raise ValueError("base_scale must be > 0.")

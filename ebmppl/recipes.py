@@ -5,7 +5,8 @@ scale of the data: the sampler's step and noise, where negative chains start,
 and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
 
 ``"density"`` (the default for real-valued array data of event rank 1 when
-    you pass no ``sampler``, ``sampler_params`` or ``chain_init``)
+    you pass no ``sampler`` or ``chain_init``; ``sampler_params`` then tune
+    the recipe's MALA, in standardised units, e.g. ``{"step_size": 0.05}``)
     The data are standardised per coordinate, ``z = (x - mean) / std``; the
     energy is trained on ``z`` plus a weak Gaussian confinement
     ``‖z‖² / (2 · 3²)`` that keeps ``exp(-E)`` normalisable whatever the network
@@ -19,7 +20,7 @@ and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
     The practical Langevin recipe for images (Du & Mordatch 2019): gradient
     step 10, noise 0.005, positions clamped to the data's range, replay buffer
     re-initialised uniformly on that range. The energy is trained as given.
-``"none"`` (the default when you pass any of ``sampler``, ``sampler_params``, ``chain_init``)
+``"none"`` (the default when you pass ``sampler`` or ``chain_init``)
     The energy is trained as given on the data's own scale; what you did not
     pass is filled in data-aware: MALA with step :data:`DENSITY_STEP` times the
     smallest coordinate variance, and a replay buffer re-initialised uniformly
@@ -86,6 +87,12 @@ class Standardized(eqx.Module):
     scale: tuple[float, ...] | None = eqx.field(static=True, default=None)
     weight: float = eqx.field(static=True, default=0.0)
     offset: float = eqx.field(static=True, default=0.0)
+
+    def typical_region(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(shift, scale)``: where the mass lies on the original scale (see :meth:`Energy.typical_region`)."""
+        if self.shift is None:
+            return np.zeros(1), np.ones(1)
+        return np.asarray(self.shift), np.asarray(self.scale)
 
     def __call__(self, params: Any, x: jax.Array) -> jax.Array:
         z = x
@@ -174,7 +181,7 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
             recipe = "none"
         elif len(energy.event_shape) >= 2:
             recipe = "images"
-        elif any(k in options for k in ("sampler", "sampler_params", "chain_init")):
+        elif any(k in options for k in ("sampler", "chain_init")):  # sampler_params tune the recipe's MALA
             recipe = "none"
         else:
             recipe = "density"

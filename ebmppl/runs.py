@@ -45,6 +45,12 @@ from ebmppl.samplers import available, get_sampler, langevin, sample, ula
 __all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "load_trained_energy", "load_data_file", "DATASETS"]
 
 DATASETS = sorted(TOY_DENSITIES) + ["digits"]
+TOY_STEPS = 5000
+"""Training steps of ``ebmppl fit`` on a built-in 2-D dataset."""
+TOY_BUFFER = 2000
+"""Replay-buffer slots of ``ebmppl fit`` on a built-in 2-D dataset (the ``"density"`` recipe's own: 1000)."""
+TOY_ALPHA = 0.01
+"""Energy penalty of ``ebmppl fit`` on a built-in 2-D dataset (the ``"density"`` recipe's own: 0.1)."""
 FILE_DATASET = "file"  # FitConfig.dataset of a run on a data file (FitConfig.data)
 
 
@@ -89,14 +95,17 @@ class FitConfig:
         Toy 2-D data and data files: :func:`ebmppl.fit`'s ``"density"`` recipe
         (:mod:`ebmppl.recipes`: the data standardised per coordinate, a
         Gaussian confinement 3 standard deviations wide, the result in the
-        data's units) with an MLP d-128-128-128-1, 5000 steps, MALA with step
+        data's units) with an MLP d-128-128-128-1, MALA with step
         :data:`~ebmppl.recipes.DENSITY_STEP` in standardised units
-        (Metropolis-corrected: no step-size bias), a replay buffer of
-        :data:`~ebmppl.recipes.BUFFER_CAPACITY` slots re-initialised on ±3
-        standard deviations, energy penalty :data:`~ebmppl.recipes.DENSITY_ALPHA`;
+        (Metropolis-corrected: no step-size bias), a replay buffer
+        re-initialised on ±3 standard deviations. Data files: 5000 steps and
+        the recipe's buffer (:data:`~ebmppl.recipes.BUFFER_CAPACITY`) and
+        penalty (:data:`~ebmppl.recipes.DENSITY_ALPHA`), safe for modes of
+        any widths; the built-in 2-D datasets: :data:`TOY_STEPS` steps, a
+        :data:`TOY_BUFFER`-slot buffer and the lighter penalty
+        :data:`TOY_ALPHA`, measured to reach their data's log-likelihood.
         ``sampler``, ``step_size``, ``noise_scale``, ``buffer_size`` and
-        ``alpha`` given here replace the recipe's and act in standardised
-        units. Adam at ``lr`` for half the run, then a cosine decay to
+        ``alpha`` given here replace these and act in standardised units. Adam at ``lr`` for half the run, then a cosine decay to
         ``lr / 10``. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
         with step 1 and noise 0.01 clamped to [-1, 1], buffer 10 000, alpha 0.1.
 
@@ -113,16 +122,19 @@ class FitConfig:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(available())}.")
         if self.init not in buffers.STRATEGIES:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(sorted(buffers.STRATEGIES))}.")
-        digits = self.dataset == "digits"
+        digits, toy = self.dataset == "digits", self.data is None and self.dataset != "digits"
         defaults = {
             "widths": (256, 256) if digits else (128, 128, 128),
-            "steps": 2000 if digits else 5000,
-            # 2-D and data files: fit's "density" recipe, whose constants live in ebmppl.recipes only
-            # (MALA: exact, so the learned density is not sharpened to undo a step-size bias)
+            "steps": 2000 if digits else TOY_STEPS if toy else 5000,
+            # 2-D and data files: fit's "density" recipe (ebmppl.recipes); MALA is exact, so the learned
+            # density is not sharpened to undo a step-size bias
             "sampler": "langevin" if digits else "mala",
             "step_size": 1.0 if digits else recipes.DENSITY_STEP,
-            "buffer_size": 10_000 if digits else recipes.BUFFER_CAPACITY,
-            "alpha": 0.1 if digits else recipes.DENSITY_ALPHA,
+            # data files keep the recipe's robust buffer and penalty (modes of any widths); the built-in
+            # 2-D densities, whose modes are known, take a longer buffer and a lighter penalty, measured to
+            # reach their data's log-likelihood (issue 14, finding 10; alpha 0.1 left 0.33 nats on two moons)
+            "buffer_size": 10_000 if digits else TOY_BUFFER if toy else recipes.BUFFER_CAPACITY,
+            "alpha": 0.1 if digits else TOY_ALPHA if toy else recipes.DENSITY_ALPHA,
         }
         out = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if out.noise_scale is None:
@@ -771,9 +783,9 @@ def _model_samples(cfg: FitConfig, result: FitResult, n: int) -> jax.Array:
         box = 1.0 if cfg.dataset == "digits" else recipes.NOISE_BOX
         starts = jax.random.uniform(jax.random.key(cfg.seed + 3), (n, *result.energy.event_shape), minval=-box,
                                     maxval=box)
-    starts = starts[:n]
     if cfg.dataset == "digits":
-        return starts
+        return starts[:n]
+    starts = starts[jnp.arange(n) % starts.shape[0]]  # n chains: a buffer smaller than n starts several from a slot
     z_energy, shift, scale = recipes.standard_coordinates(result.energy)
     # the run's own sampler where it is Metropolis-corrected (exact); else exact-rate ULA at the run's step
     exact = get_sampler(cfg.sampler, step_size=cfg.step_size) if cfg.sampler in ("mala", "barker") else ula(step_size=cfg.step_size)

@@ -62,7 +62,7 @@ def test_importance_and_grid_methods():
     imp = log_partition(t.energy, jax.random.key(3), method="importance", num_chains=20000, base_scale=3.0)
     assert abs(imp.log_z - t.log_z) < 4 * imp.stderr
     grid = log_partition(t.energy, method="grid", limits=(-10, 12, -12, 10))
-    assert abs(grid.log_z - t.log_z) < 1e-3 and grid.stderr == 0.0
+    assert abs(grid.log_z - t.log_z) < 1e-3 and grid.stderr < 1e-4  # discretisation error
 
 
 @pytest.mark.parametrize("kwargs, match", [

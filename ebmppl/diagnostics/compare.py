@@ -259,12 +259,20 @@ def _reference_truth(reference: Samples, dim: int, known_mean, known_std, label:
         warnings.warn(f"compare: the reference run ({label}) did not converge (R-hat {rhat_max:.3f}, min ESS "
                       f"{ess_min:.0f}); bias is not checked. Give it more warm-up and draws (reference_samples=).",
                       UserWarning, stacklevel=3)
-        return _Truth(known_mean, known_std, 0.0, 0.0,
-                      "exact moments" if known_mean is not None or known_std is not None else BIAS_NOT_CHECKED)
+        return _Truth(known_mean, known_std, 0.0, 0.0, _known_source(known_mean, known_std))
     source = f"reference run ({label}, {draws.shape[0]}×{draws.shape[1]} draws)"
     mean, mean_se = (known_mean, 0.0) if known_mean is not None else (draws.mean((0, 1)), azb.mcse(draws, "mean"))
     std, std_se = (known_std, 0.0) if known_std is not None else (draws.std((0, 1), ddof=1), azb.mcse(draws, "sd"))
     return _Truth(mean, std, mean_se, std_se, source)
+
+
+def _known_source(mean, std) -> str:
+    """How bias is judged from the exact moments given; a mean-only truth cannot catch a wrong spread."""
+    if mean is None and std is None:
+        return BIAS_NOT_CHECKED
+    if mean is None or std is None:
+        return f"exact {'means' if std is None else 'sds'} only ({'sd' if std is None else 'mean'} not checked)"
+    return "exact moments"
 
 
 def compare(
@@ -382,10 +390,12 @@ def compare(
     truth = _Truth(_flat_moment(true_mean, "true_mean", dim), _flat_moment(true_std, "true_std", dim), 0.0, 0.0,
                    BIAS_NOT_CHECKED)
     if truth.mean is not None or truth.std is not None:
-        truth = truth._replace(source="exact moments")
+        # say which moments are judged: a mean-only truth cannot catch a wrong spread
+        truth = truth._replace(source=_known_source(truth.mean, truth.std))
     resolved = {label: get_sampler(s) if isinstance(s, str) else s for label, s in samplers.items()}
     k_init, k_run = jax.random.split(key)
-    init = jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+    center, scale = energy.typical_region()  # [-2, 2] unless the energy declares where its mass is
+    init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
     ref_out = None
     if reference is not None and (truth.mean is None or truth.std is None):
         if isinstance(reference, Samples):
@@ -394,7 +404,8 @@ def compare(
             ref_label = reference if isinstance(reference, str) else "sampler"
             ref_sampler = get_sampler(reference) if isinstance(reference, str) else reference
             k_ref_init, k_ref = jax.random.split(jax.random.fold_in(key, 0x5EF))  # apart from the compared runs
-            ref_init = jax.random.uniform(k_ref_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+            ref_init = center + scale * jax.random.uniform(k_ref_init, (num_chains, *energy.event_shape),
+                                                           minval=-2.0, maxval=2.0)
             ref_out = sample(energy, k_ref, sampler=ref_sampler, num_chains=num_chains, num_warmup=num_warmup,
                              num_samples=reference_samples or 4 * num_samples, init=ref_init,
                              progress_bar=progress_bar)

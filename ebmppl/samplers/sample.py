@@ -370,7 +370,9 @@ def sample(
         Chains; kept draws per chain; warm-up steps; steps per kept draw.
     init
         Starting positions ``(num_chains, *event_shape)``; default uniform
-        on ``[-2, 2]`` in every coordinate (as Stan and NumPyro); for a
+        on ``[-2, 2]`` in every coordinate (as Stan and NumPyro), or on
+        ``center ± 2·scale`` of :meth:`Energy.typical_region` where the energy
+        declares one (e.g. energies returned by :func:`ebmppl.fit`); for a
         NumPyro model, NumPyro's ``init_to_uniform`` per chain, redrawn where
         the potential or its gradient is not finite (as NumPyro's MCMC does).
         The energy and its gradient must be finite at every starting position.
@@ -443,8 +445,9 @@ def sample(
     elif model is not None:
         init, origin = model.init_positions(k_init, num_chains), "NumPyro's initialisation of the model"
     else:
-        init = jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
-        origin = "the default init (uniform on [-2, 2] in every coordinate)"
+        center, scale = energy.typical_region()
+        init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+        origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
     params = sampler.default_params(energy.dim)
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
