@@ -131,6 +131,30 @@ def test_fit_on_a_2d_csv_with_header_uses_the_grid_and_draws_the_density(tmp_pat
     assert evaluation["dim"] == 2 and evaluation["n_test"] == 45 and evaluation["log_z_method"].startswith("grid")
     assert (run / "density.png").exists() and (run / "samples.png").exists()
     assert err == ""  # --quiet: no progress output at all
+    # one standardisation: fit's "density" recipe; the run folder, its checkpoint file and load_run_energy
+    # all give the energy fit returned, in the data's units (shift = the training rows' mean)
+    from ebmppl.runs import load_run_energy
+
+    energy = ebmppl.load(run)
+    _, shift, _ = standard_coordinates(energy)
+    assert abs(shift[0] - 5.0) < 1.0 and abs(shift[1] - 1.0) < 0.3
+    probe = np.asarray(x[:5], np.float32)
+    for other in (ebmppl.load(run / "checkpoint.ebm"), load_run_energy(run)[0]):
+        np.testing.assert_array_equal(np.asarray(other.energy(probe)), np.asarray(energy.energy(probe)))
+
+
+def test_builtin_2d_datasets_train_through_the_density_recipe(tmp_path):
+    """`ebmppl fit` on a toy density uses fit's own recipe machinery: no second standardisation path."""
+    from ebmppl.recipes import Standardized
+
+    run = tmp_path / "moons"
+    status, _, err = _run(["fit", *TINY, "--out", str(run), "--quiet"])
+    assert status == 0, err
+    energy = ebmppl.load(run)
+    assert isinstance(energy.energy_fn, Standardized)
+    _, shift, scale = standard_coordinates(energy)
+    assert np.all(scale > 0.3) and abs(shift[0] - 0.5) < 0.2  # two moons: mean x ~ 0.5, sds ~ (0.87, 0.5)
+    assert "data_center" not in json.loads((run / "config.json").read_text())
 
 
 def test_data_file_errors_name_the_fix(tmp_path):

@@ -259,9 +259,17 @@ def _init_error(bad, num_chains, init, origin):
     )
 
 
-def _health_report(sampler, health, num_warmup):
-    """A ChainHealthWarning naming every unhealthy chain, or None."""
+def _health_report(sampler, health, num_warmup, divergent=None):
+    """A ChainHealthWarning naming every unhealthy chain (and divergent transitions), or None."""
     lines = []
+    per_chain = np.zeros(0) if divergent is None else divergent.reshape(divergent.shape[0], -1).sum(1)
+    if per_chain.sum():
+        chains = np.flatnonzero(per_chain)
+        lines.append(
+            f"{int(per_chain.sum())} divergent transitions after warm-up ({_chains(chains)}): the integrator "
+            "cannot follow the geometry there, and the draws may miss that region (biased). Reparametrise "
+            "(e.g. a non-centred form), or raise the target acceptance / lower the step size."
+        )
     stalled = np.flatnonzero(health.stalled)
     if stalled.size:
         acc = ", ".join(f"{float(health.acceptance[i]):.3f}" for i in stalled[:20])
@@ -499,7 +507,7 @@ def sample(
             "for overflow."
         )
     health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
-    report = _health_report(sampler.name, health, num_warmup)
+    report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
