@@ -333,7 +333,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=_int_at_least(1), default=FitConfig.batch_size, help="examples per step")
     f.add_argument("--mcmc-steps", type=_int_at_least(1), default=FitConfig.mcmc_steps,
                    help="K sampler steps per training step")
-    f.add_argument("--step-size", type=_positive_float, default=None, help=f"sampler step size, in standard deviations of the data except for digits ({by_data('step_size')})")
+    f.add_argument("--step-size", type=_positive_float, default=None,
+                   help=f"sampler step size, in standard deviations of the data except for digits "
+                        f"({by_data('step_size')})")
     f.add_argument("--noise-scale", type=_positive_float, default=None,
                    help=f"Langevin noise scale ({by_data('noise_scale')})")
     f.add_argument("--lr", type=_positive_float, default=FitConfig.lr, help="Adam learning rate")

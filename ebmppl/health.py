@@ -33,6 +33,11 @@ from ebmppl.energy import Energy
 __all__ = ["TrainingHealth", "HealthWarning"]
 
 
+# how to act on step-size advice without losing fit's default recipe (sampler_params alone select recipe='none')
+_HOW = (" (fit(..., sampler_params={'step_size': ...}); with fit's default standardisation keep it by adding "
+        "recipe='density': the step is then in standard deviations)")
+
+
 class HealthWarning(UserWarning):
     """Training looks unhealthy; the message says what to change.
 
@@ -170,15 +175,15 @@ class TrainingHealth:
             return
         if np.isfinite(r.get("cd_gap", np.nan)) and abs(r["cd_gap"]) > self.gap_limit:
             self._warn(step, "gap", f"the CD gap E(x+) - E(x-) = {r['cd_gap']:.3g} is large: the negatives lag the "
-                                    "model; use more sampler steps (num_mcmc_steps) or a larger step size.")
+                                    "model; use more sampler steps (num_mcmc_steps) or a larger step size" + _HOW + ".")
         if np.isfinite(r["rhat"]) and r["rhat"] > self.rhat_limit:
             self._warn(step, "mixing", f"persistent chains are not mixing (probe energy R-hat {r['rhat']:.2f} over "
                                        f"{self.window} checks): raise the step size or num_mcmc_steps, or the "
-                                       "buffer's re-initialisation probability.")
+                                       "buffer's re-initialisation probability" + _HOW + ".")
         acc = r.get("acceptance_rate", np.nan)
         low, high = self.acceptance_band
         if np.isfinite(acc) and not low < acc < high:
-            advice = "lower the sampler step size" if acc <= low else "raise the sampler step size"
+            advice = ("lower the sampler step size" if acc <= low else "raise the sampler step size") + _HOW
             self._warn(step, "acceptance", f"sampler acceptance {acc:.2f} is outside ({low}, {high}): {advice}.")
         contrast = [q.get("energy_noise", np.nan) - q.get("energy_pos", np.nan) for q in self.records[-self.window:]]
         if np.isfinite(contrast).all() and np.mean(contrast) < self.flat_limit:

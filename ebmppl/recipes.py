@@ -5,8 +5,9 @@ scale of the data: the sampler's step and noise, where negative chains start,
 and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
 
 ``"density"`` (the default for real-valued array data of event rank 1 when
-    you pass no ``sampler`` or ``chain_init``; ``sampler_params`` then tune
-    the recipe's MALA, in standardised units, e.g. ``{"step_size": 0.05}``)
+    you pass no ``sampler``, ``sampler_params`` or ``chain_init``; to tune its
+    MALA, in standardised units, pass ``recipe="density"`` with e.g.
+    ``sampler_params={"step_size": 0.05}``)
     The data are standardised per coordinate, ``z = (x - mean) / std``; the
     energy is trained on ``z`` plus a weak Gaussian confinement
     ``‖z‖² / (2 · 3²)`` that keeps ``exp(-E)`` normalisable whatever the network
@@ -20,7 +21,7 @@ and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
     The practical Langevin recipe for images (Du & Mordatch 2019): gradient
     step 10, noise 0.005, positions clamped to the data's range, replay buffer
     re-initialised uniformly on that range. The energy is trained as given.
-``"none"`` (the default when you pass ``sampler`` or ``chain_init``)
+``"none"`` (the default when you pass any of ``sampler``, ``sampler_params``, ``chain_init``)
     The energy is trained as given on the data's own scale; what you did not
     pass is filled in data-aware: MALA with step :data:`DENSITY_STEP` times the
     smallest coordinate variance, and a replay buffer re-initialised uniformly
@@ -127,7 +128,7 @@ class Recipe:
     >>> e = Energy(lambda p, x: jnp.sum(x**2) * p, 1.0, event_shape=(2,))
     >>> plan = resolve_recipe("auto", e, 100.0 + 10.0 * jax.random.normal(jax.random.key(0), (500, 2)), "cd", {})
     >>> plan.name, sorted(plan.options), bool(abs(plan.data.std() - 1.0) < 1e-3)
-    ('density', ['chain_init', 'sampler'], True)
+    ('density', ['alpha', 'chain_init', 'sampler'], True)
     """
 
     name: str
@@ -153,7 +154,8 @@ def _stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, np.float64)
     mean, std = x.mean(0), x.std(0)
     positive = std[std > 0]
-    floor = 1e-3 * positive.max() if positive.size else 1.0
+    # only a (numerically) constant coordinate is floored: real data can span many orders of magnitude
+    floor = 1e-6 * positive.max() if positive.size else 1.0
     return mean, np.maximum(std, floor)
 
 
@@ -181,7 +183,7 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
             recipe = "none"
         elif len(energy.event_shape) >= 2:
             recipe = "images"
-        elif any(k in options for k in ("sampler", "chain_init")):  # sampler_params tune the recipe's MALA
+        elif any(k in options for k in ("sampler", "sampler_params", "chain_init")):
             recipe = "none"
         else:
             recipe = "density"
@@ -269,13 +271,13 @@ def standard_coordinates(energy: Energy) -> tuple[Energy, np.ndarray, np.ndarray
 
 
 def data_statistics(x: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coordinate ``(mean, std)`` the ``"density"`` recipe standardises with (std floored at 1e-3 of the largest).
+    """Per-coordinate ``(mean, std)`` the ``"density"`` recipe standardises with (std floored at 1e-6 of the largest).
 
     Examples
     --------
     >>> mean, std = data_statistics(np.array([[0.0, 1.0], [2.0, 1.0]]))
     >>> mean.tolist(), std.tolist()
-    ([1.0, 1.0], [1.0, 0.001])
+    ([1.0, 1.0], [1.0, 1e-06])
     """
     return _stats(x)
 

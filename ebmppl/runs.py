@@ -45,12 +45,14 @@ from ebmppl.samplers import available, get_sampler, langevin, sample, ula
 __all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "load_trained_energy", "load_data_file", "DATASETS"]
 
 DATASETS = sorted(TOY_DENSITIES) + ["digits"]
-TOY_STEPS = 5000
+TOY_STEPS = 8000
 """Training steps of ``ebmppl fit`` on a built-in 2-D dataset."""
 TOY_BUFFER = 2000
 """Replay-buffer slots of ``ebmppl fit`` on a built-in 2-D dataset (the ``"density"`` recipe's own: 1000)."""
 TOY_ALPHA = 0.01
 """Energy penalty of ``ebmppl fit`` on a built-in 2-D dataset (the ``"density"`` recipe's own: 0.1)."""
+TOY_STEP = 0.03
+"""MALA step of ``ebmppl fit`` on a built-in 2-D dataset, in standardised units (the recipe's own: 0.01)."""
 FILE_DATASET = "file"  # FitConfig.dataset of a run on a data file (FitConfig.data)
 
 
@@ -95,24 +97,26 @@ class FitConfig:
         Toy 2-D data and data files: :func:`ebmppl.fit`'s ``"density"`` recipe
         (:mod:`ebmppl.recipes`: the data standardised per coordinate, a
         Gaussian confinement 3 standard deviations wide, the result in the
-        data's units) with an MLP d-128-128-128-1, MALA with step
-        :data:`~ebmppl.recipes.DENSITY_STEP` in standardised units
-        (Metropolis-corrected: no step-size bias), a replay buffer
+        data's units) with an MLP d-128-128-128-1, MALA negatives
+        (Metropolis-corrected: no step-size bias) and a replay buffer
         re-initialised on ±3 standard deviations. Data files: 5000 steps and
-        the recipe's buffer (:data:`~ebmppl.recipes.BUFFER_CAPACITY`) and
-        penalty (:data:`~ebmppl.recipes.DENSITY_ALPHA`), safe for modes of
-        any widths; the built-in 2-D datasets: :data:`TOY_STEPS` steps, a
-        :data:`TOY_BUFFER`-slot buffer and the lighter penalty
-        :data:`TOY_ALPHA`, measured to reach their data's log-likelihood.
+        the recipe's own step (:data:`~ebmppl.recipes.DENSITY_STEP`), buffer
+        (:data:`~ebmppl.recipes.BUFFER_CAPACITY`) and penalty
+        (:data:`~ebmppl.recipes.DENSITY_ALPHA`), safe for modes of any widths;
+        the built-in 2-D datasets: :data:`TOY_STEPS` steps, MALA step
+        :data:`TOY_STEP`, a :data:`TOY_BUFFER`-slot buffer and the lighter
+        penalty :data:`TOY_ALPHA`, measured to reach their data's
+        log-likelihood and sample distribution (issue 14, finding 10).
         ``sampler``, ``step_size``, ``noise_scale``, ``buffer_size`` and
-        ``alpha`` given here replace these and act in standardised units. Adam at ``lr`` for half the run, then a cosine decay to
-        ``lr / 10``. Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
+        ``alpha`` given here replace these and act in standardised units.
+        Adam at ``lr`` for half the run, then a cosine decay to ``lr / 10``.
+        Digits: MLP 64-256-256-1, 2000 steps, practical Langevin
         with step 1 and noise 0.01 clamped to [-1, 1], buffer 10 000, alpha 0.1.
 
         Examples
         --------
-        >>> FitConfig().resolved().steps
-        5000
+        >>> FitConfig().resolved().steps, FitConfig(data="points.csv").resolved().alpha
+        (8000, 0.1)
         >>> FitConfig(dataset="digits").resolved().widths
         (256, 256)
         """
@@ -129,7 +133,7 @@ class FitConfig:
             # 2-D and data files: fit's "density" recipe (ebmppl.recipes); MALA is exact, so the learned
             # density is not sharpened to undo a step-size bias
             "sampler": "langevin" if digits else "mala",
-            "step_size": 1.0 if digits else recipes.DENSITY_STEP,
+            "step_size": 1.0 if digits else TOY_STEP if toy else recipes.DENSITY_STEP,
             # data files keep the recipe's robust buffer and penalty (modes of any widths); the built-in
             # 2-D densities, whose modes are known, take a longer buffer and a lighter penalty, measured to
             # reach their data's log-likelihood (issue 14, finding 10; alpha 0.1 left 0.33 nats on two moons)
@@ -789,9 +793,11 @@ def _model_samples(cfg: FitConfig, result: FitResult, n: int) -> jax.Array:
     z_energy, shift, scale = recipes.standard_coordinates(result.energy)
     # the run's own sampler where it is Metropolis-corrected (exact); else exact-rate ULA at the run's step
     exact = get_sampler(cfg.sampler, step_size=cfg.step_size) if cfg.sampler in ("mala", "barker") else ula(step_size=cfg.step_size)
+    # 2000 warm-up steps (stalled chains restarted from healthy ones), then 10 draws of which the last is kept:
+    # the draws give each chain's acceptance a meaning, so sample() warns only of chains that are really stuck
     out = sample(z_energy, jax.random.key(cfg.seed + 2), sampler=exact,
-                 num_chains=starts.shape[0], num_warmup=2000, num_samples=1, init=starts, progress_bar=False)
-    return jnp.asarray(shift) + jnp.asarray(scale) * out.positions[:, 0]
+                 num_chains=starts.shape[0], num_warmup=2000, num_samples=10, init=starts, progress_bar=False)
+    return jnp.asarray(shift) + jnp.asarray(scale) * out.positions[:, -1]
 
 
 def _evaluate(cfg, result, train, test, limits, density, run) -> dict[str, Any]:

@@ -71,7 +71,9 @@ def test_default_fit_reaches_the_data_log_likelihood(tmp_path):
 
     evaluation = fit_run(FitConfig(out=str(tmp_path / "default")), progress_bar=False)
     assert evaluation["gap_nats"] < 0.15, evaluation
-    assert evaluation["train_seconds"] < 180
+    assert evaluation["health_warnings"] == [], evaluation  # the default run ends healthy (issue 14, finding 10)
+    # a guard against a runaway slowdown only (8000 steps; shared CI machines): timing is a benchmark's job
+    assert evaluation["train_seconds"] < 300
 
 
 def test_cli_compare_writes_table_figures_and_page(tmp_path):
