@@ -122,6 +122,11 @@ def _sample(args: argparse.Namespace) -> int:
         "min_ess_bulk": float(diagnostics.ess(draws).min()),
         "timings_s": out.timings,
     }
+    # the thresholds of diagnostics.compare (Vehtari et al. 2021): R-hat <= 1.01, bulk ESS >= 400
+    problems = [f"R-hat {info['max_rhat']:.3f} > 1.01"] if not info["max_rhat"] <= 1.01 else []
+    problems += [f"bulk ESS {info['min_ess_bulk']:.0f} < 400"] if not info["min_ess_bulk"] >= 400 else []
+    problems += [f"{info['divergences']} divergences"] if info["divergences"] else []
+    info["converged"] = not problems
     (run / "run.json").write_text(json.dumps(info, indent=2))
     figure = run / "samples.png"
     if energy.event_shape == (2,):
@@ -135,6 +140,9 @@ def _sample(args: argparse.Namespace) -> int:
     print(table.to_string())
     print(f"\nR-hat max {info['max_rhat']:.4f}, bulk ESS min {info['min_ess_bulk']:.0f}, "
           f"acceptance {info['acceptance_rate']:.2f}, divergences {info['divergences']}")
+    if problems:
+        print(f"NOT CONVERGED ({'; '.join(problems)}): these draws are not yet a trustworthy sample; raise "
+              "--warmup/--samples or try another --sampler (e.g. nuts).", file=sys.stderr)
     print(f"wrote {run}/ (draws.npy, summary.csv, run.json, samples.png)")
     return 0
 

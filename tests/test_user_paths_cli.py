@@ -235,3 +235,12 @@ def test_target_and_run_are_exclusive_and_test_fraction_needs_data(tmp_path):
     assert status == 2 and "not allowed with" in err
     status, _, err = _run(["fit", "--test-fraction", "0.3", "--out", str(tmp_path / "y"), "--quiet"])
     assert status == 2 and "--test-fraction applies to --data" in err and not (tmp_path / "y").exists()
+
+
+def test_sample_says_when_its_draws_have_not_converged(tmp_path, capsys):
+    # a docs-only trial: R-hat 1.39 and ESS 17 were printed, exit 0, nothing said "not converged"
+    out = tmp_path / "s"
+    assert main(["sample", "--target", "banana", "--sampler", "ula", "--warmup", "10", "--samples", "30",
+                 "--out", str(out), "--quiet"]) == 0
+    assert "NOT CONVERGED" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["converged"] is False
