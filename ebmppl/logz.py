@@ -46,7 +46,19 @@ GRID_TOLERANCE = 0.01
 
 
 class LogZWarning(UserWarning):
-    """A log Z estimate whose error bar cannot be trusted (too few effective weights, or a coarse grid)."""
+    """A log Z estimate whose error bar cannot be trusted (too few effective weights, or a coarse grid).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from ebmppl.targets import gaussian
+    >>> narrow = gaussian([0.0], [[1e-4]])              # sd 0.01 on a grid with cells of 0.05
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = log_partition(narrow.energy, method="grid", limits=(-10, 10))
+    >>> [w.category.__name__ for w in caught], est.stderr > 0.01
+    (['LogZWarning'], True)
+    """
 
 
 class LogZEstimate(NamedTuple):

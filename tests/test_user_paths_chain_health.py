@@ -41,10 +41,14 @@ def test_nan_at_the_start_is_an_error_naming_init_and_the_chains():
 
 def test_a_healthy_start_on_the_same_energy_samples():
     init = jnp.array([[0.0, 0.0], [-1.0, 0.5], [0.5, -0.3], [0.2, 1.0]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ChainHealthWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ChainHealthWarning)
         out = ebmppl.sample(sqrt_energy(), jax.random.key(1), sampler="nuts", num_chains=4, num_warmup=300,
                             num_samples=300, init=init, progress_bar=False)
+    # trajectories that cross the hard edge at x0 = 1 are divergent (as in Stan) and may be reported;
+    # no chain may be stalled, non-finite or restarted
+    messages = " ".join(str(w.message) for w in caught if issubclass(w.category, ChainHealthWarning))
+    assert not any(s in messages for s in ("accepted less", "non-finite", "stalled")), messages
     assert np.all(np.isfinite(out.positions)) and np.all(out.positions[..., 0] <= 1.0)
     assert out.health.unhealthy == [] and np.all(out.health.acceptance > 0.5)
     assert float(out.params["step_size"]) > 0.05  # not the collapsed 1e-31 of the frozen run
