@@ -473,10 +473,8 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
     path = pathlib.Path(path)
     if path.is_dir():
         ckpt = path / CHECKPOINT_NAME
-        if (path / "config.json").is_file() and like is None and (
-                not ckpt.is_file() or not _has_energy(ckpt) or _on_data_file(path)):
-            # a run folder from an ebmppl without energy metadata, or a run on a data file ('ebmppl fit --data',
-            # trained on standardised data: load_run_energy returns it in the data's units)
+        if (path / "config.json").is_file() and like is None and (not ckpt.is_file() or not _has_energy(ckpt)):
+            # a run folder of an ebmppl whose checkpoints did not yet record the energy: rebuilt from its config
             from ebmppl.runs import load_run_energy
 
             return load_run_energy(path)[0]
@@ -503,16 +501,6 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
                             arrays[:n], is_key[:n], like)
     raise CheckpointError(f"{path} is a checkpoint without an energy description; pass like=<an energy of the same "
                           "structure> to load its parameters.")
-
-
-def _on_data_file(run: pathlib.Path) -> bool:
-    """Whether ``run`` is an ``ebmppl fit --data`` run folder (its config names a data file)."""
-    import json
-
-    try:
-        return json.loads((run / "config.json").read_text()).get("data") is not None
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _has_energy(ckpt: pathlib.Path) -> bool:

@@ -510,7 +510,9 @@ table{{border-collapse:collapse;font-size:13px}}th,td{{border:1px solid #ccc;pad
 img{{max-width:100%}}figure{{display:inline-block;width:48%;margin:0.5%}}</style></head><body>
 <h1>Samplers on {html.escape(name)}</h1>
 <p>{chains} chains, {warmup} warm-up and {samples} kept draws each, same initial positions and keys.
-Rows with converged = False failed split R-hat &le; 1.01 or ESS &ge; 400.</p>
+Rows with converged = False failed split R-hat &le; 1.01, ESS &ge; 400, or (where the truth is known:
+see the bias_check column) a mean or standard deviation within the stated number of Monte-Carlo standard
+errors of it; the flag says which.</p>
 {table_html}<h2>Comparison</h2><img src="comparison.png" alt="comparison figure">
 <h2>Trace and rank plots</h2>{imgs}</body></html>"""
     (run / "report.html").write_text(page)
