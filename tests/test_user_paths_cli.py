@@ -244,3 +244,14 @@ def test_sample_says_when_its_draws_have_not_converged(tmp_path, capsys):
                  "--out", str(out), "--quiet"]) == 0
     assert "NOT CONVERGED" in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["converged"] is False
+
+
+@pytest.mark.slow
+def test_the_report_says_when_the_model_is_worse_than_a_gaussian(data_run):
+    # a docs-only trial: a 400-step --data run below the Gaussian baseline, with stuck evaluation chains,
+    # was reported as "No warnings"; 20 steps here leave the model far below the baseline
+    run, _, _ = data_run
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["test_log_likelihood"] < evaluation["gaussian_log_likelihood"]
+    assert any("below that of a Gaussian" in note for note in evaluation["health_warnings"])
+    assert "No warnings" not in (run / "report.html").read_text()
