@@ -339,8 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--init", default=FitConfig.init, choices=sorted(STRATEGIES), help="where chains start")
     f.add_argument("--steps", type=_int_at_least(1), default=None, help=f"training steps ({by_data('steps')})")
     f.add_argument("--batch-size", type=_int_at_least(1), default=FitConfig.batch_size, help="examples per step")
-    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=FitConfig.mcmc_steps,
-                   help="K sampler steps per training step")
+    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=None,
+                   help=f"K sampler steps per training step ({by_data('mcmc_steps')})")
     f.add_argument("--step-size", type=_positive_float, default=None,
                    help=f"sampler step size, in standard deviations of the data except for digits "
                         f"({by_data('step_size')})")
