@@ -221,12 +221,9 @@ def saved_energy(tmp_path_factory):
     return path
 
 
-@PROPERTY
-@given(fault=st.sampled_from(["truncate", "flip", "zero", "append"]), where=st.floats(0.0, 1.0),
-       length=st.integers(1, 64))
-def test_damaged_energy_files_are_always_detected(saved_energy, tmp_path_factory, fault, where, length):
-    """``ebmppl.load`` of a saved energy: header and payload both checksummed, so no damage loads as good."""
-    blob = bytearray(saved_energy.read_bytes())
+def _damage(data: bytes, fault: str, where: float, length: int) -> bytes:
+    """``data`` truncated, with bytes flipped or zeroed at a relative position, or with garbage appended."""
+    blob = bytearray(data)
     at = min(int(where * len(blob)), len(blob) - 1)
     if fault == "truncate":
         blob = blob[:at]
@@ -237,10 +234,19 @@ def test_damaged_energy_files_are_always_detected(saved_energy, tmp_path_factory
         blob[at:at + length] = bytes(len(blob[at:at + length]))
     else:
         blob += os.urandom(length)
+    return bytes(blob)
+
+
+@PROPERTY
+@given(fault=st.sampled_from(["truncate", "flip", "zero", "append"]), where=st.floats(0.0, 1.0),
+       length=st.integers(1, 64))
+def test_damaged_energy_files_are_always_detected(saved_energy, tmp_path_factory, fault, where, length):
+    """``ebmppl.load`` of a saved energy: header and payload both checksummed, so no damage loads as good."""
+    blob = _damage(saved_energy.read_bytes(), fault, where, length)
     damaged = tmp_path_factory.mktemp("bad") / "mlp.ebm"
-    damaged.write_bytes(bytes(blob))
+    damaged.write_bytes(blob)
     RELIABILITY["faults injected"] += 1
-    if bytes(blob) == saved_energy.read_bytes():
+    if blob == saved_energy.read_bytes():
         return
     with pytest.raises(CheckpointError):
         ebmppl.load(damaged)
@@ -260,21 +266,11 @@ def saved_checkpoint(tmp_path_factory):
        length=st.integers(1, 64))
 def test_damaged_checkpoints_are_always_detected(saved_checkpoint, tmp_path_factory, fault, where, length):
     path, state = saved_checkpoint
-    blob = bytearray(path.read_bytes())
-    at = min(int(where * len(blob)), len(blob) - 1)
-    if fault == "truncate":
-        blob = blob[:at]
-    elif fault == "flip":
-        for i in range(at, min(at + length, len(blob))):
-            blob[i] ^= 0xFF
-    elif fault == "zero":
-        blob[at:at + length] = bytes(len(blob[at:at + length]))
-    else:
-        blob += os.urandom(length)
+    blob = _damage(path.read_bytes(), fault, where, length)
     damaged = tmp_path_factory.mktemp("bad") / "state.ebm"
-    damaged.write_bytes(bytes(blob))
+    damaged.write_bytes(blob)
     RELIABILITY["faults injected"] += 1
-    if bytes(blob) == path.read_bytes():  # zeroing zeros changes nothing: a no-op fault
+    if blob == path.read_bytes():  # zeroing zeros changes nothing: a no-op fault
         return
     with pytest.raises(CheckpointError):
         load_checkpoint(damaged, state)
