@@ -21,7 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "CheckpointError", "FORMAT_VERSION",
+           "CHECKPOINT_NAME"]
+
+
+CHECKPOINT_NAME = "checkpoint.ebm"
+"""File name of the checkpoint :func:`ebmppl.fit` writes into its ``checkpoint_dir``."""
 
 MAGIC = b"EBMPPL-CKPT"
 FORMAT_VERSION = 1

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ebmppl._validation import check_energy, check_examples, check_int, check_key
-from ebmppl.checkpoint import load_checkpoint, save_checkpoint
+from ebmppl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ebmppl.energy import Energy
 from ebmppl.health import TrainingHealth
 from ebmppl.io import energy_metadata
@@ -36,7 +36,6 @@ from ebmppl.sharding import check_divisible, constrain_leading, leading_axis, re
 
 __all__ = ["fit", "FitResult", "TrainingDiverged", "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.ebm"
 Callback = Callable[[int, TrainState, dict[str, np.ndarray]], Any]
 
 

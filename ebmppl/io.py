@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebmppl._validation import check_energy
-from ebmppl.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from ebmppl.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from ebmppl.energy import Energy, _EquinoxApply
 
 __all__ = ["save", "load", "describe", "ENERGY_FORMAT"]
@@ -400,10 +400,8 @@ def save(path: str | os.PathLike, energy: Any) -> pathlib.Path:
 
 
 def _as_energy(energy: Any, name: str) -> Energy:
-    from ebmppl.fit import FitResult
-    from ebmppl.targets import Target
-
-    if isinstance(energy, (FitResult, Target)):
+    # a FitResult or a Target carries its energy (duck-typed: io sits below fit, which imports it)
+    if not isinstance(energy, Energy) and isinstance(getattr(energy, "energy", None), Energy):
         energy = energy.energy
     return check_energy(energy, name)
 
@@ -466,8 +464,6 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
     ...
     ebmppl.checkpoint.CheckpointError: ... holds parameters only ...; pass like=...
     """
-    from ebmppl.fit import CHECKPOINT_NAME
-
     if like is not None:
         like = _as_energy(like, "like")
     path = pathlib.Path(path)
