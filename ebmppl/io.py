@@ -467,6 +467,9 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
     if like is not None:
         like = _as_energy(like, "like")
     path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path: {path} does not exist; pass a file written by ebmppl.save, a checkpoint_dir "
+                                "of ebmppl.fit or a run folder of 'ebmppl fit'.")
     if path.is_dir():
         ckpt = path / CHECKPOINT_NAME
         if (path / "config.json").is_file() and like is None and (not ckpt.is_file() or not _has_energy(ckpt)):
