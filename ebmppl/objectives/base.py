@@ -61,6 +61,12 @@ class Trainer(NamedTuple):
     energy_params
         ``energy_params(state.params)``: the energy's parameters within the
         trained ones (identity, except NCE, which also learns ``log_c``).
+    check_data
+        ``check_data(data)`` or ``None``: validates the training data (an array
+        or a tuple such as ``(examples, labels)``) in Python before the first
+        step, raising a ``ValueError`` that names what is wrong (e.g. the JEM
+        trainer checks that labels lie in ``[0, num_classes)``); :func:`ebmppl.fit`
+        calls it on the data and on every batch of an iterator.
 
     Examples
     --------
@@ -80,6 +86,7 @@ class Trainer(NamedTuple):
     init: Callable[[jax.Array, Any], TrainState]
     step: Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
     energy_params: Callable[[Any], Any] = lambda params: params
+    check_data: Callable[[Any], None] | None = None
 
 
 def all_finite(tree: Any) -> jax.Array:
