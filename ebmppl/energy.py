@@ -18,6 +18,7 @@ method              value                     convention of
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -28,9 +29,102 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Energy"]
+__all__ = ["Energy", "SamplerSettings"]
 
 EnergyFn = Callable[[Any, jax.Array], jax.Array]
+
+_GRADIENT_STEP_SAMPLERS = ("mala", "ula", "langevin")  # samplers whose step_size is a drift step s · ∇log p
+
+
+class SamplerSettings(eqx.Module):
+    """The settings of the sampler that trained an energy, stored with it (``Energy.sampler_settings``).
+
+    :func:`ebmppl.fit` records them on the energy it returns (CD objectives),
+    :func:`ebmppl.save` / :func:`ebmppl.load` and checkpoints keep them, and
+    samplers a trained model is later used with take their defaults from them
+    (e.g. :func:`ebmppl.latent.short_run_generator`). Hashable (static fields
+    only), so an :class:`Energy` carrying them stays a valid static pytree.
+
+    Attributes
+    ----------
+    sampler
+        Registry name of the sampler, e.g. ``"mala"`` or ``"langevin"``.
+    kernel_params
+        Its scalar kernel parameters as ``((name, value), ...)``, e.g.
+        ``(("step_size", 0.01),)``; :attr:`params` gives them as a dict.
+    num_steps
+        Sampler steps per training step (``num_mcmc_steps``).
+    clamp
+        ``(low, high)`` box the positions were clamped into, or ``None`` (none,
+        or not known: a sampler you built yourself does not reveal its clamp).
+    noise_box
+        ``(low, high)`` of the uniform noise the chains started from, or ``None`` if not known.
+    standardized
+        ``True`` when the sampler ran in the standardised coordinates of
+        :func:`ebmppl.fit`'s ``"density"`` recipe (``z = (x - shift) / scale``):
+        ``kernel_params``, ``clamp`` and ``noise_box`` are then in units of
+        ``z``, not of the data.
+    recipe
+        The recipe of the training run (``"density"``, ``"images"``, ``"none"``).
+
+    Examples
+    --------
+    >>> s = SamplerSettings("mala", (("step_size", 0.01),), 20, None, (-3.0, 3.0), True, "density")
+    >>> s.params, s.gradient_step
+    ({'step_size': 0.01}, 0.01)
+    >>> SamplerSettings.from_json(s.to_json()) == s
+    True
+    """
+
+    sampler: str = eqx.field(static=True)
+    kernel_params: tuple[tuple[str, float], ...] = eqx.field(static=True, default=())
+    num_steps: int = eqx.field(static=True, default=1)
+    clamp: tuple[float, float] | None = eqx.field(static=True, default=None)
+    noise_box: tuple[float, float] | None = eqx.field(static=True, default=None)
+    standardized: bool = eqx.field(static=True, default=False)
+    recipe: str = eqx.field(static=True, default="none")
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The kernel parameters as a dict (e.g. ``{"step_size": 0.01}``)."""
+        return dict(self.kernel_params)
+
+    @property
+    def gradient_step(self) -> float | None:
+        """The drift step ``s`` of ``x + s ∇log p`` for MALA, ULA and practical Langevin; ``None`` for other samplers."""
+        if self.sampler in _GRADIENT_STEP_SAMPLERS and "step_size" in self.params:
+            return float(self.params["step_size"])
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (what :func:`ebmppl.save` writes).
+
+        Examples
+        --------
+        >>> SamplerSettings("mala", (("step_size", 0.01),), 20).to_json()["kernel_params"]
+        {'step_size': 0.01}
+        """
+        return {"sampler": self.sampler, "kernel_params": {k: v for k, v in self.kernel_params},
+                "num_steps": self.num_steps, "clamp": None if self.clamp is None else list(self.clamp),
+                "noise_box": None if self.noise_box is None else list(self.noise_box),
+                "standardized": self.standardized, "recipe": self.recipe}
+
+    @classmethod
+    def from_json(cls, spec: dict[str, Any]) -> SamplerSettings:
+        """The settings :meth:`to_json` wrote (a ``ValueError`` names a malformed field).
+
+        Examples
+        --------
+        >>> SamplerSettings.from_json({"sampler": "mala", "kernel_params": {"step_size": 0.01}, "num_steps": 20}).num_steps
+        20
+        """
+        try:
+            pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
+            return cls(str(spec["sampler"]), tuple((str(k), float(v)) for k, v in sorted(spec["kernel_params"].items())),
+                       int(spec["num_steps"]), pair(spec.get("clamp")), pair(spec.get("noise_box")),
+                       bool(spec.get("standardized", False)), str(spec.get("recipe", "none")))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise ValueError(f"malformed sampler settings {spec!r} ({err}).") from None
 
 
 def _as_event_shape(event_shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -87,6 +181,12 @@ class Energy(eqx.Module):
     probe
         Point at which the energy is checked at construction (default: zeros).
         Must be finite there.
+    validate
+        Check the energy at ``probe`` (default ``True``).
+    sampler_settings
+        The :class:`SamplerSettings` of the sampler that trained this energy
+        (``None``: not trained by ebmppl). :func:`ebmppl.fit` sets it; samplers
+        used on a trained model take their defaults from it.
 
     Raises
     ------
@@ -128,6 +228,7 @@ class Energy(eqx.Module):
     params: Any
     event_shape: tuple[int, ...] = eqx.field(static=True)
     temperature: float | jax.Array = 1.0
+    sampler_settings: SamplerSettings | None = eqx.field(static=True, default=None)
 
     def __init__(
         self,
@@ -138,6 +239,7 @@ class Energy(eqx.Module):
         temperature: float = 1.0,
         probe: jax.Array | None = None,
         validate: bool = True,
+        sampler_settings: SamplerSettings | None = None,
     ):
         if not callable(energy_fn):
             raise TypeError(
@@ -151,6 +253,10 @@ class Energy(eqx.Module):
             if not (math.isfinite(t) and t > 0):
                 raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
         self.temperature = temperature
+        if sampler_settings is not None and not isinstance(sampler_settings, SamplerSettings):
+            raise TypeError(f"sampler_settings must be an ebmppl.energy.SamplerSettings or None, got "
+                            f"{type(sampler_settings).__name__}.")
+        self.sampler_settings = sampler_settings
         if validate:
             self._validate(probe)
 
@@ -302,6 +408,22 @@ class Energy(eqx.Module):
         0.0
         """
         return eqx.tree_at(lambda e: e.params, self, params, is_leaf=lambda v: v is None)
+
+    def with_sampler_settings(self, settings: SamplerSettings | None) -> Energy:
+        """The same energy recording ``settings`` as the sampler that trained it (``None`` forgets them).
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), None, event_shape=(2,))
+        >>> e.with_sampler_settings(SamplerSettings("mala", (("step_size", 0.1),), 20)).sampler_settings.params
+        {'step_size': 0.1}
+        """
+        if settings is not None and not isinstance(settings, SamplerSettings):
+            raise TypeError(f"settings must be an ebmppl.energy.SamplerSettings or None, got {type(settings).__name__}.")
+        out = object.__new__(type(self))  # a static field: copy the fields, no re-validation (jit-safe)
+        for field in dataclasses.fields(self):
+            object.__setattr__(out, field.name, settings if field.name == "sampler_settings" else getattr(self, field.name))
+        return out
 
     def with_temperature(self, temperature: float | jax.Array) -> Energy:
         """The same energy at another temperature ``T`` (the density becomes ``exp(-E/T)``).

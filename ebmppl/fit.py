@@ -121,6 +121,22 @@ def _as_data(data: Any, energy: Energy) -> jax.Array | None:
     return None
 
 
+_EXAMPLES_ONLY = ("cd", "dsm", "ssm", "nce")  # objectives whose batches are examples, not tuples
+
+
+def _check_trainer_data(trainer: Trainer, data: Any) -> None:
+    """Tuple data for an examples-only objective is an error naming the fix; then the trainer's own check."""
+    if isinstance(data, tuple) and trainer.name in _EXAMPLES_ONLY:
+        kind = "an observation mask" if data[1].dtype == jnp.bool_ else "labels"
+        raise ValueError(
+            f"objective {trainer.name!r} takes examples only, but data is a tuple (examples, {kind}). Pass the "
+            "examples alone (data[0]); to train with labels use a JEM trainer, "
+            "objective=ebmppl.jem.jem_hybrid(joint, optimizer); for an observation mask use objective='recovery_cd'.")
+    check = getattr(trainer, "check_data", None)
+    if check is not None and data is not None:
+        check(data)
+
+
 def _check_metrics(metrics: dict[str, np.ndarray]) -> None:
     missing = [k for k in ("loss", "finite") if k not in metrics]
     if missing:
@@ -163,7 +179,8 @@ def _advice(metrics: dict[str, np.ndarray]) -> str:
         "Training diverged (non-finite loss, gradient, negatives or parameters) at step "
         f"{int(metrics['step'])}. The state before that step is kept and the last good checkpoint is intact. "
         "To fix it: lower the sampler step size (sampler_params={'step_size': ...}) or clip its gradient; "
-        "lower the learning rate; raise the energy penalty alpha (e.g. 0.1 -> 1.0) to keep energies bounded."
+        "lower the learning rate; raise the energy penalty alpha (e.g. 0 -> 0.1, or 0.1 -> 1.0) to keep energies "
+        "bounded (a regulariser: it biases the fitted density towards flatter)."
     )
 
 
@@ -198,9 +215,12 @@ def fit(
     data
         Training examples ``(n, *event_shape)`` (batches are drawn uniformly
         with replacement inside the compiled loop), a tuple ``(examples,
-        labels)`` for objectives that use labels (``"jem"``) or ``(examples,
-        observed_mask)`` for incomplete data (``"recovery_cd"``), or an iterable of
-        batches ``(batch, *event_shape)`` (then one jitted step per batch).
+        labels)`` for a trainer that uses labels (a JEM:
+        ``objective=ebmppl.jem.jem_hybrid(joint, optimizer)``; labels are integers
+        in ``[0, num_classes)``) or ``(examples, observed_mask)`` for incomplete
+        data (``"recovery_cd"``), or an iterable of batches ``(batch,
+        *event_shape)`` (then one jitted step per batch). ``"cd"``, ``"dsm"``,
+        ``"ssm"`` and ``"nce"`` take examples only.
     key
         PRNG key; the same key gives the same run.
     num_steps
@@ -258,13 +278,20 @@ def fit(
         other array data with ``objective="cd"`` when you pass no ``sampler``,
         ``sampler_params`` or ``chain_init``, else ``"none"``. ``"density"``
         standardises the data per coordinate, adds a weak Gaussian confinement
-        (3 standard deviations wide) so ``exp(-E)`` is normalisable, and samples
-        negatives with MALA; ``result.energy`` is then the fitted density on the
+        (3 standard deviations wide) so ``exp(-E)`` is normalisable, samples
+        negatives with MALA and adds no energy penalty (``alpha=0``: maximum
+        likelihood, unbiased); ``result.energy`` is then the fitted density on the
         ORIGINAL scale (standardisation and its log-Jacobian included): use it,
         not ``energy.with_params(result.energy.params)``. ``"images"``:
         Langevin step 10, noise 0.005, clamped to the data range. ``"none"``:
         the energy as given, missing sampler and buffer chosen from the data's
-        scale.
+        scale. Under ``"images"`` and ``"none"`` CD keeps its penalty
+        ``alpha=0.1``, a regulariser that biases the density towards flatter
+        (see :func:`~ebmppl.objectives.contrastive_divergence`). With any
+        recipe, the settings of the negative-phase sampler are stored on
+        ``result.energy.sampler_settings`` (and in checkpoints and saved
+        files), where later samplers take their defaults from
+        (:func:`ebmppl.latent.short_run_generator`).
     health
         ``True`` (default): watch CD training with a
         :class:`~ebmppl.health.TrainingHealth` sized to the run, which issues a
@@ -329,6 +356,7 @@ def fit(
     if resume and overwrite:
         raise ValueError("pass resume=True (continue the checkpoint) or overwrite=True (replace it), not both.")
     data_array = plan.data
+    _check_trainer_data(trainer, data_array)
     if data_array is None and not isinstance(data, Iterable):
         raise TypeError(f"data must be an array (n, *event_shape) or an iterable of batches, got {type(data).__name__}.")
     mesh = resolve_mesh(devices)
@@ -459,6 +487,7 @@ def _run_batches(trainer, state, batches, n, energy):
         except StopIteration:
             break
         batch = _as_batch(batch, energy)
+        _check_trainer_data(trainer, batch)
         state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)
         if not bool(metrics.get("finite", True)):

@@ -20,6 +20,10 @@ The architecture is recorded for
 * the standardised energies :func:`ebmppl.fit` returns under its ``"density"``
   recipe (:class:`ebmppl.recipes.Standardized`) around any of the above.
 
+The settings of the sampler that trained the energy
+(:attr:`Energy.sampler_settings <ebmppl.Energy>`, recorded by :func:`ebmppl.fit`)
+are saved and restored with it, also through checkpoints and ``like=``.
+
 Any other energy (your own function, a Flax module, your own Equinox module)
 is saved too, parameters only: load it with ``load(path, like=energy)``, where
 ``like`` is an energy of the same structure (e.g. the freshly initialised
@@ -49,7 +53,7 @@ import numpy as np
 
 from ebmppl._validation import check_energy
 from ebmppl.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, save_checkpoint
-from ebmppl.energy import Energy, _EquinoxApply
+from ebmppl.energy import Energy, SamplerSettings, _EquinoxApply
 
 __all__ = ["save", "load", "describe", "ENERGY_FORMAT"]
 
@@ -352,9 +356,11 @@ def energy_metadata(energy: Energy) -> dict[str, Any]:
 
     architecture, why = _describe(energy)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(energy.params)[0]]
+    settings = energy.sampler_settings
     return {"content": CONTENT, "energy_format": ENERGY_FORMAT, "ebmppl_version": __version__,
             "event_shape": list(energy.event_shape), "temperature": _concrete_temperature(energy),
-            "architecture": architecture, "not_described": why, "parameters": paths}
+            "architecture": architecture, "not_described": why, "parameters": paths,
+            "sampler_settings": None if settings is None else settings.to_json()}
 
 
 def save(path: str | os.PathLike, energy: Any) -> pathlib.Path:
@@ -522,6 +528,12 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
         raise CheckpointError(f"{path}: its energy description is malformed.") from None
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise CheckpointError(f"{path}: its temperature {temperature!r} is not a finite number > 0.")
+    settings = None
+    if meta.get("sampler_settings") is not None:  # the training run's sampler (files of older ebmppl have none)
+        try:
+            settings = SamplerSettings.from_json(meta["sampler_settings"])
+        except ValueError as err:
+            raise CheckpointError(f"{path}: its sampler settings are malformed ({err}).") from None
     names = meta.get("parameters") if isinstance(meta.get("parameters"), list) else None
     stored = _Arrays(arrays, path, names)
     if like is not None:
@@ -534,6 +546,8 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
                                   "for another model (pass like= an energy of the same structure).")
         params = stored.take_like(like.params, "like=")
         out = like.with_params(params)
+        if settings is not None:
+            out = out.with_sampler_settings(settings)
         return out if temperature is None else out.with_temperature(temperature)
     spec = meta.get("architecture")
     if spec is None:
@@ -545,4 +559,4 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
     fn, params = _build_fn(spec, event_shape, stored)
     stored.finish()
     return Energy(fn, params, event_shape=event_shape, temperature=1.0 if temperature is None else temperature,
-                  validate=False)
+                  validate=False, sampler_settings=settings)

@@ -13,19 +13,30 @@ and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
     ``‖z‖² / (2 · 3²)`` that keeps ``exp(-E)`` normalisable whatever the network
     does far from the data; negatives come from MALA (step
     :data:`DENSITY_STEP` in standardised units: exact, no step-size bias) over
-    a replay buffer re-initialised uniformly on ``[-3, 3]`` standard deviations.
+    a replay buffer re-initialised uniformly on ``[-3, 3]`` standard deviations;
+    no energy penalty (:data:`DENSITY_ALPHA` = 0: the fit is maximum
+    likelihood, unbiased, because the confinement already keeps ``Z`` finite).
     The energy returned is a correct density on the ORIGINAL scale,
     ``E_x(x) = E(z) + T (‖z‖²/18 + Σ log std)`` (the ``Σ log std`` is the
     log-Jacobian of the standardisation), so log-likelihoods stay right.
 ``"images"`` (the default for data of event rank ≥ 2, e.g. ``(1, 8, 8)``)
     The practical Langevin recipe for images (Du & Mordatch 2019): gradient
     step 10, noise 0.005, positions clamped to the data's range, replay buffer
-    re-initialised uniformly on that range. The energy is trained as given.
+    re-initialised uniformly on that range. The energy is trained as given,
+    with CD's energy penalty ``α = 0.1`` (nothing else keeps ``Z`` finite; the
+    penalty biases the density towards flatter, see
+    :func:`~ebmppl.objectives.contrastive_divergence`).
 ``"none"`` (the default when you pass any of ``sampler``, ``sampler_params``, ``chain_init``)
     The energy is trained as given on the data's own scale; what you did not
-    pass is filled in data-aware: MALA with step :data:`DENSITY_STEP` times the
+    pass is filled in data-aware: MALA with step :data:`NONE_STEP` times the
     smallest coordinate variance, and a replay buffer re-initialised uniformly
-    on the box ``mean ± 3 std``.
+    on the box ``mean ± 3 std``; CD's penalty ``α = 0.1`` unless you pass
+    ``alpha`` (biased, as under ``"images"``).
+
+Every recipe records the settings of its negative-phase sampler on the
+energy :func:`ebmppl.fit` returns (:class:`ebmppl.energy.SamplerSettings`,
+``result.energy.sampler_settings``), so samplers used on the trained model
+later (:func:`ebmppl.latent.short_run_generator`) start from them.
 
 Iterators of batches and objectives other than ``"cd"`` get ``"none"``
 without data-aware filling (no statistics are taken from an iterator).
@@ -42,23 +53,40 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebmppl import buffer as buffers
-from ebmppl.energy import Energy
-from ebmppl.samplers import langevin, mala
+from ebmppl.energy import Energy, SamplerSettings
+from ebmppl.samplers import get_sampler, langevin, mala
 
-__all__ = ["RECIPES", "DENSITY_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe", "confined",
-           "standard_coordinates", "data_statistics"]
+__all__ = ["RECIPES", "DENSITY_STEP", "DENSITY_ALPHA", "NONE_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe",
+           "confined", "standard_coordinates", "data_statistics", "training_sampler_settings"]
 
 RECIPES = ("auto", "density", "images", "none")
-DENSITY_STEP = 0.01
-"""MALA step size of the ``"density"`` recipe, in standardised units (``"none"``: times the smallest variance)."""
+DENSITY_STEP = 0.03
+"""MALA step size of the ``"density"`` recipe, in standardised units.
+
+0.03 (was 0.01): chains re-initialised from the noise box relax three times
+faster, so the few that have not yet reached the model when they are used
+as negatives bias the fit less (a Gaussian's fitted variance: -17 % at 0.01,
+about -4 % at 0.03 after 1000 steps, 5 seeds; the same step the command line's 2-D
+datasets were measured with, :data:`ebmppl.runs.TOY_STEP`)."""
+NONE_STEP = 0.01
+"""MALA step of the ``"none"`` recipe when you pass no sampler, times the data's smallest coordinate variance."""
 CONFINE_SCALE = 3.0
 """Width, in standard deviations, of the Gaussian confinement term of the ``"density"`` recipe."""
 NOISE_BOX = 3.0
 """Replay-buffer noise: uniform on ``mean ± NOISE_BOX · std``."""
 BUFFER_CAPACITY = 1000
 """Replay-buffer slots of the ``"density"`` recipe: few enough that every slot is revisited often (mixing)."""
-DENSITY_ALPHA = 0.1
-"""Energy penalty of the ``"density"`` recipe (the CD default): it keeps a narrow mode from running away."""
+DENSITY_ALPHA = 0.0
+"""Energy penalty ``α`` of the ``"density"`` recipe: none, so the fit is maximum likelihood, unbiased.
+
+The penalty ``α (E(x⁺)² + E(x⁻)²)`` is a regulariser, not part of the
+likelihood: it pulls energies towards 0, which flattens the density (a
+Gaussian fitted with ``α = 0.1`` came out with 1.7-2 times the data's
+variance). The recipe's confinement term already keeps ``exp(-E)``
+normalisable, so it needs no penalty. What ``α`` also did: hold the relative
+depth of well-separated modes, whose weights persistent chains cannot learn
+when they do not cross between them; pass ``alpha=0.1`` for such data,
+knowing that it biases the fit (see :func:`ebmppl.objectives.contrastive_divergence`)."""
 REINIT_PROB = 0.05
 """Re-initialisation probability of the ``"density"`` buffer: as in Du & Mordatch."""
 
@@ -128,6 +156,10 @@ class Recipe:
         The objective options with the recipe's defaults filled in.
     shift, scale
         The standardisation (``None`` unless ``"density"``).
+    settings
+        The :class:`~ebmppl.energy.SamplerSettings` of the negative-phase
+        sampler (``None`` for objectives without one); :meth:`output` records
+        them on the trained energy.
 
     Examples
     --------
@@ -144,6 +176,7 @@ class Recipe:
     options: dict[str, Any]
     shift: np.ndarray | None = None
     scale: np.ndarray | None = None
+    settings: SamplerSettings | None = None
 
     def output(self, params: Any) -> Energy:
         """The trained energy on the data's original scale, with ``params`` from the trainer.
@@ -158,13 +191,14 @@ class Recipe:
         [100.4, 99.6]
         """
         if self.name != "density":
-            return self.train_energy.with_params(params)
+            return self.train_energy.with_params(params).with_sampler_settings(self.settings)
         inner = self.train_energy.energy_fn.inner
         t = float(self.train_energy.temperature)
         fn = Standardized(inner, tuple(float(v) for v in self.shift.ravel()), tuple(float(v) for v in self.scale.ravel()),
                           self.train_energy.energy_fn.weight, t * float(np.log(self.scale).sum()))
         return Energy(fn, params, event_shape=self.train_energy.event_shape, temperature=self.train_energy.temperature,
-                      probe=jnp.asarray(self.shift, jnp.result_type(float)), validate=False)
+                      probe=jnp.asarray(self.shift, jnp.result_type(float)), validate=False,
+                      sampler_settings=self.settings)
 
 
 def _stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -213,27 +247,90 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
         lo, hi = float(jnp.min(data)), float(jnp.max(data))
         if not lo < hi:
             raise ValueError("recipe='images' needs data with more than one value (min < max).")
+        given = set(options)
         options.setdefault("sampler", langevin(step_size=10.0, noise_scale=0.005, clamp=(lo, hi)))
         options.setdefault("chain_init", buffers.replay_buffer(noise=buffers.uniform_noise(lo, hi)))
-        return Recipe("images", energy, data, options)
+        settings = training_sampler_settings("images", objective, options, energy.dim,
+                                             clamp=None if "sampler" in given else (lo, hi),
+                                             noise_box=None if "chain_init" in given else (lo, hi))
+        return Recipe("images", energy, data, options, settings=settings)
     if recipe == "none":
         x = data[0] if isinstance(data, tuple) else data
+        box = None
         if x is not None and isinstance(objective, str) and objective in ("cd", "recovery_cd"):
             mean, std = _stats(x)
             if "sampler" not in options and "sampler_params" not in options:  # params tune the builder's default
-                options["sampler"] = mala(step_size=DENSITY_STEP * float(std.min()) ** 2)
+                options["sampler"] = mala(step_size=NONE_STEP * float(std.min()) ** 2)
             if "chain_init" not in options:
                 low, high = float((mean - NOISE_BOX * std).min()), float((mean + NOISE_BOX * std).max())
                 options["chain_init"] = buffers.replay_buffer(noise=buffers.uniform_noise(low, high))
-        return Recipe("none", energy, data, options)
+                box = (low, high)
+        return Recipe("none", energy, data, options,
+                      settings=training_sampler_settings("none", objective, options, energy.dim, noise_box=box))
     # density
     mean, std = _stats(data)
     train = confined(energy)
     z = (jnp.asarray(data) - jnp.asarray(mean, data.dtype)) / jnp.asarray(std, data.dtype)
+    given = set(options)
     options.setdefault("sampler", mala(step_size=DENSITY_STEP))
     options.setdefault("chain_init", buffers.replay_buffer(BUFFER_CAPACITY, REINIT_PROB, noise=buffers.uniform_noise(-NOISE_BOX, NOISE_BOX)))
     options.setdefault("alpha", DENSITY_ALPHA)
-    return Recipe("density", train, z, options, mean, std)
+    settings = training_sampler_settings("density", objective, options, energy.dim, standardized=True,
+                                         noise_box=None if "chain_init" in given else (-NOISE_BOX, NOISE_BOX))
+    return Recipe("density", train, z, options, mean, std, settings)
+
+
+def training_sampler_settings(recipe: str, objective: Any, options: dict[str, Any], dim: int, *,
+                              clamp: tuple[float, float] | None = None, noise_box: tuple[float, float] | None = None,
+                              standardized: bool = False) -> SamplerSettings | None:
+    """The :class:`~ebmppl.energy.SamplerSettings` a CD run with these objective ``options`` trains with.
+
+    ``None`` for objectives without a negative-phase sampler (``"dsm"``,
+    ``"ssm"``, ``"nce"``, a :class:`~ebmppl.objectives.Trainer`) or options the
+    builder will reject. ``clamp`` and ``noise_box`` are what the caller knows
+    (a sampler or chain initialisation you built yourself does not reveal its
+    clamp or noise: then ``None``).
+
+    Examples
+    --------
+    >>> s = training_sampler_settings("none", "cd", {"sampler": "mala", "num_mcmc_steps": 5}, 2)
+    >>> s.sampler, s.num_steps, s.params["step_size"] > 0
+    ('mala', 5, True)
+    >>> training_sampler_settings("none", "dsm", {}, 2) is None
+    True
+    """
+    if not (isinstance(objective, str) and objective in ("cd", "recovery_cd")):
+        return None
+    from ebmppl.objectives.cd import kernel_parameters
+
+    try:
+        sampler = options.get("sampler", "langevin")
+        sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
+        params = kernel_parameters(sampler, dim, options.get("sampler_params"))
+        num_steps = int(options.get("num_mcmc_steps", 20))
+    except (TypeError, ValueError, AttributeError):  # the objective's builder raises the error that names the fix
+        return None
+    # float32 parameters written back at their shortest decimal (0.01, not 0.009999999776)
+    if clamp is None and not isinstance(options.get("sampler", "langevin"), str):
+        clamp = _probe_clamp(sampler, dim, params)
+    scalars = tuple(sorted((str(k), float(str(np.asarray(v).item()) if np.asarray(v).dtype == np.float64
+                                            else str(np.float32(v)))) for k, v in params.items() if np.ndim(v) == 0))
+    pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
+    return SamplerSettings(str(sampler.name), scalars, num_steps, pair(clamp), pair(noise_box), bool(standardized), recipe)
+
+
+def _probe_clamp(sampler: Any, dim: int, params: dict[str, Any]) -> tuple[float, float] | None:
+    """The ``(low, high)`` a practical-Langevin sampler clamps into, read by one step from ±1e30 on a flat density."""
+    if getattr(sampler, "name", None) != "langevin":
+        return None  # ebmppl's other samplers do not clamp
+    flat = lambda x: 0.0 * jnp.sum(x)  # noqa: E731
+    key = jax.random.key(0)
+    ends = []
+    for start in (-1e30, 1e30):
+        state = sampler.init(key, jnp.full((dim,), start, jnp.float32), flat)
+        ends.append(np.asarray(sampler.position(sampler.step(key, state, flat, params)[0])))
+    low, high = float(ends[0].max()), float(ends[1].min())
+    return (low, high) if abs(low) < 1e29 and abs(high) < 1e29 and low < high else None
 
 
 def confined(energy: Energy) -> Energy:
@@ -310,7 +407,7 @@ def describe_recipe(plan: Recipe) -> str:
     """
     if plan.name == "density":
         return (f"recipe 'density': standardised data (std {np.round(plan.scale, 4).tolist()}), "
-                f"confinement {CONFINE_SCALE} std, MALA step {DENSITY_STEP}")
+                f"confinement {CONFINE_SCALE} std, MALA step {DENSITY_STEP}, alpha {plan.options.get('alpha')}")
     if plan.name == "images":
         return "recipe 'images': Langevin step 10, noise 0.005, clamped to the data range"
     return "recipe 'none': the energy and options as given"
