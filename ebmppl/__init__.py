@@ -9,7 +9,8 @@ from ebmppl import buffer, data, diagnostics, nn, objectives, samplers, targets
 from ebmppl.energy import Energy
 from ebmppl.fit import FitResult, TrainingDiverged, fit
 from ebmppl.io import load, save
-from ebmppl.logz import LogZEstimate, log_partition
+from ebmppl.logz import LogZBracket, LogZEstimate, LogZWarning, ais_bracket, log_partition
+from ebmppl.normalisability import NotNormalisableError, assert_normalisable
 from ebmppl.samplers import ChainHealthWarning, Samples, sample
 
 __version__ = "0.1.0.dev0"
@@ -17,4 +18,6 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Energy", "sample", "Samples", "fit", "save", "load", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
     "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__", "ChainHealthWarning",
+    "assert_normalisable", "NotNormalisableError",
+    "ais_bracket", "LogZBracket", "LogZWarning",
 ]

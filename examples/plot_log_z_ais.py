@@ -44,7 +44,7 @@ for ax, (name, (target, scale)) in zip(axes, targets.items(), strict=True):
         fwd.append(log_partition(target.energy, jax.random.key(k), num_chains=CHAINS, num_temperatures=k,
                                  base_scale=scale))
         rev.append(log_partition(target.energy, jax.random.key(k + 1), num_chains=CHAINS, num_temperatures=k,
-                                 base_scale=scale, samples=exact_samples))
+                                 base_scale=scale, samples=exact_samples[None]))  # one chain of exact draws
         print(f"{name:30s} K={k:5d}  forward {fwd[-1].log_z:8.3f} ± {fwd[-1].stderr:.3f}   "
               f"reverse {rev[-1].log_z:8.3f} ± {rev[-1].stderr:.3f}   exact {target.log_z:8.3f}")
     for est, label, colour in ((fwd, "forward AIS (lower bound)", "tab:blue"),
