@@ -721,16 +721,20 @@ def _evaluate_file(cfg: FitConfig, result: FitResult, train: jax.Array, test: ja
         box = [float(v) for i in range(d) for v in (low[i], high[i])]
         log_z, log_z_se = grid_log_partition(z_energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
         method = "grid (midpoint rule, in standardised units; a 10x wider coarse grid around the data box)"
+        verdict = (True, "")
     else:
         chains, temperatures = 256, 1000
         est = log_partition(z_energy, jax.random.key(cfg.seed + 5), num_chains=chains,
                             num_temperatures=temperatures, base_scale=3.0, base_center=0.0)
         log_z, log_z_se = float(est.log_z), float(est.stderr)
         method = f"AIS ({chains} chains, {temperatures} temperatures, Gaussian base sd 3 in standardised units)"
+        verdict = (bool(est.reliable), str(est.reason))
     ll, ll_se = held_out_log_likelihood(energy, test, log_z, log_z_se)
     evaluation["log_z"] = log_z
     evaluation["log_z_stderr"] = log_z_se
     evaluation["log_z_method"] = method
+    # the estimate's own verdict travels with the number: a report must not print an unreliable log Z plainly
+    evaluation["log_z_reliable"], evaluation["log_z_reason"] = verdict
     evaluation["test_log_likelihood"] = ll
     evaluation["test_log_likelihood_se"] = ll_se
     evaluation["gaussian_log_likelihood"] = _gaussian_log_likelihood(train, test)
