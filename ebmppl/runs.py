@@ -42,6 +42,7 @@ from ebmppl.fit import CHECKPOINT_NAME, FitResult, fit
 from ebmppl.health import TrainingHealth
 from ebmppl.nn import MLPEnergy
 from ebmppl.logz import LogZWarning
+from ebmppl.normalisability import NotNormalisableError
 from ebmppl.samplers import ChainHealthWarning, available, get_sampler, langevin, sample, ula
 
 __all__ = ["FitConfig", "fit_run", "compare_run", "load_run_energy", "load_trained_energy", "load_data_file", "DATASETS"]
@@ -636,6 +637,8 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
         else:
             evaluation = _evaluate(cfg, result, train, test, limits, density, run)
     notes = []
+    if evaluation.get("log_z_reliable") is False and not np.isfinite(evaluation.get("log_z", 0.0)):
+        notes.append(f"evaluation: no log Z and no held-out log-likelihood: {evaluation['log_z_reason']}")
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # still shown on stderr
         if issubclass(w.category, (ChainHealthWarning, LogZWarning)):
@@ -715,21 +718,26 @@ def _evaluate_file(cfg: FitConfig, result: FitResult, train: jax.Array, test: ja
     train_z, test_z, samples_z = ((jnp.asarray(v) - shift) / scale for v in (train, test, samples_x))
     evaluation["mmd_samples_vs_test"] = mmd(samples_z[:n], test_z[:n])
     evaluation["mmd_train_vs_test"] = mmd(train_z[:n], test_z[:n])  # the noise floor of the MMD estimate
-    if d <= 2:
-        low = np.minimum(np.min(train_z, 0), np.min(test_z, 0)) - 1.0
-        high = np.maximum(np.max(train_z, 0), np.max(test_z, 0)) + 1.0
-        box = [float(v) for i in range(d) for v in (low[i], high[i])]
-        log_z, log_z_se = grid_log_partition(z_energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
-        method = "grid (midpoint rule, in standardised units; a 10x wider coarse grid around the data box)"
-        verdict = (True, "")
-    else:
-        chains, temperatures = 256, 1000
-        est = log_partition(z_energy, jax.random.key(cfg.seed + 5), num_chains=chains,
-                            num_temperatures=temperatures, base_scale=3.0, base_center=0.0)
-        log_z, log_z_se = float(est.log_z), float(est.stderr)
-        method = f"AIS ({chains} chains, {temperatures} temperatures, Gaussian base sd 3 in standardised units)"
-        verdict = (bool(est.reliable), str(est.reason))
-    ll, ll_se = held_out_log_likelihood(energy, test, log_z, log_z_se)
+    try:
+        if d <= 2:
+            low = np.minimum(np.min(train_z, 0), np.min(test_z, 0)) - 1.0
+            high = np.maximum(np.max(train_z, 0), np.max(test_z, 0)) + 1.0
+            box = [float(v) for i in range(d) for v in (low[i], high[i])]
+            log_z, log_z_se = grid_log_partition(z_energy, box, 400 if d == 2 else 4000, outer_scale=10.0), 0.0
+            method = "grid (midpoint rule, in standardised units; a 10x wider coarse grid around the data box)"
+            verdict = (True, "")
+        else:
+            chains, temperatures = 256, 1000
+            est = log_partition(z_energy, jax.random.key(cfg.seed + 5), num_chains=chains,
+                                num_temperatures=temperatures, base_scale=3.0, base_center=0.0)
+            log_z, log_z_se = float(est.log_z), float(est.stderr)
+            method = f"AIS ({chains} chains, {temperatures} temperatures, Gaussian base sd 3 in standardised units)"
+            verdict = (bool(est.reliable), str(est.reason))
+    except NotNormalisableError as e:  # no number rather than a truncated one: the report says why
+        log_z, log_z_se, method = float("nan"), float("nan"), "not available (the energy failed the normalisability check)"
+        verdict = (False, str(e))
+    ll, ll_se = (held_out_log_likelihood(energy, test, log_z, log_z_se) if np.isfinite(log_z)
+                 else (float("nan"), float("nan")))
     evaluation["log_z"] = log_z
     evaluation["log_z_stderr"] = log_z_se
     evaluation["log_z_method"] = method
