@@ -5,6 +5,10 @@ Trains a JEM on digits (8x8 in [-1, 1]) and on standardised wine (13-D) with
 (``ood_scores`` one-sided and with ``reference=``) against several kinds of
 unusual input, and what :func:`ebmppl.jem.check_in_range` says about
 unclamped and default class-conditional samples. Run: ``python benchmarks/bench_jem_ood.py``.
+Both JEMs are built with ``joint_energy(..., data=x)``, so ``jem_hybrid``'s sampler
+and buffer follow the data's range (since the "jem2" follow-up; before, the wine JEM
+was trained with negatives clamped to [-1, 1]). The wine scenario before/after:
+``python benchmarks/bench_jem_wine_scale.py``.
 """
 
 import warnings

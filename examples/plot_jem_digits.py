@@ -8,9 +8,11 @@ network on cross-entropy *plus* contrastive divergence on ``E(x)`` (SGLD
 negatives, replay buffer). We compare it with the same network trained on
 cross-entropy alone — accuracy and expected calibration error on held-out
 digits — and draw class-conditional samples from ``E(x, y)`` with
-``sample_conditional``, which keeps them in the data's range (and warns if a
-sampler lets them leave it: the classifier would still label them confidently).
-Set ``EBMPPL_FAST=1`` for a quick run.
+``sample_conditional``, which keeps them in the data's range and checks them:
+it warns if a sampler lets them leave it (the classifier would still label them
+confidently) or if they pile on the clamp box far more often than the data's
+pixels do (saturated samples: in the quick run, whose model is trained for only
+200 steps, it says so for most digits). Set ``EBMPPL_FAST=1`` for a quick run.
 """
 
 import os
@@ -61,7 +63,9 @@ for name, weight in (("cross-entropy", 0.0), ("JEM", 1.0)):
 
 # %%
 # Class-conditional samples from E(x, y) = -f(x)[y]: practical Langevin (step 1, noise 0.01) from
-# noise over the data's range, clamped to [-1, 1], 200 steps; checked against the data's range.
+# noise over the data's range, clamped to each pixel's range, 200 steps; checked against the data
+# (range, and piles on the clamp box). jem_hybrid's negatives used the same box and scale, taken
+# from the data recorded by joint_energy(..., data=x).
 joint, fitted, _ = results["JEM"]
 rows = []
 for digit in range(10):
