@@ -71,6 +71,33 @@ class Target:
         return None if self.cov is None else np.sqrt(np.diag(self.cov))
 
 
+class _WithRegion:
+    """An ``energy_fn`` that declares where its mass lies (:meth:`ebmppl.Energy.typical_region`): the
+    target's exact mean and marginal standard deviations. Equal (and hashed alike) for equal functions and
+    regions, so equal targets share compiled code."""
+
+    def __init__(self, fn: Callable, center: np.ndarray, scale: np.ndarray):
+        self.fn = fn
+        self.center = np.asarray(center, np.float64)
+        self.scale = np.asarray(scale, np.float64)
+        self.__name__ = getattr(fn, "__name__", "energy_fn")
+
+    def __call__(self, params, x):
+        return self.fn(params, x)
+
+    def typical_region(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.center, self.scale
+
+    def _key(self):
+        return (self.fn, self.center.tobytes(), self.scale.tobytes())
+
+    def __eq__(self, other):
+        return isinstance(other, _WithRegion) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+
 def _gaussian_energy(params, x):
     diff = x - params["mean"]
     return 0.5 * diff @ params["precision"] @ diff
@@ -88,6 +115,11 @@ def gaussian(mean: Sequence[float] | np.ndarray, cov: Sequence[Sequence[float]] 
     >>> t = gaussian([1.0, -1.0], [[1.0, 0.5], [0.5, 2.0]])
     >>> round(t.log_z, 4)
     2.1177
+
+    Its energy declares where its mass lies (the mean and marginal standard deviations):
+
+    >>> [[round(float(c), 3) for c in v] for v in t.energy.typical_region()]
+    [[1.0, -1.0], [1.0, 1.414]]
     """
     mean = np.asarray(mean, dtype=np.float64)
     cov = np.asarray(cov, dtype=np.float64)
@@ -104,7 +136,8 @@ def gaussian(mean: Sequence[float] | np.ndarray, cov: Sequence[Sequence[float]] 
     def sample(key, n):
         return params["mean"] + jax.random.normal(key, (n, d)) @ chol.T
 
-    return Target("gaussian", Energy(_gaussian_energy, params, event_shape=(d,)), float(log_z), mean, cov, sample)
+    energy_fn = _WithRegion(_gaussian_energy, mean, np.sqrt(np.diag(cov)))  # typical_region: mean, marginal sd
+    return Target("gaussian", Energy(energy_fn, params, event_shape=(d,)), float(log_z), mean, cov, sample)
 
 
 def ill_conditioned_gaussian(dim: int = 100, condition: float = 100.0, seed: int = 0) -> Target:
@@ -172,8 +205,9 @@ def gaussian_mixture(
         z = jax.random.normal(kz, (n, d))
         return params["means"][comp] + jnp.einsum("nij,nj->ni", chols[comp], z)
 
-    energy = Energy(_mixture_energy, params, event_shape=(d,))
-    return Target("gaussian_mixture", energy, 0.0, mean, second - np.outer(mean, mean), sample)
+    cov = second - np.outer(mean, mean)
+    energy = Energy(_WithRegion(_mixture_energy, mean, np.sqrt(np.diag(cov))), params, event_shape=(d,))
+    return Target("gaussian_mixture", energy, 0.0, mean, cov, sample)
 
 
 def _quad_1d(log_f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, n: int = 400_001):

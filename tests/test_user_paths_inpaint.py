@@ -42,6 +42,12 @@ def _conditional(observed: tuple[int, ...], x_obs: np.ndarray) -> tuple[np.ndarr
     return mean, cov, miss
 
 
+def _by_chain(draws: np.ndarray, num_chains: int = 4) -> np.ndarray:
+    """``(n, k, d)`` draws of ``inpaint(num_samples=k)`` as ``(n · num_chains, k / num_chains, d)`` chains."""
+    n, k, d = draws.shape
+    return draws.reshape(n, k // num_chains, num_chains, d).swapaxes(1, 2).reshape(n * num_chains, -1, d)
+
+
 @pytest.fixture(scope="module")
 def gaussian_batch():
     rng = np.random.default_rng(15)
@@ -70,8 +76,9 @@ def test_finding4_defaults_sample_the_conditional_of_a_5d_gaussian(gaussian_batc
         rows = slice(start, start + n)
         start += n
         mean, cov, miss = _conditional(observed, images[rows][:, list(observed)].astype(np.float64))
-        # residuals from each example's own conditional mean: (chain = example, draw, coordinate)
-        resid = draws[rows][:, :, miss] - mean[:, None, :]
+        # residuals from each example's own conditional mean, as (chain, draw, coordinate): draw j of an
+        # example comes from its chain j % 4 (interleaved), so de-interleave before computing MCSEs
+        resid = _by_chain(draws[rows][:, :, miss] - mean[:, None, :])
         z_mean = resid.mean((0, 1)) / diagnostics.mcse(resid)
         sq = resid**2  # E[(x - mean)^2] = the conditional variance
         z_var = (sq.mean((0, 1)) - np.diag(cov)) / diagnostics.mcse(sq)
@@ -147,3 +154,94 @@ def test_finding7_bad_inputs_are_named(kwargs, error, match):
     args = {"images": np.zeros((4, 5), np.float32), "mask": np.ones((4, 5), bool), **kwargs}
     with pytest.raises(error, match=match):
         inpaint(gaussian(MEAN, COV).energy, jax.random.key(0), args.pop("images"), args.pop("mask"), **args)
+
+
+# ---------------------------------------------------------------- issue 15, second trial (inpaint2)
+# A 30-D AR(1) Gaussian used by no other test: correlation 0.95 between neighbours, scales from 0.2 to 5
+# (log-spaced, shuffled), a non-zero mean. Its conditionals are strongly correlated and badly scaled: a
+# sampler with one step size for every coordinate (MALA) does not mix on them.
+DIM30 = 30
+_rng30 = np.random.default_rng(30)
+_S30 = _rng30.permutation(np.logspace(np.log10(0.2), np.log10(5.0), DIM30))
+MEAN30 = _rng30.normal(0.0, 2.0, DIM30)
+COV30 = np.outer(_S30, _S30) * 0.95 ** np.abs(np.subtract.outer(np.arange(DIM30), np.arange(DIM30)))
+N30, DRAWS30 = 8, 400
+
+
+def _conditional30(x: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    o, m = observed, ~observed
+    gain = COV30[np.ix_(m, o)] @ np.linalg.inv(COV30[np.ix_(o, o)])
+    return MEAN30[m] + gain @ (x[o] - MEAN30[o]), np.diag(COV30[np.ix_(m, m)] - gain @ COV30[np.ix_(o, m)])
+
+
+@pytest.fixture(scope="module")
+def ar1_batch():
+    rng = np.random.default_rng(31)
+    truth = rng.multivariate_normal(MEAN30, COV30, size=N30)
+    mask = rng.random(truth.shape) > 0.3  # 30 % hidden, a different pattern in every example
+    images = np.where(mask, truth, np.nan).astype(np.float32)
+    return gaussian(MEAN30, COV30).energy, images, mask
+
+
+def test_inpaint2_finding1_defaults_mix_on_a_correlated_30d_conditional(ar1_batch):
+    """Before: MALA (the default) returned draws whose means were off by up to 2.2 conditional sd on a 30-D
+    correlated conditional, with no warning. Now (HMC, dense mass matrix adapted per example over 4 chains):
+    every missing coordinate's conditional mean and variance within a Bonferroni bound of MCSE z-scores
+    (the draws de-interleaved into their chains: draw j comes from chain j % 4), and no warning."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    energy, images, mask = ar1_batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChainHealthWarning)
+        draws = np.asarray(inpaint(energy, jax.random.key(5), images, mask, num_samples=DRAWS30), np.float64)
+    assert draws.shape == (N30, DRAWS30, DIM30)
+    assert np.array_equal(draws[:, 0][mask], images[mask].astype(np.float64))
+    chains = _by_chain(draws).reshape(N30, 4, DRAWS30 // 4, DIM30)  # (example, chain, draw, coordinate)
+    z_means, z_vars = [], []
+    for i in range(N30):
+        mean, var = _conditional30(images[i].astype(np.float64), mask[i])
+        resid = chains[i][:, :, ~mask[i]] - mean
+        z_means.append(resid.mean((0, 1)) / diagnostics.mcse(resid))
+        sq = resid**2
+        z_vars.append((sq.mean((0, 1)) - var) / diagnostics.mcse(sq))
+    z = np.abs(np.concatenate(z_means + z_vars))
+    bound = scipy_stats.norm.ppf(1 - 0.01 / (2 * z.size))  # family-wise 1 %: about 3.9 for ~170 z-scores
+    assert z.max() < bound, (z.max(), bound, np.argmax(z))
+
+
+def test_inpaint2_finding1_a_sampler_that_does_not_mix_is_named(ar1_batch):
+    """Before: MALA's non-mixing draws came back silently. Now: the ESS check over each example's chains
+    names the examples, the worst coordinate and its ESS, and the fix."""
+    energy, images, mask = ar1_batch
+    with pytest.warns(ChainHealthWarning, match=r"\d of 8 examples did not mix: .* effective sample size is "
+                                                r"below 20: \d \(coordinate \d+: ESS \d+\).*default sampler"):
+        inpaint(energy, jax.random.key(5), images, mask, num_samples=DRAWS30, sampler="mala", num_warmup=100)
+
+
+def test_inpaint2_finding2_analytic_targets_declare_their_typical_region():
+    """Before: gaussian(mean, cov).energy.typical_region() was (0, 1) whatever mean and cov."""
+    from ebmppl.targets import gaussian_mixture
+
+    center, scale = gaussian(MEAN30, COV30).energy.typical_region()
+    np.testing.assert_allclose(np.asarray(center), MEAN30, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(scale), _S30, rtol=1e-5)
+    t = gaussian_mixture([0.5, 0.5], [[-3.0, 0.0], [3.0, 1.0]], [np.eye(2)] * 2)
+    center, scale = t.energy.typical_region()
+    np.testing.assert_allclose(np.asarray(center), t.mean, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(scale), t.std, rtol=1e-6)  # sqrt(1 + 9) and sqrt(1 + 0.25)
+
+
+def test_inpaint2_finding3_fractional_mask_error_says_boolean_or_01():
+    """Before: a 0.3/0.7 mask gave "mask must be boolean", though 0/1 floats are accepted."""
+    energy = gaussian(np.zeros(3), np.eye(3)).energy
+    with pytest.raises(TypeError, match=r"mask must be boolean or 0/1 .*0\.3.*mask > 0\.5"):
+        inpaint(energy, jax.random.key(0), np.zeros((2, 3)), np.array([[0.3, 0.7, 0.7]] * 2))
+
+
+def test_inpaint2_finding4_raw_scale_data_with_a_standardised_energy_warn():
+    """Before: raw-scale rows (~1000 sd out) imputed with an energy of standardised data, silently. Now a
+    UserWarning names the examples, the coordinate, how far out, and the likely cause."""
+    energy = gaussian(np.zeros(3), np.eye(3)).energy  # declares (0, 1)
+    raw = np.array([[0.5, 0.1, np.nan], [1200.0, 15.0, np.nan]], np.float32)
+    with pytest.warns(UserWarning, match=r"1 of 2 examples .* 1 \(coordinate 0: 1\.2e\+03 scales out\).*"
+                                         r"another scale than the energy was fitted on"):
+        inpaint(energy, jax.random.key(0), raw, ~np.isnan(raw), num_steps=10, num_warmup=10)
