@@ -189,18 +189,6 @@ _probe_jit = eqx.filter_jit(_probe)
 _energies_jit = eqx.filter_jit(lambda energy, x: jax.vmap(lambda xi: energy.energy_fn(energy.params, xi))(x))
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def _directions_text(u: np.ndarray) -> str:
-    flat = u.reshape(-1)
-    if flat.size <= 6:
-        return "[" + ", ".join(f"{v:.3g}" for v in flat) + "]"
-    top = np.argsort(-np.abs(flat))[:4]
-    return "with largest entries " + ", ".join(f"u[{np.unravel_index(i, u.shape)}] = {flat[i]:.3g}" for i in top)
-
-
 def assert_normalisable(
     energy: Energy,
     key: jax.Array | None = None,
@@ -212,14 +200,15 @@ def assert_normalisable(
 ) -> NormalisabilityReport:
     """Probe ``exp(-E/T)`` far from its typical region; :class:`NotNormalisableError` if its mass does not die off.
 
-    On spheres of radius ``r = 2^k`` typical-region scales (``k = -2 .. 20``)
-    around :meth:`~ebmppl.Energy.typical_region`'s centre, the largest
-    log-density is searched along ``num_rays`` random rays and then by
-    ``num_steps`` steps of projected gradient ascent from the ``num_starts``
-    best directions (including the previous sphere's maximiser). The shell
-    mass bound ``max -E/T + d·log r`` must fall over the outermost
-    ``TAIL_OCTAVES`` doublings by more than ``TAIL_DROP`` nats; see the module
-    documentation. :func:`ebmppl.log_partition` and
+    On spheres of radius ``r = 2^k`` typical-region scales (``k = -2, 0, 2,
+    ..., 20``) around :meth:`~ebmppl.Energy.typical_region`'s centre, the
+    largest log-density is searched along ``num_rays`` random rays and then by
+    ``num_steps`` steps of projected gradient ascent on the sphere from
+    ``num_starts`` of the best rays (in 1-D: both directions; in 2-D: a fan of
+    ``PLANE_RAYS`` directions, no ascent). The shell-mass bound
+    ``max(-E/T) + d·log r`` must fall by more than ``TAIL_DROP`` (1) nat over
+    the outermost ``TAIL_OCTAVES`` (4) doublings of ``r``, and lie that far
+    below its largest value; see the module documentation. :func:`ebmppl.log_partition` and
     :func:`ebmppl.evaluation.grid_log_partition` call it first (pass
     ``check_normalisable=False`` to skip it). One compiled program, reused for
     energies with the same ``energy_fn`` and shapes.
