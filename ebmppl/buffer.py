@@ -60,6 +60,12 @@ def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> NoiseFn:
 class BufferState(NamedTuple):
     """Persistent negatives: ``samples`` ``(capacity, *event_shape)``; empty for non-persistent strategies.
 
+    ``log_step_scale`` is ``None`` (no pytree leaf) unless the trainer adapts
+    its sampler's step during training
+    (:func:`~ebmppl.objectives.contrastive_divergence` with
+    ``target_acceptance``): then it holds the log of the factor applied to the
+    sampler's step, so a checkpointed run resumes with the step it had.
+
     Examples
     --------
     >>> state = replay_buffer(100).init(jax.random.key(0), (2,))
@@ -70,6 +76,7 @@ class BufferState(NamedTuple):
     """
 
     samples: jax.Array
+    log_step_scale: jax.Array | None = None
 
 
 class ChainInit(NamedTuple):
@@ -154,7 +161,7 @@ def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: Nois
         return x0, idx
 
     def finish(buffer, idx, x_final):
-        return BufferState(buffer.samples.at[idx].set(x_final))
+        return buffer._replace(samples=buffer.samples.at[idx].set(x_final))
 
     return ChainInit("replay_buffer", init, start, finish, float(reinit_prob), noise)
 

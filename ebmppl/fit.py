@@ -106,6 +106,16 @@ def _default_optimizer(num_steps: int = 2000) -> optax.GradientTransformation:
 
 
 def _as_data(data: Any, energy: Energy) -> jax.Array | None:
+    if isinstance(data, list) and len(data) == 2 and all(isinstance(d, (np.ndarray, jax.Array)) for d in data):
+        # [x, y] / [x, mask] means (x, y) / (x, mask), not two batches (which share dtype and event shape)
+        shape = tuple(energy.event_shape)
+
+        def batch(a):
+            return (np.ndim(a) == len(shape) + 1 and np.shape(a)[1:] == shape and a.dtype != np.bool_
+                    and (len(shape) > 0 or not np.issubdtype(a.dtype, np.integer)))
+
+        if batch(data[0]) and not batch(data[1]):
+            data = tuple(data)
     if isinstance(data, (np.ndarray, jax.Array)):
         return check_examples("data", data, energy.event_shape, None, "remove or impute those rows before fitting.")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, (np.ndarray, jax.Array)) for d in data):
@@ -114,9 +124,16 @@ def _as_data(data: Any, energy: Energy) -> jax.Array | None:
         y = jnp.asarray(data[1])
         if y.dtype == jnp.bool_ and y.shape == x.shape:  # an observation mask (recovery_cd)
             return (x, y)
-        if y.shape != (x.shape[0],) or not jnp.issubdtype(y.dtype, jnp.integer):
-            raise ValueError(f"data[1] must be integer labels of shape ({x.shape[0]},) or a boolean mask of shape "
-                             f"{x.shape}, got {y.dtype}{list(y.shape)}.")
+        if y.shape == (x.shape[0],) and not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"data[1] must be integer labels (class indices in [0, num_classes)), got {y.dtype}: "
+                             "pass y.astype(int) (or np.unique(y, return_inverse=True)[1] for other class values).")
+        if y.shape == x.shape:
+            raise ValueError(f"data[1] has the examples' shape, so it reads as an observation mask, which must be "
+                             f"boolean; got {y.dtype}: pass mask.astype(bool).")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"data[1] must be labels of shape ({x.shape[0]},) (integer class indices, for JEM) or a "
+                             f"boolean observation mask of shape {x.shape} (for 'recovery_cd'), got "
+                             f"{y.dtype}{list(y.shape)}.")
         return (x, y)
     return None
 
@@ -161,8 +178,10 @@ def _energy_leaf_indices(trainer: Trainer, state: TrainState) -> list[int] | Non
     return None if any(i is None for i in indices) else indices
 
 
-def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int) -> TrainingHealth | None:
-    """``fit(health=True)``: a TrainingHealth whose window and grace fit the run's number of checks."""
+def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int,
+                    advice_for: str = "fit") -> TrainingHealth | None:
+    """``fit(health=True)``: a TrainingHealth whose window and grace fit the run's number of checks, whose
+    advice names the options that apply (``advice_for``: fit's, the density recipe's, or a Trainer's builder)."""
     if isinstance(health, TrainingHealth):
         return health
     if health is False or health is None:
@@ -171,16 +190,29 @@ def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int
         raise TypeError(f"health must be True, False or an ebmppl.health.TrainingHealth, got {type(health).__name__}.")
     checks = -(-num_steps // chunk_size)
     window = max(4, min(20, checks // 4))
-    return TrainingHealth(energy, window=window, grace=window)
+    return TrainingHealth(energy, window=window, grace=window, advice_for=advice_for)
 
 
-def _advice(metrics: dict[str, np.ndarray]) -> str:
+def _advice(metrics: dict[str, np.ndarray], trainer: bool = False) -> str:
+    acc = float(np.asarray(metrics.get("acceptance_rate", np.nan)))
+    seen = f" (sampler acceptance {acc:.2f})" if np.isfinite(acc) else ""
+    if trainer:  # fit's options do not reach a Trainer: name its builder's
+        step = ("lower the sampler step size or clip its gradient where the Trainer was built (e.g. "
+                "jem_hybrid(joint, optimizer, sampler_params={'step_size': ...}))")
+        lr = "lower the learning rate of the optimizer the Trainer was built with"
+        alpha = "the builder's alpha"
+    else:
+        step = ("lower the sampler step size (sampler_params={'step_size': ...}) or clip its gradient, or let the "
+                "step adapt (target_acceptance=0.6, the default of recipe='density')")
+        lr = "lower the learning rate (optimizer=optax.adam(1e-4, b1=0.0))"
+        alpha = "alpha"
     return (
         "Training diverged (non-finite loss, gradient, negatives or parameters) at step "
-        f"{int(metrics['step'])}. The state before that step is kept and the last good checkpoint is intact. "
-        "To fix it: lower the sampler step size (sampler_params={'step_size': ...}) or clip its gradient; "
-        "lower the learning rate; raise the energy penalty alpha (e.g. 0 -> 0.1, or 0.1 -> 1.0) to keep energies "
-        "bounded (a regulariser: it biases the fitted density towards flatter)."
+        f"{int(metrics['step'])}{seen}. The state before that step is kept and the last good checkpoint is intact. "
+        "Usually the energy sharpened faster than the sampler followed it, or the sampler's step is far too large "
+        f"for the energy. To fix it, in order of what works: {step}; {lr}; only as a last resort raise the energy "
+        f"penalty {alpha} (e.g. 0 -> 0.1, or 0.1 -> 1.0) to keep energies bounded (a regulariser: it biases the "
+        "fitted density towards flatter)."
     )
 
 
@@ -214,8 +246,8 @@ def fit(
         The :class:`~ebmppl.Energy` to train; its ``params`` are the starting point.
     data
         Training examples ``(n, *event_shape)`` (batches are drawn uniformly
-        with replacement inside the compiled loop), a tuple ``(examples,
-        labels)`` for a trainer that uses labels (a JEM:
+        with replacement inside the compiled loop), a tuple (or a list of two
+        arrays) ``(examples, labels)`` for a trainer that uses labels (a JEM:
         ``objective=ebmppl.jem.jem_hybrid(joint, optimizer)``; labels are integers
         in ``[0, num_classes)``) or ``(examples, observed_mask)`` for incomplete
         data (``"recovery_cd"``), or an iterable of batches ``(batch,
@@ -279,7 +311,9 @@ def fit(
         ``sampler_params`` or ``chain_init``, else ``"none"``. ``"density"``
         standardises the data per coordinate, adds a weak Gaussian confinement
         (3 standard deviations wide) so ``exp(-E)`` is normalisable, samples
-        negatives with MALA and adds no energy penalty (``alpha=0``: maximum
+        negatives with MALA (step 0.03 standard deviations, shrunk during
+        training to keep acceptance near 0.6 as the energy sharpens:
+        ``target_acceptance``, ``history["step_size"]``) and adds no energy penalty (``alpha=0``: maximum
         likelihood, unbiased); ``result.energy`` is then the fitted density on the
         ORIGINAL scale (standardisation and its log-Jacobian included): use it,
         not ``energy.with_params(result.energy.params)``. ``"images"``:
@@ -408,7 +442,8 @@ def fit(
             if not metrics["finite"].all():
                 first = int(np.argmin(metrics["finite"]))
                 bar.close()
-                raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()}))
+                raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()},
+                                               trainer=not isinstance(objective, str)))
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             committed["state"] = state  # metrics recorded: safe to checkpoint on interruption
@@ -426,7 +461,8 @@ def fit(
                 break
         return state
 
-    health_monitor = _default_health(health, energy, num_steps, chunk_size)
+    advice_for = "trainer" if not isinstance(objective, str) else "density" if plan.name == "density" else "fit"
+    health_monitor = _default_health(health, energy, num_steps, chunk_size, advice_for)
     if health_monitor is not None and not any(cb is health_monitor for cb in callbacks):
         callbacks = [*callbacks, health_monitor]
     t0 = time.perf_counter()
@@ -442,8 +478,22 @@ def fit(
         raise
     bar.close()
     hist = {k: np.concatenate(v) for k, v in history.items()} if history else {}
+    if health_monitor is not None:
+        health_monitor.final_check(int(state.step))
+    plan = _with_adapted_step(plan, state)
     return FitResult(plan.output(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0,
                      plan.name, health_monitor)
+
+
+def _with_adapted_step(plan: Any, state: TrainState) -> Any:
+    """Record the step the sampler ended training with (``target_acceptance``) in the stored sampler settings."""
+    scale = getattr(getattr(state, "buffer", None), "log_step_scale", None)
+    settings = plan.settings
+    if scale is None or settings is None or "step_size" not in dict(settings.kernel_params):
+        return plan
+    factor = float(np.exp(np.asarray(scale)))
+    params = tuple((k, v * factor if k == "step_size" else v) for k, v in settings.kernel_params)
+    return dataclasses.replace(plan, settings=dataclasses.replace(settings, kernel_params=params))
 
 
 # Module-level jitted programs with the trainer static: a Trainer reused across

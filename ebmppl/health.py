@@ -33,9 +33,12 @@ from ebmppl.energy import Energy
 __all__ = ["TrainingHealth", "HealthWarning"]
 
 
-# how to act on step-size advice without losing fit's default recipe (sampler_params alone select recipe='none')
-_HOW = (" (fit(..., sampler_params={'step_size': ...}); with fit's default standardisation keep it by adding "
-        "recipe='density': the step is then in standard deviations)")
+ADVICE_FOR = ("fit", "density", "trainer")
+"""Whom :class:`TrainingHealth`'s advice addresses: options of ``fit`` for a named objective, the same under
+the ``"density"`` recipe (step in standard deviations, adapted by default), or the builder of a Trainer."""
+
+_LOW_ACCEPTANCE_FOR_ADVICE = 0.3  # below this a chain that lags is never told to take larger steps
+_HIGH_ACCEPTANCE_FOR_ADVICE = 0.9  # above this a lagging chain may take larger steps
 
 
 class HealthWarning(UserWarning):
@@ -89,6 +92,27 @@ class TrainingHealth:
         a flat initial energy accepts every proposal. Blow-ups are reported at once.
     emit
         Also issue Python warnings (:class:`HealthWarning`) as they arise.
+    advice_for
+        Whose options the advice names: ``"fit"`` (a named objective: ``fit``'s
+        keyword options; default), ``"density"`` (the same under ``fit``'s
+        ``"density"`` recipe, whose MALA step is in standard deviations and
+        adapted towards an acceptance of 0.6) or ``"trainer"`` (a
+        :class:`~ebmppl.objectives.Trainer` passed as ``objective``: its options
+        belong to the builder that made it, e.g.
+        ``ebmppl.jem.jem_hybrid(joint, optimizer, sampler_params=...)``).
+        :func:`ebmppl.fit` sets it.
+
+    Notes
+    -----
+    The advice is ordered by what works. The usual failure of CD on real data
+    is an energy that sharpens faster than the sampler follows it: the
+    acceptance of a fixed step falls, the chains freeze, the negatives stop
+    representing the model and CD pushes the data's energy down without
+    bound. Its remedies, in order: a lower learning rate, a sampler step that
+    follows the energy (``target_acceptance``) or more sampler steps; raising
+    the energy penalty ``alpha`` comes last, since it biases the density
+    towards flatter. Lagging chains are told to take larger steps only while
+    their acceptance is high, never while it is low.
 
     Attributes
     ----------
@@ -120,6 +144,7 @@ class TrainingHealth:
     flat_limit: float = 0.5
     grace: int | None = None
     emit: bool = True
+    advice_for: str = "fit"
     records: list[dict[str, float]] = dataclasses.field(default_factory=list)
     warnings: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     _probe_energies: list[np.ndarray] = dataclasses.field(default_factory=list)
@@ -128,6 +153,8 @@ class TrainingHealth:
     def __post_init__(self):
         if self.probe < 2 or self.window < 4:
             raise ValueError(f"probe must be >= 2 and window >= 4, got probe={self.probe}, window={self.window}.")
+        if self.advice_for not in ADVICE_FOR:
+            raise ValueError(f"advice_for must be one of {', '.join(map(repr, ADVICE_FOR))}, got {self.advice_for!r}.")
         self._energy_fn = jax.jit(lambda params, x: self.energy.with_params(params).energy(x))
 
     def __call__(self, step: int, state: Any, metrics: dict[str, np.ndarray]) -> bool:
@@ -165,25 +192,107 @@ class TrainingHealth:
         steps = [r["step"] for r in self.records[-2:]]
         return steps[1] - steps[0] if len(steps) == 2 else 1
 
+    def final_check(self, step: int) -> bool:
+        """Warn if the run ENDS with runaway energies: the energy about to be returned is then not a fit.
+
+        :func:`ebmppl.fit` calls it after the last step. Returns ``True`` when it warned.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from ebmppl import Energy
+        >>> health = TrainingHealth(Energy(lambda p, x: jnp.sum(x**2), event_shape=(2,)), emit=False)
+        >>> health.records.append({"step": 100, "energy_pos": -5e6, "energy_neg": 3e6, "rhat": float("nan")})
+        >>> health.final_check(100), "not a fit" in health.warnings[-1][1]
+        (True, True)
+        """
+        if not self.records:
+            return False
+        r = self.records[-1]
+        energies = [abs(r.get(k, 0.0)) for k in ("energy_pos", "energy_neg") if np.isfinite(r.get(k, np.nan))]
+        if not (energies and max(energies) > self.energy_limit):
+            return False
+        acc = r.get("acceptance_rate", np.nan)
+        acc_text = f", sampler acceptance {acc:.2f}" if np.isfinite(acc) else ""
+        first = next((q["step"] for q in self.records
+                      if max([abs(q.get(k, 0.0)) for k in ("energy_pos", "energy_neg")
+                              if np.isfinite(q.get(k, np.nan))] or [0.0]) > self.energy_limit), step)
+        message = (f"the energy returned is not a fit: its energies ran away from step {first} on and were still "
+                   f"out of bounds at the end (|E| = {max(energies):.3g}{acc_text}); the energy sharpened faster than "
+                   f"the sampler followed it. Retrain; in order of what works: {self._lr()}; {self._follow()}; "
+                   f"{self._alpha()}.")
+        self._last_warned.pop("final", None)
+        self._warn(step, "final", message)
+        return True
+
+    # -- advice, worded for the options that apply (fit's keywords, or a Trainer's builder) --------------------
+
+    def _lr(self) -> str:
+        if self.advice_for == "trainer":
+            return ("lower the learning rate of the optimizer the Trainer was built with (e.g. "
+                    "jem_hybrid(joint, optax.adam(1e-4, b1=0.0), ...))")
+        return "lower the learning rate (fit(..., optimizer=optax.adam(1e-4, b1=0.0)))"
+
+    def _option(self, text: str) -> str:
+        """How to pass a sampler option: ``text`` is e.g. ``"sampler_params={'step_size': ...}"``."""
+        if self.advice_for == "trainer":
+            return (f"pass {text} to the builder that made the Trainer (e.g. jem_hybrid(joint, optimizer, {text}) "
+                    "or contrastive_divergence(energy, optimizer, ...)); fit's own options do not reach a Trainer")
+        if self.advice_for == "density" and ("step_size" in text or "chain_init" in text):
+            # sampler_params / chain_init alone would select recipe='none' and drop the standardisation
+            return (f"fit(..., {text}, recipe='density'): naming recipe='density' keeps the standardisation"
+                    + (" (the step is then in standard deviations)" if "step_size" in text else ""))
+        return f"fit(..., {text})"
+
+    def _follow(self) -> str:
+        """Making the sampler follow a sharpening energy."""
+        if self.advice_for == "density":
+            return ("give the sampler more steps per update (" + self._option("num_mcmc_steps=40") + "); the "
+                    "default step already shrinks to keep acceptance near 0.6 (history['step_size'])")
+        if self.advice_for == "trainer":
+            return ("give the sampler a smaller step or more steps per update ("
+                    + self._option("sampler_params={'step_size': ...}, num_mcmc_steps=...") + ")")
+        return ("let the step follow the energy (fit(..., target_acceptance=0.6) adapts it) or take more sampler "
+                "steps (fit(..., num_mcmc_steps=40))")
+
+    def _alpha(self) -> str:
+        where = "the Trainer's builder" if self.advice_for == "trainer" else "fit(..., alpha=0.1)"
+        return (f"only as a last resort raise the energy penalty alpha ({where}): it keeps energies bounded but "
+                "biases the fitted density towards flatter")
+
     def _check(self, step: int, r: dict[str, float]) -> None:
+        acc = r.get("acceptance_rate", np.nan)
+        acc_text = f", sampler acceptance {acc:.2f}" if np.isfinite(acc) else ""
         energies = [abs(r.get(k, 0.0)) for k in ("energy_pos", "energy_neg") if np.isfinite(r.get(k, np.nan))]
         if energies and max(energies) > self.energy_limit:
-            self._warn(step, "energy", f"energies are blowing up (|E| = {max(energies):.3g}): raise the energy "
-                                       "penalty alpha or lower the learning rate.")
+            self._warn(step, "energy", f"energies are running away (|E| = {max(energies):.3g}{acc_text}): the energy "
+                                       "is sharpening faster than the sampler follows it, so the negatives no longer "
+                                       "represent the model and CD pushes the data's energy down without bound; an "
+                                       "energy returned now is not a fit. In order of what works: "
+                                       f"{self._lr()}; {self._follow()}; {self._alpha()}.")
         grace = 2 * self.window if self.grace is None else self.grace
         if len(self.records) <= grace:
             return
+        low, high = self.acceptance_band
+        lagging = self._lag_advice(acc)
         if np.isfinite(r.get("cd_gap", np.nan)) and abs(r["cd_gap"]) > self.gap_limit:
-            self._warn(step, "gap", f"the CD gap E(x+) - E(x-) = {r['cd_gap']:.3g} is large: the negatives lag the "
-                                    "model; use more sampler steps (num_mcmc_steps) or a larger step size" + _HOW + ".")
+            self._warn(step, "gap", f"the CD gap E(x+) - E(x-) = {r['cd_gap']:.3g} is large{acc_text}: the negatives "
+                                    f"lag the model; {lagging}.")
         if np.isfinite(r["rhat"]) and r["rhat"] > self.rhat_limit:
             self._warn(step, "mixing", f"persistent chains are not mixing (probe energy R-hat {r['rhat']:.2f} over "
-                                       f"{self.window} checks): raise the step size or num_mcmc_steps, or the "
-                                       "buffer's re-initialisation probability" + _HOW + ".")
-        acc = r.get("acceptance_rate", np.nan)
-        low, high = self.acceptance_band
+                                       f"{self.window} checks{acc_text}): {lagging}; or re-initialise more of the "
+                                       "buffer from noise (" + self._option("chain_init=ebmppl.buffer.replay_buffer("
+                                                                            "reinit_prob=0.1, noise=...)") + ").")
         if np.isfinite(acc) and not low < acc < high:
-            advice = ("lower the sampler step size" if acc <= low else "raise the sampler step size") + _HOW
+            if acc <= low:
+                advice = ("the step is too large for the energy as it has sharpened (it sharpens faster than the "
+                          "sampler follows): lower the sampler step size ("
+                          + self._option("sampler_params={'step_size': ...}") + ")"
+                          + ("" if self.advice_for != "fit" else " or let it adapt (fit(..., target_acceptance=0.6))")
+                          + f", or {self._lr()}")
+            else:
+                advice = ("the step is smaller than the energy needs and the chains crawl: raise the sampler step "
+                          "size (" + self._option("sampler_params={'step_size': ...}") + ")")
             self._warn(step, "acceptance", f"sampler acceptance {acc:.2f} is outside ({low}, {high}): {advice}.")
         contrast = [q.get("energy_noise", np.nan) - q.get("energy_pos", np.nan) for q in self.records[-self.window:]]
         if np.isfinite(contrast).all() and np.mean(contrast) < self.flat_limit:
@@ -191,10 +300,23 @@ class TrainingHealth:
                                      f"{np.mean(contrast):.3g} over the last {len(contrast)} checks; CD gap "
                                      f"{r.get('cd_gap', np.nan):.3g}): the model has collapsed and learned nothing. "
                                      "Match the sampler to the data's scale (fit's default recipe='density' "
-                                     "standardises the data), or train longer / with a larger learning rate.")
+                                     "standardises the data), or train longer / with a larger learning rate"
+                                     + ("; if alpha > 0, lower it (it flattens the energy)" if self.advice_for != "density"
+                                        else "") + ".")
         if np.isfinite(r.get("buffer_std", np.nan)) and r["buffer_std"] < 1e-4:
             self._warn(step, "collapse", "the replay buffer collapsed to a point: raise the noise scale or the "
-                                         "re-initialisation probability.")
+                                         "re-initialisation probability ("
+                                         + self._option("chain_init=ebmppl.buffer.replay_buffer(reinit_prob=0.1, noise=...)") + ").")
+
+    def _lag_advice(self, acc: float) -> str:
+        """What to do about chains that lag the model, consistent with the acceptance (never 'larger' when it is low)."""
+        if np.isfinite(acc) and acc < _LOW_ACCEPTANCE_FOR_ADVICE:
+            return (f"with acceptance this low the step is already too large for the energy: the energy sharpens "
+                    f"faster than the sampler follows. {self._lr()[0].upper()}{self._lr()[1:]}; {self._follow()}")
+        if not np.isfinite(acc) or acc > _HIGH_ACCEPTANCE_FOR_ADVICE:
+            return ("take more sampler steps or larger ones ("
+                    + self._option("num_mcmc_steps=40, sampler_params={'step_size': ...}") + ")")
+        return f"take more sampler steps ({self._option('num_mcmc_steps=40')}), or {self._lr()}"
 
     def plot(self):
         """Energies (data, negatives, noise), CD gap, probe R-hat and acceptance against the step.
