@@ -180,6 +180,9 @@ def _describe_fn(fn: Any, params: Any) -> dict[str, Any]:
         return {"type": "conditioned", "event_shape": list(fn.event_shape),
                 "free_index": [int(i) for i in np.asarray(fn.free_index)],
                 "inner": _describe_fn(fn.fn, inner), "observed": _tree_json(observed)}
+    if isinstance(fn, targets._WithRegion):  # an analytic target that declares its typical region
+        return {"type": "with_region", "inner": _describe_fn(fn.fn, params),
+                "center": fn.center.reshape(-1).tolist(), "scale": fn.scale.reshape(-1).tolist()}
     if getattr(fn, "__module__", None) == targets.__name__ and getattr(fn, "__qualname__", None) in _TARGET_FUNCTIONS:
         return {"type": "target", "function": fn.__qualname__, "params": _tree_json(params)}
     name = getattr(fn, "__qualname__", type(fn).__name__)
@@ -213,6 +216,11 @@ def _build_fn(spec: Any, event_shape: tuple[int, ...], arrays: _Arrays) -> tuple
         observed = _tree_build(spec["observed"], arrays)
         fn = compose._Conditioned(inner_fn, np.asarray(spec["free_index"], dtype=np.int64), inner_shape)
         return fn, (inner_params, observed)
+    if kind == "with_region":
+        from ebmppl.targets import _WithRegion
+
+        inner_fn, params = _build_fn(spec["inner"], event_shape, arrays)
+        return _WithRegion(inner_fn, np.asarray(spec["center"], np.float64), np.asarray(spec["scale"], np.float64)), params
     if kind == "target":
         name = spec.get("function")
         if name not in _TARGET_FUNCTIONS:

@@ -38,13 +38,14 @@ targets = {
 # Forward and reverse AIS for a growing number of temperatures.
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
 for ax, (name, (target, scale)) in zip(axes, targets.items(), strict=True):
-    exact_samples = target.sample(jax.random.key(9), CHAINS)
+    # exact draws, shaped (chains, draws, dim) so that log_partition can check them (R-hat, ESS) before reverse AIS
+    exact_samples = target.sample(jax.random.key(9), 4 * CHAINS).reshape(4, CHAINS, -1)
     fwd, rev = [], []
     for k in TEMPERATURES:
         fwd.append(log_partition(target.energy, jax.random.key(k), num_chains=CHAINS, num_temperatures=k,
                                  base_scale=scale))
         rev.append(log_partition(target.energy, jax.random.key(k + 1), num_chains=CHAINS, num_temperatures=k,
-                                 base_scale=scale, samples=exact_samples[None]))  # one chain of exact draws
+                                 base_scale=scale, samples=exact_samples))
         print(f"{name:30s} K={k:5d}  forward {fwd[-1].log_z:8.3f} ± {fwd[-1].stderr:.3f}   "
               f"reverse {rev[-1].log_z:8.3f} ± {rev[-1].stderr:.3f}   exact {target.log_z:8.3f}")
     for est, label, colour in ((fwd, "forward AIS (lower bound)", "tab:blue"),
