@@ -209,7 +209,7 @@ def pareto_k(log_weights: np.ndarray) -> float:
     """
     log_w = np.sort(np.asarray(log_weights, np.float64).ravel())
     n = log_w.size
-    if n < 20 or not np.all(np.isfinite(log_w)):
+    if n < 20 or np.any(np.isnan(log_w)) or not np.isfinite(log_w[-1]):  # zero weights (log -inf) are fine
         return float("nan")
     m = int(min(n // 5, math.ceil(3 * math.sqrt(n))))
     w = np.exp(log_w - log_w[-1])  # largest weight 1
@@ -253,10 +253,19 @@ def _summarise(log_w, method: str, sign: float = 1.0, notes: Sequence[str] = (),
     """
     log_w = np.asarray(log_w, np.float64)
     n = log_w.shape[0]
-    if not np.all(np.isfinite(log_w)):
+    # a weight of exactly zero (log -inf) is legitimate: a chain that ends where E = +inf (outside a bounded
+    # support) contributes nothing; NaN or +inf is not
+    if np.any(np.isnan(log_w) | (log_w == np.inf)):
         raise FloatingPointError(
-            f"{method}: non-finite importance weights; lower the MALA step size, add temperatures, "
-            "or widen the base distribution (base_scale)."
+            f"{method}: {int(np.sum(np.isnan(log_w) | (log_w == np.inf)))} of {n} importance weights are NaN or "
+            "+inf (the energy or its gradient overflowed along the path); lower the step size (step_size), add "
+            "temperatures, or place the base where the mass is (data=, base_center/base_scale)."
+        )
+    if not np.any(np.isfinite(log_w)):
+        raise FloatingPointError(
+            f"{method}: every one of the {n} weights is zero: no chain ended where exp(-E/T) > 0. For an energy "
+            "on a bounded support (E = +inf outside it), put the base on the support: base='uniform' with "
+            "base_center/base_scale covering it, or data= points inside it."
         )
     top = float(log_w.max())
     log_mean = top + math.log(float(np.mean(np.exp(log_w - top))))
@@ -265,7 +274,8 @@ def _summarise(log_w, method: str, sign: float = 1.0, notes: Sequence[str] = (),
     ess = float(1.0 / np.sum(w**2))
     # relative standard error of the mean weight, sd(w)/(sqrt(n) mean(w)): the delta-method error of its log
     delta = float(math.sqrt(max(np.sum((n * w - 1.0) ** 2) / max(n - 1, 1), 0.0) / n)) if n > 1 else float("inf")
-    log_sd = float(np.std(log_w, ddof=1)) if n > 1 else float("nan")
+    finite = log_w[np.isfinite(log_w)]
+    log_sd = float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan")
     k_hat = pareto_k(log_w)
     reasons = list(notes)
     stderr, replicate = delta, float("nan")
@@ -273,7 +283,8 @@ def _summarise(log_w, method: str, sign: float = 1.0, notes: Sequence[str] = (),
     if groups:
         size = n // groups
         blocks = log_w[: groups * size].reshape(groups, size)
-        estimates = np.log(np.mean(np.exp(blocks - log_w.max()), axis=1)) + log_w.max()  # L_r, one per group
+        with np.errstate(divide="ignore", invalid="ignore"):  # a group of zero weights: L_r = -inf
+            estimates = np.log(np.mean(np.exp(blocks - log_w.max()), axis=1)) + log_w.max()  # L_r, one per group
         replicate = float(np.std(estimates, ddof=1) / math.sqrt(groups))
         # under the delta method var(L_r) = groups · var(L) and (R-1) s² / var(L_r) ~ χ²_{R-1}
         ratio = (replicate / delta) ** 2 * (groups * size / n) if delta > 0 else float("inf")
@@ -758,8 +769,9 @@ def log_partition(
     True
     """
     check_energy(energy)
+    tail_report = None
     if check_normalisable and base != "uniform":  # a density with no finite Z gets an error, never a number
-        assert_normalisable(energy)
+        tail_report = assert_normalisable(energy)
     if method == "grid":
         if limits is None:
             raise ValueError("method='grid' needs limits=(low, high) or (xmin, xmax, ymin, ymax).")
@@ -825,8 +837,10 @@ def log_partition(
                 raise FloatingPointError("the exploring pilot run diverged: lower step_size, or give the base "
                                          "(base_center/base_scale) or points where the mass is (data=).")
         q = _fit_base(points, kind, float(base_df), event_shape, ftype)
+    tail_notes = [] if tail_report is None or q.kind == "uniform" else _tail_notes(tail_report, q)
     if method == "importance":
-        return _summarise(_importance_jit(energy, k_est, q, int(num_chains)), "importance")
+        return _summarise(_importance_jit(energy, k_est, q, int(num_chains)), "importance", notes=tail_notes,
+                          advice=_TAIL_ADVICE if tail_notes else None)
     # the schedule is fixed before the estimating run: pilot and estimating chains use disjoint keys
     steps, _ = _pilot_jit(energy, k_pilot, betas, q, int(pilot_chains), int(num_mcmc_steps),
                           jnp.asarray(step_size, ftype), transition, int(num_leapfrog))
@@ -836,7 +850,36 @@ def log_partition(
         return _summarise(log_w, "ais-reverse", sign=-1.0, notes=notes)
     log_w, _ = _ais_jit(energy, k_est, betas, q, int(num_chains), int(num_mcmc_steps), steps, None, False,
                         transition, int(num_leapfrog))
-    return _summarise(log_w, "ais")
+    return _summarise(log_w, "ais", notes=tail_notes, advice=_TAIL_ADVICE if tail_notes else None)
+
+
+_TAIL_ADVICE = ("a base with heavier tails: base='student_t' with a smaller base_df (> 2), or, for an energy on a "
+                "bounded region, base='uniform' with base_center/base_scale covering it")
+
+
+def _tail_notes(report, q: _Base) -> list[str]:
+    """Whether the base's tails cover the energy's: the weights' second moment ``∫ p̃²/q`` must converge.
+
+    Along the direction where the normalisability probe found the most mass far out, the integrand's shell
+    bound ``2·max(-E/T) - log q + d·log r`` must fall over the outermost radii as the shell mass itself must
+    (the same rule as :func:`~ebmppl.normalisability.assert_normalisable`). If it does not, the weights have
+    infinite variance: the tail is under-sampled, the estimate low, and nothing in the weights shows it.
+    """
+    radii, m = np.asarray(report.radii, np.float64), np.asarray(report.max_log_density, np.float64)
+    if m.shape[0] < 3 or not np.isfinite(m[-1]):
+        return []
+    shape = report.direction.shape
+    points = (np.asarray(report.center).reshape(-1)[None] + radii[-3:, None] * np.asarray(report.scale).reshape(-1)[None]
+              * np.asarray(report.direction).reshape(-1)[None])
+    log_q = np.asarray(jax.vmap(q.log_prob)(jnp.asarray(points.reshape(-1, *shape), q.center.dtype)), np.float64)
+    d = int(np.prod(shape))
+    j = 2 * m[-3:] - log_q + d * np.log(radii[-3:])
+    if not np.all(np.isfinite(j)) or j[-1] < j[0] - 1.0:
+        return []
+    slope = (m[-1] - m[-3]) / math.log(radii[-1] / radii[-3])
+    return [f"the energy's tail is heavier than the base's: far out, exp(-E/T) falls like r^{slope:.2g} (d = {d}), "
+            f"so the weights p̃/q have infinite variance; the tail is under-sampled and the estimate is likely too low "
+            f"whatever its error bar"]
 
 
 class LogZBracket(NamedTuple):

@@ -186,6 +186,25 @@ def _probe(energy, rays, center, scale, log2_radii, num_starts, num_steps):
 
 
 _probe_jit = eqx.filter_jit(_probe)
+
+
+def _axes(energy, center, scale, log2_radii):
+    """``max -E/T`` over the ``2d`` coordinate half-axes at each radius, and where: an energy that ignores one
+    coordinate (or falls along it) is flat or rising exactly there, a set of directions of measure zero that
+    random rays and the ascent miss (x²y² passed the rays and the ascent with a finite "log Z")."""
+    shape, d = energy.event_shape, center.shape[0]
+    axes = jnp.concatenate([jnp.eye(d, dtype=center.dtype), -jnp.eye(d, dtype=center.dtype)])
+
+    def log_p(y):
+        v = -energy.energy_fn(energy.params, (center + scale * y).reshape(shape)) / energy.temperature
+        return jnp.where(jnp.isnan(v), -jnp.inf, v)
+
+    values = jax.vmap(lambda r: jax.lax.map(lambda u: log_p(r * u), axes, batch_size=256))(jnp.exp2(log2_radii))
+    best = jnp.argmax(values, axis=1)
+    return values[jnp.arange(values.shape[0]), best], axes[best]
+
+
+_axes_jit = eqx.filter_jit(_axes)
 _energies_jit = eqx.filter_jit(lambda energy, x: jax.vmap(lambda xi: energy.energy_fn(energy.params, xi))(x))
 
 
@@ -205,7 +224,8 @@ def assert_normalisable(
     largest log-density is searched along ``num_rays`` random rays and then by
     ``num_steps`` steps of projected gradient ascent on the sphere from
     ``num_starts`` of the best rays (in 1-D: both directions; in 2-D: a fan of
-    ``PLANE_RAYS`` directions, no ascent). The shell-mass bound
+    ``PLANE_RAYS`` directions, no ascent), and along the ``2d`` coordinate
+    half-axes (an energy that ignores a coordinate is flat exactly there). The shell-mass bound
     ``max(-E/T) + d·log r`` must fall by more than ``TAIL_DROP`` (1) nat over
     the outermost ``TAIL_OCTAVES`` (4) doublings of ``r``, and lie that far
     below its largest value; see the module documentation. :func:`ebmppl.log_partition` and
@@ -281,7 +301,10 @@ def assert_normalisable(
         if num_steps == 0:
             raise
         max_v, best_u = _probe_jit(energy, rays, center, scale, log2_radii, 1, 0)
-    max_v = np.asarray(max_v, np.float64)
+    axis_v, axis_u = _axes_jit(energy, center, scale, log2_radii)
+    on_axis = axis_v > max_v
+    max_v = np.asarray(jnp.where(on_axis, axis_v, max_v), np.float64)
+    best_u = jnp.where(on_axis[:, None], axis_u, best_u.reshape(axis_u.shape))
     directions = np.asarray(best_u, np.float64).reshape(-1, *energy.event_shape)
     radii = np.exp2(np.asarray(log2_radii, np.float64))
     shell = max_v + energy.dim * np.log(radii)
