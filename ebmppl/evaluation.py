@@ -191,6 +191,9 @@ def log_likelihood(energy: Energy, data: jax.Array, log_z: Any) -> jax.Array:
 class HeldOutLogLikelihood(tuple):
     """A held-out log-likelihood: unpacks as ``(mean, stderr)`` and carries where its error comes from.
 
+    It also carries the verdict of the log Z estimate behind it as ``.reliable``
+    and ``.reason`` (``True`` and ``""`` for a number given by hand).
+
     Attributes
     ----------
     mean
@@ -203,8 +206,6 @@ class HeldOutLogLikelihood(tuple):
         The part from the log Z estimate.
     log_z
         The log Z used.
-    reliable, reason
-        The verdict of the log Z estimate (``True``/``""`` for a number given by hand).
 
     Examples
     --------

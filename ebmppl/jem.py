@@ -9,7 +9,7 @@ samples class-conditionally from ``E(x, y)``.
 
 A classifier's logits are nearly linear far from its training data, so
 ``E(x, y)`` keeps falling along some directions and an unclamped sampler can
-run far outside the data (|x| in the hundreds on standardised data) while the
+run far outside the data (``|x|`` in the hundreds on standardised data) while the
 classifier still labels every sample with full confidence. Record the
 training data's range (``joint_energy(..., data=x)``) and draw class-conditional
 samples with :func:`sample_conditional`, or check samples from any sampler
