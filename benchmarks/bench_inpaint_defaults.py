@@ -105,17 +105,23 @@ def gaussian_5d():
           f"sd {np.round(zs[:, 3:].std(0), 2).tolist()}")
 
 
-def wine():
+def wine_split():
+    """Standardised wine: training half, held-out half, and a mask hiding half of each held-out row (at least one)."""
     from sklearn.datasets import load_wine
 
     x = load_wine().data
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
     train, test = x[::2], x[1::2]
-    mean, cov = train.mean(0).astype(np.float64), np.cov(train.T)
-    energy = gaussian(mean, cov).energy
     rng = np.random.default_rng(7)
     mask = rng.random(test.shape) < 0.5
     mask[np.arange(len(test)), rng.integers(0, test.shape[1], len(test))] = False
+    return train, test, mask
+
+
+def wine():
+    train, test, mask = wine_split()
+    mean, cov = train.mean(0).astype(np.float64), np.cov(train.T)
+    energy = gaussian(mean, cov).energy
     exact = test.astype(np.float64).copy()
     for i in range(len(test)):
         obs = np.flatnonzero(mask[i])
@@ -137,19 +143,12 @@ def wine():
 
 def fitted_wine():
     """The issue's setting: an MLP energy trained by ``fit`` with its defaults, then inpainting held-out rows."""
-    from sklearn.datasets import load_wine
-
     from ebmppl import Energy, fit
     from ebmppl.nn import MLPEnergy
 
-    x = load_wine().data
-    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-    train, test = x[::2], x[1::2]
+    train, test, mask = wine_split()
     energy = fit(Energy.from_equinox(MLPEnergy(13, key=jax.random.key(0)), event_shape=(13,)), train,
                  key=jax.random.key(1), progress_bar=False).energy
-    rng = np.random.default_rng(7)
-    mask = rng.random(test.shape) < 0.5
-    mask[np.arange(len(test)), rng.integers(0, test.shape[1], len(test))] = False
 
     def mse(v):
         return float(np.mean(((v - test) ** 2)[~mask]))

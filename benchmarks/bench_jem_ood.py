@@ -71,17 +71,9 @@ def main():
                 np.asarray(xt[n:]).reshape(-1, 64), axis=1).reshape(-1, 1, 8, 8))}
     report("digits JEM (600 steps)", joint, p, xt[:n], xt[n:], oods)
     init = jax.random.uniform(jax.random.key(4), (32, 1, 8, 8), minval=-1, maxval=1)
-    for label, sampler in (("langevin(1, 0.01), no clamp", samplers.langevin(step_size=1.0, noise_scale=0.01)),
-                           ("langevin(10, 0.005), no clamp", samplers.langevin(step_size=10.0, noise_scale=0.005))):
-        r, acc = samples_report(joint, p, 3, init, sampler)
-        print(f"  class-3 samples, {label}: max|x| {r.max_abs:.3g} (data {r.data_max_abs:.3g}), outside "
-              f"{r.fraction_outside:.0%}, up to {r.max_excess:.3g} range widths; classified as 3: {acc:.0%}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        s = sample_conditional(joint, p, 3, jax.random.key(8), num_samples=32)
-    print(f"  sample_conditional defaults: max|x| {float(jnp.abs(s).max()):.3g}, OutOfRangeWarnings: "
-          f"{sum(issubclass(w.category, OutOfRangeWarning) for w in caught)}, classified as 3: "
-          f"{float((joint.predict(p, s).argmax(1) == 3).mean()):.0%}")
+    class_samples(joint, p, 3, init, (("langevin(1, 0.01), no clamp", samplers.langevin(step_size=1.0, noise_scale=0.01)),
+                                      ("langevin(10, 0.005), no clamp",
+                                       samplers.langevin(step_size=10.0, noise_scale=0.005))))
 
     from sklearn.datasets import load_wine
 
@@ -97,15 +89,21 @@ def main():
                                                    for i in range(13)], 1))}
     report("wine JEM (1000 steps)", joint, p, jnp.asarray(xw[ref]), jnp.asarray(xw[te]), oods)
     init = jax.random.uniform(jax.random.key(4), (32, 13), minval=-1, maxval=1)
-    r, acc = samples_report(joint, p, 1, init, samplers.langevin(step_size=1.0, noise_scale=0.01))
-    print(f"  class-1 samples, langevin(1, 0.01), no clamp: max|x| {r.max_abs:.3g} (data {r.data_max_abs:.3g}), "
-          f"outside {r.fraction_outside:.0%}, up to {r.max_excess:.3g} range widths; classified as 1: {acc:.0%}")
+    class_samples(joint, p, 1, init, (("langevin(1, 0.01), no clamp", samplers.langevin(step_size=1.0, noise_scale=0.01)),))
+
+
+def class_samples(joint, p, y, init, labelled_samplers):
+    """Class-``y`` samples from unclamped samplers, then from ``sample_conditional``'s defaults: range and labels."""
+    for label, sampler in labelled_samplers:
+        r, acc = samples_report(joint, p, y, init, sampler)
+        print(f"  class-{y} samples, {label}: max|x| {r.max_abs:.3g} (data {r.data_max_abs:.3g}), outside "
+              f"{r.fraction_outside:.0%}, up to {r.max_excess:.3g} range widths; classified as {y}: {acc:.0%}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        s = sample_conditional(joint, p, 1, jax.random.key(8), num_samples=32)
+        s = sample_conditional(joint, p, y, jax.random.key(8), num_samples=32)
     print(f"  sample_conditional defaults: max|x| {float(jnp.abs(s).max()):.3g}, OutOfRangeWarnings: "
-          f"{sum(issubclass(w.category, OutOfRangeWarning) for w in caught)}")
-
+          f"{sum(issubclass(w.category, OutOfRangeWarning) for w in caught)}, classified as {y}: "
+          f"{float((joint.predict(p, s).argmax(1) == y).mean()):.0%}")
 
 if __name__ == "__main__":
     main()

@@ -220,4 +220,4 @@ def test_a_tail_heavier_than_the_base_is_flagged_although_the_weights_look_fine(
     with pytest.warns(LogZWarning, match="tail is heavier"):
         est = log_partition(heavy, jax.random.key(0), method="importance", num_chains=512)
     assert not est.reliable and "base_df" in est.advice
-    assert math.isfinite(truth)
+    assert est.log_z < truth  # the under-sampled tail: low, as the reason says
