@@ -338,6 +338,35 @@ class Energy(eqx.Module):
         """Alias of :meth:`energy`."""
         return self.energy(x)
 
+    def logdensity_fn(self, x: jax.Array) -> jax.Array:
+        """``-E(x) / T`` for ONE example, unchecked and unbatched: what a sampler's kernel takes.
+
+        This is the one place where ebmppl writes the sign and temperature
+        convention; :meth:`logdensity`, :meth:`potential`, :meth:`score`, the
+        samplers, the trainers and the log Z estimators all go through it (or
+        :meth:`potential_fn`). Inside jit, ``energy.logdensity_fn`` is a pytree
+        (an Equinox bound method): θ travels with it as data, so a new θ does
+        not recompile.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.logdensity_fn(jnp.zeros(2))), float(jax.grad(e.logdensity_fn)(jnp.zeros(2))[0])
+        (-0.5, 0.5)
+        """
+        return -self.energy_fn(self.params, x) / self.temperature
+
+    def potential_fn(self, x: jax.Array) -> jax.Array:
+        """``E(x) / T`` for ONE example (``= -logdensity_fn(x)``): NumPyro's ``potential_fn`` convention.
+
+        Examples
+        --------
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.ones(2), event_shape=(2,), temperature=2.0)
+        >>> float(e.potential_fn(jnp.zeros(2)))
+        0.5
+        """
+        return -self.logdensity_fn(x)
+
     def logdensity(self, x: jax.Array) -> jax.Array:
         """Unnormalised log-density ``-E(x) / T``: BlackJAX's ``logdensity_fn`` convention.
 
@@ -347,7 +376,7 @@ class Energy(eqx.Module):
         >>> float(e.logdensity(jnp.zeros(2)))
         -0.5
         """
-        return -self.energy(x) / self.temperature
+        return self._batched(self.logdensity_fn, x)
 
     def potential(self, x: jax.Array) -> jax.Array:
         """Potential ``E(x) / T`` (``= -log p + const``): NumPyro's ``potential_fn`` convention.
@@ -358,7 +387,7 @@ class Energy(eqx.Module):
         >>> float(e.potential(jnp.zeros(2)))
         0.5
         """
-        return self.energy(x) / self.temperature
+        return self._batched(self.potential_fn, x)
 
     def score(self, x: jax.Array) -> jax.Array:
         """Score ``∇ₓ log p(x) = -∇ₓ E(x) / T``, batched like :meth:`energy`.
@@ -369,8 +398,7 @@ class Energy(eqx.Module):
         >>> e.score(jnp.zeros((1, 2))).tolist()
         [[0.5, 0.5]]
         """
-        grad = jax.grad(lambda xi: -self.energy_fn(self.params, xi) / self.temperature)
-        return self._batched(grad, x)
+        return self._batched(jax.grad(self.logdensity_fn), x)
 
     def typical_region(self) -> tuple[jax.Array, jax.Array]:
         """Where the mass of this energy is expected: ``(center, scale)``, each of the event shape.
