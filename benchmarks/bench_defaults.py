@@ -52,13 +52,16 @@ def jackknife_mmd(x: np.ndarray, y: np.ndarray, bandwidths=(0.1, 0.2, 0.5, 1.0, 
 
 def cli_row(seed: int) -> dict:
     """One default ``ebmppl fit`` run; the two MMD calls of its evaluation are recorded for their SEs."""
-    recorded, original = [], runs.mmd
-    runs.mmd = lambda x, y, *a, **k: (recorded.append((np.asarray(x), np.asarray(y))), original(x, y, *a, **k))[1]
+    from ebmppl.runs import evaluate as run_evaluation  # where fit_run's evaluation calls mmd
+
+    recorded, original = [], run_evaluation.mmd
+    run_evaluation.mmd = lambda x, y, *a, **k: (recorded.append((np.asarray(x), np.asarray(y))),
+                                                original(x, y, *a, **k))[1]
     try:
         with tempfile.TemporaryDirectory() as out:
             ev = runs.fit_run(runs.FitConfig(seed=seed, out=out), progress_bar=False)
     finally:
-        runs.mmd = original
+        run_evaluation.mmd = original
     (mmd, se), (floor, floor_se) = jackknife_mmd(*recorded[0]), jackknife_mmd(*recorded[1])
     return dict(seed=seed, gap=ev["gap_nats"], mmd=mmd, se=se, floor=floor, floor_se=floor_se,
                 z=(mmd - floor) / np.hypot(se, floor_se), warnings=len(ev["health_warnings"]),

@@ -6,6 +6,8 @@ vectorised chains, and reports diagnostics through ArviZ.
 """
 
 from ebmppl import buffer, data, diagnostics, nn, objectives, samplers, targets
+from ebmppl._version import __version__
+from ebmppl.compare import Comparison, compare
 from ebmppl.energy import Energy
 from ebmppl.fit import FitResult, TrainingDiverged, fit
 from ebmppl.io import load, save
@@ -13,11 +15,9 @@ from ebmppl.logz import LogZBracket, LogZEstimate, LogZWarning, ais_bracket, log
 from ebmppl.normalisability import NotNormalisableError, assert_normalisable
 from ebmppl.samplers import ChainHealthWarning, Samples, sample
 
-__version__ = "0.1.0.dev0"
-
 __all__ = [
     "Energy", "sample", "Samples", "fit", "save", "load", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
     "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__", "ChainHealthWarning",
     "assert_normalisable", "NotNormalisableError",
-    "ais_bracket", "LogZBracket", "LogZWarning",
+    "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison",
 ]

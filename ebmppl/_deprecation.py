@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-__all__ = ["EbmpplDeprecationWarning", "renamed", "UNSET"]
+__all__ = ["EbmpplDeprecationWarning", "renamed", "moved", "UNSET"]
 
 
 class EbmpplDeprecationWarning(DeprecationWarning):
@@ -75,3 +75,27 @@ def renamed(where: str, old: str, old_value: Any, new: str, new_value: Any, defa
         EbmpplDeprecationWarning, stacklevel=stacklevel,
     )
     return old_value
+
+
+def moved(where: str, old_form: str, new_form: str, *, stacklevel: int = 3) -> None:
+    """Warn that an old call form (an argument moved, e.g. the key to 2nd position) is deprecated.
+
+    For renames use :func:`renamed`; this is for the argument ORDER of the
+    API-conventions table (the random key is the 2nd positional argument of
+    every random entry point): the caller detects the old form, calls
+    :func:`moved`, and goes on with the arguments in their new places.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     moved("fit", "fit(energy, data, key=key)", "fit(energy, key, data)")
+    >>> str(w[0].message)
+    'fit: the call fit(energy, data, key=key) is deprecated; write fit(energy, key, data) (the random key is the 2nd positional argument of every random entry point). The old form will be removed in the next release.'
+    """
+    warnings.warn(
+        f"{where}: the call {old_form} is deprecated; write {new_form} (the random key is the 2nd positional argument "
+        "of every random entry point). The old form will be removed in the next release.",
+        EbmpplDeprecationWarning, stacklevel=stacklevel,
+    )

@@ -32,6 +32,21 @@ def check_examples(name: str, x: Any, event_shape: tuple[int, ...], leading: int
     return x
 
 
+def is_key(x: Any) -> bool:
+    """Whether ``x`` is one ``jax.random`` key (what :func:`check_key` accepts): tells an old call form apart.
+
+    Examples
+    --------
+    >>> is_key(jax.random.key(0)), is_key(jax.random.PRNGKey(0)), is_key(jnp.zeros((5, 2))), is_key((1, 2))
+    (True, True, False, False)
+    """
+    try:
+        check_key(x)
+    except TypeError:
+        return False
+    return True
+
+
 def check_key(key: Any, name: str = "key") -> jax.Array:
     """``key`` unchanged if it is one ``jax.random`` key, or a TypeError naming ``name`` and the fix.
 

@@ -18,19 +18,54 @@ recomputed under the current θ at every training step, so they never go stale.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ChainInit", "BufferState", "uniform_noise", "gaussian_noise", "replay_buffer", "short_run", "cd_k"]
+__all__ = ["ChainInit", "BufferState", "UniformNoise", "GaussianNoise", "ReplayBuffer", "ShortRun", "CDk",
+           "uniform_noise", "gaussian_noise", "replay_buffer", "short_run", "cd_k"]
 
 NoiseFn = Callable[[jax.Array, tuple[int, ...]], jax.Array]
 
 
-def uniform_noise(low: float = -1.0, high: float = 1.0) -> NoiseFn:
+class UniformNoise(eqx.Module):
+    """Noise uniform on ``[low, high]`` in every coordinate: ``noise(key, shape)``. A value (see :class:`ChainInit`).
+
+    Examples
+    --------
+    >>> UniformNoise(0.0, 2.0)(jax.random.key(0), (3,)).shape, UniformNoise(0.0, 2.0) == uniform_noise(0, 2)
+    ((3,), True)
+    """
+
+    low: float = eqx.field(static=True, default=-1.0)
+    high: float = eqx.field(static=True, default=1.0)
+
+    def __call__(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        return jax.random.uniform(key, shape, minval=self.low, maxval=self.high)
+
+
+class GaussianNoise(eqx.Module):
+    """Gaussian noise ``N(mean, scale²)`` in every coordinate: ``noise(key, shape)``. A value (see :class:`ChainInit`).
+
+    Examples
+    --------
+    >>> float(GaussianNoise(0.1, 5.0)(jax.random.key(0), (1000,)).mean()) > 4.9
+    True
+    """
+
+    scale: float = eqx.field(static=True, default=1.0)
+    mean: float = eqx.field(static=True, default=0.0)
+
+    def __call__(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        return self.mean + self.scale * jax.random.normal(key, shape)
+
+
+def uniform_noise(low: float = -1.0, high: float = 1.0) -> UniformNoise:
     """Noise uniform on the box ``[low, high]`` in every coordinate.
 
     Examples
@@ -38,13 +73,15 @@ def uniform_noise(low: float = -1.0, high: float = 1.0) -> NoiseFn:
     >>> x = uniform_noise(-2.0, 2.0)(jax.random.key(0), (3, 2))
     >>> x.shape, bool((x >= -2).all() and (x <= 2).all())
     ((3, 2), True)
+    >>> uniform_noise(-2.0, 2.0) == uniform_noise(-2, 2)     # a value: equal options, equal noise
+    True
     """
     if not float(low) < float(high):
         raise ValueError(f"uniform_noise needs low < high, got low={low!r}, high={high!r}.")
-    return lambda key, shape: jax.random.uniform(key, shape, minval=low, maxval=high)
+    return UniformNoise(float(low), float(high))
 
 
-def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> NoiseFn:
+def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> GaussianNoise:
     """Gaussian noise ``N(mean, scale²)`` in every coordinate.
 
     Examples
@@ -54,7 +91,7 @@ def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> NoiseFn:
     """
     if not float(scale) > 0:
         raise ValueError(f"gaussian_noise needs scale > 0, got {scale!r}.")
-    return lambda key, shape: mean + scale * jax.random.normal(key, shape)
+    return GaussianNoise(float(scale), float(mean))
 
 
 class BufferState(NamedTuple):
@@ -79,20 +116,24 @@ class BufferState(NamedTuple):
     log_step_scale: jax.Array | None = None
 
 
-class ChainInit(NamedTuple):
-    """A chain-initialisation strategy.
+def _empty(key: jax.Array, event_shape: Sequence[int]) -> BufferState:
+    return BufferState(jnp.zeros((0, *event_shape)))
+
+
+class ChainInit(eqx.Module):
+    """A chain-initialisation strategy: where the chains of a training step's negative phase start.
+
+    A value, like a sampler: an Equinox module whose options are static
+    fields, so two strategies built with the same options (and the same
+    noise) are equal and hash equal, and trainers holding them compare by
+    value too. Write your own by subclassing it: give it a ``name`` and a
+    ``reinit_prob``, implement :meth:`init` and :meth:`start` (and
+    :meth:`finish` if it keeps chains).
 
     Attributes
     ----------
     name
         ``"replay_buffer"``, ``"short_run"`` or ``"cd_k"``.
-    init
-        ``init(key, event_shape) -> BufferState``.
-    start
-        ``start(key, buffer, data_batch) -> (x0, aux)``: chain starts for one
-        training step, shaped like ``data_batch``.
-    finish
-        ``finish(buffer, aux, x_final) -> BufferState``: store finished chains.
     reinit_prob
         Fraction of starts drawn fresh from noise (replay buffer; 1 for short-run, 0 for CD-k).
     noise
@@ -109,17 +150,121 @@ class ChainInit(NamedTuple):
     >>> buf = strategy.finish(buf, aux, x0 + 1.0)   # pretend the chains moved by one
     >>> strategy.name, x0.shape, buf.samples.shape
     ('replay_buffer', (4, 2), (8, 2))
+    >>> strategy == replay_buffer(capacity=8, reinit_prob=0.5), hash(short_run()) == hash(short_run())
+    (True, True)
     """
 
-    name: str
-    init: Callable[[jax.Array, Sequence[int]], BufferState]
-    start: Callable[[jax.Array, BufferState, jax.Array], tuple[jax.Array, Any]]
-    finish: Callable[[BufferState, Any, jax.Array], BufferState]
-    reinit_prob: float
-    noise: NoiseFn | None = None
+    name: ClassVar[str]
+    reinit_prob: ClassVar[float]
+    noise: ClassVar[NoiseFn | None] = None
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array, event_shape: Sequence[int]) -> BufferState:
+        """The initial :class:`BufferState` for examples of ``event_shape``.
+
+        Examples
+        --------
+        >>> replay_buffer(16).init(jax.random.key(0), (2,)).samples.shape, short_run().init(None, (2,)).samples.shape
+        ((16, 2), (0, 2))
+        """
+
+    @abc.abstractmethod
+    def start(self, key: jax.Array, buffer: BufferState, batch: jax.Array) -> tuple[jax.Array, Any]:
+        """``(x0, aux)``: chain starts for one training step, shaped like ``batch``.
+
+        ``aux`` is what :meth:`finish` needs (the replay buffer: the slots drawn).
+
+        Examples
+        --------
+        >>> x0, aux = cd_k().start(jax.random.key(0), None, jnp.ones((3, 2)))
+        >>> x0.shape, aux is None
+        ((3, 2), True)
+        """
+
+    def finish(self, buffer: BufferState, aux: Any, x_final: jax.Array) -> BufferState:
+        """The buffer after the chains that started at :meth:`start` ended at ``x_final`` (unchanged by default).
+
+        Examples
+        --------
+        >>> strategy = replay_buffer(4, reinit_prob=0.0)
+        >>> buf = strategy.init(jax.random.key(0), (1,))
+        >>> x0, slots = strategy.start(jax.random.key(1), buf, jnp.zeros((2, 1)))
+        >>> bool(jnp.all(strategy.finish(buf, slots, x0 + 10.0).samples[slots] == x0 + 10.0))
+        True
+        """
+        return buffer
 
 
-def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: NoiseFn | None = None) -> ChainInit:
+class ReplayBuffer(ChainInit):
+    """Persistent chains with a replay buffer; built by :func:`replay_buffer`, which documents it.
+
+    Examples
+    --------
+    >>> replay_buffer(100, 0.05)
+    ReplayBuffer(reinit_prob=0.05, noise=UniformNoise(), capacity=100)
+    """
+
+    name: ClassVar[str] = "replay_buffer"
+    capacity: int = eqx.field(static=True)
+    reinit_prob: float = eqx.field(static=True)  # type: ignore[misc]  (an option here, a constant elsewhere)
+    noise: NoiseFn = eqx.field(static=True)  # type: ignore[misc]
+
+    def init(self, key, event_shape):
+        return BufferState(self.noise(key, (self.capacity, *event_shape)))
+
+    def start(self, key, buffer, batch):
+        k_idx, k_mask, k_noise = jax.random.split(key, 3)
+        n = batch.shape[0]
+        idx = jax.random.randint(k_idx, (n,), 0, self.capacity)
+        fresh = jax.random.bernoulli(k_mask, self.reinit_prob, (n,))
+        fresh = fresh.reshape((n,) + (1,) * (batch.ndim - 1))
+        x0 = jnp.where(fresh, self.noise(k_noise, batch.shape), buffer.samples[idx])
+        return x0, idx
+
+    def finish(self, buffer, idx, x_final):
+        return buffer._replace(samples=buffer.samples.at[idx].set(x_final))
+
+
+class ShortRun(ChainInit):
+    """Chains from noise at every step; built by :func:`short_run`, which documents it.
+
+    Examples
+    --------
+    >>> short_run(uniform_noise(-2.0, 2.0)).reinit_prob
+    1.0
+    """
+
+    name: ClassVar[str] = "short_run"
+    reinit_prob: ClassVar[float] = 1.0
+    noise: NoiseFn = eqx.field(static=True)  # type: ignore[misc]
+
+    def init(self, key, event_shape):
+        return _empty(key, event_shape)
+
+    def start(self, key, buffer, batch):
+        return self.noise(key, batch.shape), None
+
+
+class CDk(ChainInit):
+    """Chains from the data batch; built by :func:`cd_k`, which documents it.
+
+    Examples
+    --------
+    >>> cd_k().name, cd_k().reinit_prob, cd_k().noise is None
+    ('cd_k', 0.0, True)
+    """
+
+    name: ClassVar[str] = "cd_k"
+    reinit_prob: ClassVar[float] = 0.0
+
+    def init(self, key, event_shape):
+        return _empty(key, event_shape)
+
+    def start(self, key, buffer, batch):
+        return batch, None
+
+
+def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: NoiseFn | None = None) -> ReplayBuffer:
     """Persistent chains with a replay buffer (Du & Mordatch 2019).
 
     Parameters
@@ -130,7 +275,7 @@ def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: Nois
         Probability that a start is drawn from ``noise`` instead of the buffer.
     noise
         Noise distribution for the initial buffer and the re-initialisations
-        (default :func:`uniform_noise` on ``[-1, 1]``).
+        (default :func:`uniform_noise` on ``[-1, 1]``): ``noise(key, shape)``.
 
     Examples
     --------
@@ -143,30 +288,13 @@ def replay_buffer(capacity: int = 10_000, reinit_prob: float = 0.05, noise: Nois
     """
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be an int >= 1, got {capacity!r}.")
-    capacity = int(capacity)
     if not 0.0 <= float(reinit_prob) <= 1.0:
         raise ValueError(f"reinit_prob must be in [0, 1], got {reinit_prob!r}.")
-    noise = noise or uniform_noise()
-
-    def init(key, event_shape):
-        return BufferState(noise(key, (capacity, *event_shape)))
-
-    def start(key, buffer, batch):
-        k_idx, k_mask, k_noise = jax.random.split(key, 3)
-        n = batch.shape[0]
-        idx = jax.random.randint(k_idx, (n,), 0, capacity)
-        fresh = jax.random.bernoulli(k_mask, reinit_prob, (n,))
-        fresh = fresh.reshape((n,) + (1,) * (batch.ndim - 1))
-        x0 = jnp.where(fresh, noise(k_noise, batch.shape), buffer.samples[idx])
-        return x0, idx
-
-    def finish(buffer, idx, x_final):
-        return buffer._replace(samples=buffer.samples.at[idx].set(x_final))
-
-    return ChainInit("replay_buffer", init, start, finish, float(reinit_prob), noise)
+    return ReplayBuffer(capacity=int(capacity), reinit_prob=float(reinit_prob),
+                        noise=uniform_noise() if noise is None else noise)
 
 
-def short_run(noise: NoiseFn | None = None) -> ChainInit:
+def short_run(noise: NoiseFn | None = None) -> ShortRun:
     """Non-persistent short-run chains, started from ``noise`` at every step (Nijkamp et al. 2019).
 
     Examples
@@ -176,16 +304,10 @@ def short_run(noise: NoiseFn | None = None) -> ChainInit:
     >>> x0.shape
     (5, 2)
     """
-    noise = noise or uniform_noise()
-
-    def start(key, buffer, batch):
-        return noise(key, batch.shape), None
-
-    return ChainInit("short_run", lambda key, shape: BufferState(jnp.zeros((0, *shape))), start,
-                     lambda buffer, aux, x: buffer, 1.0, noise)
+    return ShortRun(noise=uniform_noise() if noise is None else noise)
 
 
-def cd_k() -> ChainInit:
+def cd_k() -> CDk:
     """Contrastive divergence CD-k: chains start at the data batch (Hinton 2002).
 
     Examples
@@ -195,8 +317,7 @@ def cd_k() -> ChainInit:
     >>> x0.tolist()
     [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
-    return ChainInit("cd_k", lambda key, shape: BufferState(jnp.zeros((0, *shape))),
-                     lambda key, buffer, batch: (batch, None), lambda buffer, aux, x: buffer, 0.0)
+    return CDk()
 
 
 STRATEGIES: dict[str, Callable[..., ChainInit]] = {"replay_buffer": replay_buffer, "short_run": short_run, "cd_k": cd_k}

@@ -29,6 +29,9 @@ import shutil
 import signal
 import sys
 import time
+import warnings
+
+from ebmppl._deprecation import UNSET, renamed
 
 __all__ = ["main"]
 
@@ -100,10 +103,11 @@ def _sample(args: argparse.Namespace) -> int:
     sampler = get_sampler(args.sampler)
     bars, lines = _progress(args)
     if lines:
-        _line(f"sample: {args.sampler} on {what}, {args.chains} chains x ({args.warmup} warm-up + {args.samples} draws)")
+        _line(f"sample: {args.sampler} on {what}, {args.chains} chains x ({args.num_warmup} warm-up + "
+              f"{args.num_samples} draws)")
     t0 = time.perf_counter()
-    out = sample(energy, key, sampler=sampler, num_chains=args.chains, num_warmup=args.warmup,
-                 num_samples=args.samples, init=init, progress_bar=bars)
+    out = sample(energy, key, sampler=sampler, num_chains=args.chains, num_warmup=args.num_warmup,
+                 num_samples=args.num_samples, init=init, progress_bar=bars)
     if lines:
         _line(f"sample: done in {time.perf_counter() - t0:.1f} s")
     run = pathlib.Path(args.out)
@@ -114,7 +118,7 @@ def _sample(args: argparse.Namespace) -> int:
     table.to_csv(run / "summary.csv")
     info = {
         "target": args.target, "run": args.run_path, "sampler": args.sampler, "chains": args.chains,
-        "warmup": args.warmup, "samples": args.samples, "seed": args.seed,
+        "warmup": args.num_warmup, "samples": args.num_samples, "seed": args.seed,
         "step_size": float(np.asarray(out.params["step_size"])),
         "acceptance_rate": float(np.nanmean(np.asarray(out.stats.acceptance_rate))),
         "divergences": int(np.asarray(out.stats.is_divergent).sum()),
@@ -142,7 +146,7 @@ def _sample(args: argparse.Namespace) -> int:
           f"acceptance {info['acceptance_rate']:.2f}, divergences {info['divergences']}")
     if problems:
         print(f"NOT CONVERGED ({'; '.join(problems)}): these draws are not yet a trustworthy sample; raise "
-              "--warmup/--samples or try another --sampler (e.g. nuts).", file=sys.stderr)
+              "--num-warmup/--num-samples or try another --sampler (e.g. nuts).", file=sys.stderr)
     print(f"wrote {run}/ (draws.npy, summary.csv, run.json, samples.png)")
     return 0
 
@@ -153,9 +157,10 @@ def _fit(args: argparse.Namespace) -> int:
 
     if args.test_fraction is not None and args.data is None:
         raise ValueError("--test-fraction applies to --data (the built-in datasets have their own held-out set).")
-    given = {name: getattr(args, name) for name in ("widths", "sampler", "init", "steps", "batch_size", "mcmc_steps",
-                                                     "step_size", "noise_scale", "lr", "alpha", "test_fraction")
-             if getattr(args, name) is not None}  # unset: FitConfig's default, the single source of defaults
+    options = ("widths", "sampler", "init_strategy", "steps", "batch_size", "num_mcmc_steps", "step_size",
+               "noise_scale", "lr", "alpha", "test_fraction")
+    # unset: FitConfig's default, the single source of defaults
+    given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     if args.data is not None:
         given["data"] = args.data
     else:
@@ -214,11 +219,11 @@ def _compare(args: argparse.Namespace) -> int:
     bars, lines = _progress(args)
     if lines:
         _line(f"compare: {', '.join(names)} on {args.checkpoint or args.target}, {args.chains} chains x "
-              f"({args.warmup} warm-up + {args.samples} draws) each")
+              f"({args.num_warmup} warm-up + {args.num_samples} draws) each")
     t0 = time.perf_counter()
-    comparison = compare_run(None if args.checkpoint else args.target, names, out=args.out, chains=args.chains,
-                             warmup=args.warmup, samples=args.samples, seed=args.seed, checkpoint=args.checkpoint,
-                             progress_bar=bars)
+    comparison = compare_run(None if args.checkpoint else args.target, names, out=args.out, num_chains=args.chains,
+                             num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
+                             checkpoint=args.checkpoint, progress_bar=bars)
     if lines:
         _line(f"compare: done in {time.perf_counter() - t0:.1f} s")
     print(comparison.to_markdown())
@@ -293,12 +298,68 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {action.default})"
 
 
+def _renamed_option(parser: argparse.ArgumentParser, old: str, new: str, default, **kw) -> None:
+    """Option ``new`` (shown in --help) and its deprecated spelling ``old`` (hidden; same type), resolved by
+    :func:`_resolve_renamed` after parsing: ``old`` still works for one release, with a warning on stderr."""
+    parser.add_argument(new, default=UNSET, **kw)
+    parser.add_argument(old, dest=_old_dest(old), default=UNSET, type=kw.get("type"), choices=kw.get("choices"),
+                        metavar=kw.get("metavar"), help=argparse.SUPPRESS)
+    parser.set_defaults(renamed_options=(*(parser.get_default("renamed_options") or ()), (old, new, default)))
+
+
+def _old_dest(flag: str) -> str:
+    return "deprecated_" + flag.lstrip("-").replace("-", "_")
+
+
+def _resolve_renamed(args: argparse.Namespace) -> list[str]:
+    """Give each renamed option its value (from the old spelling where only that was given); the warnings' texts.
+
+    Raises
+    ------
+    TypeError
+        Both spellings of one option were given.
+    """
+    messages = []
+    for old, new, default in getattr(args, "renamed_options", ()):
+        dest = new.lstrip("-").replace("-", "_")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = renamed(f"ebmppl {args.command}", old, getattr(args, _old_dest(old)), new, getattr(args, dest),
+                            default=default)
+        setattr(args, dest, value)
+        messages += [str(w.message) for w in caught]
+    return messages
+
+
+def _trained_or_target(parser: argparse.ArgumentParser, flag: str, dest: str, help: str) -> None:
+    """The subject of sample/compare: ``--target NAME`` or a trained energy (``flag`` PATH), not both."""
+    from ebmppl.targets import TARGETS
+
+    subject = parser.add_mutually_exclusive_group()
+    subject.add_argument("--target", default=None, choices=sorted(TARGETS),
+                         help=f"built-in target (default: {_DEFAULT_TARGET}, unless the trained energy is given)")
+    subject.add_argument(flag, dest=dest, default=None, metavar="PATH",
+                         help=f"a trained energy to sample instead of --target: {help} (default: none, use --target)")
+
+
+def _sampling_options(parser: argparse.ArgumentParser, chains_help: str, out: str) -> None:
+    """The options sample and compare share: chains, warm-up and kept draws per chain, seed, output, quiet."""
+    parser.add_argument("--chains", type=_int_at_least(1), default=4, help=chains_help)
+    _renamed_option(parser, "--warmup", "--num-warmup", 1000, type=_int_at_least(0),
+                    help="warm-up steps per chain (default: 1000; --warmup is its deprecated spelling)")
+    _renamed_option(parser, "--samples", "--num-samples", 1000, type=_int_at_least(1),
+                    help="kept draws per chain (default: 1000; --samples is its deprecated spelling)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the initial positions and the chains")
+    parser.add_argument("--out", default=out, help="output folder (removed again if this command fails and it did "
+                                                   "not exist before)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def _parser() -> argparse.ArgumentParser:
     from ebmppl import __version__
     from ebmppl.buffer import STRATEGIES
     from ebmppl.runs import DATASETS, FitConfig
     from ebmppl.samplers import available
-    from ebmppl.targets import TARGETS
 
     toy, file, digits = FitConfig().resolved(), FitConfig(data="FILE").resolved(), FitConfig(dataset="digits").resolved()
 
@@ -333,21 +394,25 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--test-fraction", type=_fraction, default=None,
                    help=f"share of the --data rows held out for evaluation, drawn with --seed "
                         f"(default: {FitConfig.test_fraction})")
-    f.add_argument("--widths", default=None, type=_widths,
-                   help=f"hidden widths of the MLP energy, e.g. 128,128,128 ({by_data('widths')})")
-    f.add_argument("--sampler", default=FitConfig.sampler, choices=available(), help="sampler for the negatives")
-    f.add_argument("--init", default=FitConfig.init, choices=sorted(STRATEGIES), help="where chains start")
-    f.add_argument("--steps", type=_int_at_least(1), default=None, help=f"training steps ({by_data('steps')})")
+    def data_option(flag: str, parse, text: str) -> None:  # an option whose default FitConfig.resolved fills
+        f.add_argument(flag, type=parse, default=None, help=f"{text} ({by_data(flag[2:].replace('-', '_'))})")
+
+    data_option("--widths", _widths, "hidden widths of the MLP energy, e.g. 128,128,128")
+    f.add_argument("--sampler", default=FitConfig.sampler, choices=available(),
+                   help=f"sampler for the negatives ({by_data('sampler')})")
+    _renamed_option(f, "--init", "--init-strategy", FitConfig.init_strategy, choices=sorted(STRATEGIES),
+                    help=f"where the negative chains start (default: {FitConfig.init_strategy}; --init is its "
+                         "deprecated spelling)")
+    data_option("--steps", _int_at_least(1), "training steps")
     f.add_argument("--batch-size", type=_int_at_least(1), default=FitConfig.batch_size, help="examples per step")
-    f.add_argument("--mcmc-steps", type=_int_at_least(1), default=None,
-                   help=f"K sampler steps per training step ({by_data('mcmc_steps')})")
-    f.add_argument("--step-size", type=_positive_float, default=None,
-                   help=f"sampler step size, in standard deviations of the data except for digits "
-                        f"({by_data('step_size')})")
-    f.add_argument("--noise-scale", type=_positive_float, default=None,
-                   help=f"Langevin noise scale ({by_data('noise_scale')})")
+    _renamed_option(f, "--mcmc-steps", "--num-mcmc-steps", None, type=_int_at_least(1),
+                    help=f"K sampler steps per training step ({by_data('num_mcmc_steps')}; --mcmc-steps is its "
+                         "deprecated spelling)")
+    data_option("--step-size", _positive_float, "sampler step size, in standard deviations of the data except for "
+                                                "digits")
+    data_option("--noise-scale", _positive_float, "Langevin noise scale")
     f.add_argument("--lr", type=_positive_float, default=FitConfig.lr, help="Adam learning rate")
-    f.add_argument("--alpha", type=_non_negative_float, default=None, help=f"L2 energy penalty ({by_data('alpha')})")
+    data_option("--alpha", _non_negative_float, "L2 energy penalty")
     f.add_argument("--seed", type=_int_at_least(0), default=FitConfig.seed,
                    help="seed of the network, the training and the --data split")
     f.add_argument("--out", default=FitConfig.out, help="run folder (removed again if this command fails before "
@@ -358,37 +423,16 @@ def _parser() -> argparse.ArgumentParser:
     f.set_defaults(run=_fit)
 
     c = add("compare", help="compare samplers on a built-in target or a trained energy")
-    subject = c.add_mutually_exclusive_group()
-    subject.add_argument("--target", default=None, choices=sorted(TARGETS),
-                         help=f"built-in target (default: {_DEFAULT_TARGET}, unless the trained energy is given)")
-    subject.add_argument("--checkpoint", default=None, metavar="PATH",
-                         help="a trained energy to sample instead of --target: a run folder of 'ebmppl fit' or a "
-                              "file written by ebmppl.save (default: none, use --target)")
+    _trained_or_target(c, "--checkpoint", "checkpoint", "a run folder of 'ebmppl fit' or a file written by ebmppl.save")
     c.add_argument("--samplers", default="mala,hmc,nuts,barker,ula", help="comma-separated sampler names")
-    c.add_argument("--chains", type=_int_at_least(1), default=4, help="chains per sampler")
-    c.add_argument("--warmup", type=_int_at_least(0), default=1000, help="warm-up steps per chain")
-    c.add_argument("--samples", type=_int_at_least(1), default=1000, help="kept draws per chain")
-    c.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the initial positions and the chains")
-    c.add_argument("--out", default="runs/compare", help="output folder (removed again if this command fails and "
-                                                         "it did not exist before)")
-    c.add_argument("--quiet", action="store_true", help="no progress output")
+    _sampling_options(c, "chains per sampler", "runs/compare")
     c.set_defaults(run=_compare)
 
     s = add("sample", help="sample a built-in target or a trained energy and write draws, a summary and a figure")
-    subject = s.add_mutually_exclusive_group()
-    subject.add_argument("--target", default=None, choices=sorted(TARGETS),
-                         help=f"built-in target (default: {_DEFAULT_TARGET}, unless the trained energy is given)")
-    subject.add_argument("--run", dest="run_path", default=None, metavar="PATH",
-                         help="a trained energy to sample instead of --target: a run folder of 'ebmppl fit' (draws "
-                              "in the units of its data) or a file written by ebmppl.save (default: none, use --target)")
+    _trained_or_target(s, "--run", "run_path", "a run folder of 'ebmppl fit' (draws in the units of its data) or a "
+                                               "file written by ebmppl.save")
     s.add_argument("--sampler", default="nuts", choices=available(), help="sampler")
-    s.add_argument("--chains", type=_int_at_least(1), default=4, help="chains")
-    s.add_argument("--warmup", type=_int_at_least(0), default=1000, help="warm-up steps per chain")
-    s.add_argument("--samples", type=_int_at_least(1), default=1000, help="kept draws per chain")
-    s.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the initial positions and the chains")
-    s.add_argument("--out", default="runs/sample", help="output folder (removed again if this command fails and "
-                                                        "it did not exist before)")
-    s.add_argument("--quiet", action="store_true", help="no progress output")
+    _sampling_options(s, "chains", "runs/sample")
     s.set_defaults(run=_sample)
     return parser
 
@@ -433,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        for message in _resolve_renamed(args):
+            print(message, file=sys.stderr)
+    except TypeError as err:  # both spellings of an option: "ebmppl fit: pass --x= only (...), not both."
+        parser.exit(2, f"ebmppl {args.command}: error: {str(err).split(': ', 1)[-1]}\n")
     from ebmppl.checkpoint import CheckpointError
 
     created = None

@@ -5,7 +5,7 @@
 * ``"exact"`` (the default for real-valued vectors, event rank 1): a
   Metropolis-adjusted sampler (HMC with a dense mass matrix by default) runs
   four chains per example on the standardised scale ``z = (x - center) /
-  scale`` (see :func:`inpaint`'s ``init``), with a warm-up that adapts *each
+  scale`` (see :func:`inpaint`'s ``init_strategy``), with a warm-up that adapts *each
   example's own* step size and mass matrix (pooled over its chains), then a
   sampling phase. Its draws come from ``p(x_missing | x_observed)`` itself, and
   the bulk effective sample size of every missing coordinate over each
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebmppl._deprecation import UNSET, renamed
 from ebmppl._validation import check_energy, check_int, check_key, check_sampler_params
 from ebmppl.energy import Energy
 from ebmppl.samplers import ChainHealthWarning, Sampler, get_sampler, hmc, langevin, run_chains
@@ -57,27 +58,6 @@ _MIN_CHECKED_DRAWS = 8  # per chain: fewer draws, no ESS
 _SHOWN = 10  # examples named in a message
 
 
-def _run(energy, sampler, params, num_steps, key, observed, mask, x0):
-    def one(key, obs, m, x_init):
-        # observed entries come from `obs`, so the energy (and its gradient) sees only the free ones
-        ld = lambda x: -energy.energy_fn(energy.params, jnp.where(m, obs, x)) / energy.temperature  # noqa: E731
-        k_init, k_run = jax.random.split(key)
-        state = sampler.init(k_init, x_init, ld)
-
-        def body(state, k):
-            state, _ = sampler.step(k, state, ld, params)
-            return state, None
-
-        state, _ = jax.lax.scan(body, state, jax.random.split(k_run, num_steps))
-        return jnp.where(m, obs, sampler.position(state))
-
-    keys = jax.random.split(key, observed.shape[0])
-    return jax.vmap(one)(keys, observed, mask, x0)
-
-
-_run_jit = jax.jit(_run, static_argnums=(1, 3))
-
-
 def _complete(energy, sampler, params, num_warmup, num_draws, thinning, adapts, key, observed, mask, z0, center, scale):
     """``C`` chains per example on ``x = center + scale·z`` (``z0``: ``(n, C, *event)``): a warm-up adapting that
     example's own kernel parameters (step size, and the mass matrix of samplers that have one) pooled over its
@@ -87,7 +67,7 @@ def _complete(energy, sampler, params, num_warmup, num_draws, thinning, adapts, 
 
     def one(key, obs, m, z_init):
         def ld(z):
-            value = -energy.energy_fn(energy.params, jnp.where(m, obs, center + scale * z)) / energy.temperature
+            value = energy.logdensity_fn(jnp.where(m, obs, center + scale * z))
             if adapts:  # observed coordinates do not enter the energy: a N(0, 1) keeps them from drifting,
                 # so the adapted mass matrix sees no random walk (their draws are replaced by `obs`)
                 value = value - 0.5 * jnp.sum(jnp.where(m, z, 0.0) ** 2)
@@ -96,16 +76,16 @@ def _complete(energy, sampler, params, num_warmup, num_draws, thinning, adapts, 
         k_init, k_warm, k_draw = jax.random.split(key, 3)
         states = jax.vmap(lambda z: sampler.init(k_init, z, ld))(z_init)
         # several chains per example: a stalled chain restarts from a healthy sibling
-        states, kernel_params, _ = warmup_with_health(sampler, ld, k_warm, states, params, num_warmup, True,
-                                                      z_init.shape[0] > 1)
-        _, zs, stats = run_chains(sampler, ld, k_draw, states, kernel_params, num_draws, thinning)
+        states, tuned, _ = warmup_with_health(sampler, ld, k_warm, states, params, num_warmup, True,
+                                              z_init.shape[0] > 1)
+        _, zs, stats = run_chains(sampler, ld, k_draw, states, tuned, num_draws, thinning)
         xs = jnp.where(m, obs, center + scale * zs)
         if num_draws >= 8:
             flat = xs.reshape(xs.shape[0], num_draws, -1)
             ess = jax.vmap(lambda a: ess_bulk(a, chain_axis=0, sample_axis=1), in_axes=2)(flat).reshape(obs.shape)
         else:
             ess = jnp.full(obs.shape, jnp.nan)
-        return xs, stats.acceptance_rate, kernel_params["step_size"], ess
+        return xs, stats.acceptance_rate, tuned["step_size"], ess
 
     keys = jax.random.split(key, observed.shape[0])
     return jax.vmap(one)(keys, observed, mask, z0)
@@ -151,7 +131,7 @@ def _check_mixing(sampler: Sampler, ess: jax.Array, mask: np.ndarray, num_sample
 
 def _start_ok(energy, observed, mask, x0):
     def ok(obs, m, x):
-        value, grad = jax.value_and_grad(lambda x: energy.energy_fn(energy.params, jnp.where(m, obs, x)))(x)
+        value, grad = jax.value_and_grad(lambda x: energy.logdensity_fn(jnp.where(m, obs, x)))(x)
         return jnp.isfinite(value) & jnp.all(jnp.isfinite(jnp.where(m, 0.0, grad)))
 
     return jax.vmap(ok)(observed, mask, x0)
@@ -246,13 +226,15 @@ def inpaint(
     *,
     recipe: str = "auto",
     sampler: str | Sampler | None = None,
+    sampler_params: dict[str, Any] | None = None,
     num_warmup: int | None = None,
-    num_steps: int | None = None,
+    num_mcmc_steps: int | None = None,
     num_samples: int | None = None,
     thinning: int = 1,
-    init: str | jax.Array | None = None,
-    sampler_params: dict[str, Any] | None = None,
+    init: jax.Array | None = None,
+    init_strategy: str | None = None,
     num_chains: int | None = None,
+    num_steps: int | None = UNSET,
 ) -> jax.Array:
     """Fill in the unobserved entries of a batch of examples by sampling ``p(x_missing | x_observed)``.
 
@@ -281,10 +263,10 @@ def inpaint(
     400 draws; healthy default chains stay above 0.14 · num_samples) is named in a
     :class:`~ebmppl.samplers.ChainHealthWarning`. With one completion per
     example (no ``num_samples``), the completion is the last state of chain 0,
-    and the check runs on the ``num_steps`` sampling steps of the example's
+    and the check runs on the ``num_mcmc_steps`` sampling steps of the example's
     chains (when those traces fit in 25 million numbers, e.g. 1000 examples ×
     30 coordinates × 4 chains × 200 steps; beyond, no check): it says whether the chains mixed, so
-    that a state after ``num_steps`` steps is a draw from the conditional; it
+    that a state after ``num_mcmc_steps`` steps is a draw from the conditional; it
     cannot check that one draw on its own (a single value has no spread to
     compare), so ask for ``num_samples`` to check the draws you use. Samplers
     run with ``num_chains=1`` are checked on their one chain's autocorrelation
@@ -310,7 +292,7 @@ def inpaint(
     recipe
         ``"auto"`` (``"exact"`` for event rank 1, ``"images"`` otherwise),
         ``"exact"`` or ``"images"``; see above. It sets the defaults of
-        ``sampler``, ``init`` and ``num_warmup``; what you pass explicitly wins.
+        ``sampler``, ``init_strategy`` and ``num_warmup``; what you pass explicitly wins.
     sampler
         Any sampler (a name or a :class:`~ebmppl.samplers.Sampler`). Default:
         ``samplers.hmc(num_integration_steps=8, dense_mass=True)`` (exact
@@ -320,30 +302,33 @@ def inpaint(
         during warm-up and run on the standardised scale; samplers without
         adaptation (ULA, practical Langevin, SGHMC) run on ``x`` itself with the
         step size you give them.
+    sampler_params
+        Kernel parameters (e.g. ``{"step_size": 0.05}``): the starting values of
+        warm-up for samplers that adapt (``num_warmup=0`` keeps them), the values
+        used throughout for the others.
     num_warmup
         Warm-up steps per example, not returned. Default 300 for samplers that
         adapt, 0 for the others.
-    num_steps
+    num_mcmc_steps
         Sampling steps per example when one completion per example is returned
         (default 200); the completion is the chain's last state.
     num_samples
         If given, return ``num_samples`` draws per example, one every
         ``thinning`` steps (``num_samples × thinning`` sampling steps); give
-        ``num_steps`` or ``num_samples``, not both.
+        ``num_mcmc_steps`` or ``num_samples``, not both.
     thinning
         Steps per kept draw when ``num_samples`` is given.
     init
-        Starting values of the missing entries: ``"typical"`` (the exact
-        recipe's default: uniform on ``center ± 2·scale``, where ``(center,
-        scale)`` is the energy's :meth:`~ebmppl.Energy.typical_region` if it
-        declares one, else each coordinate's mean and standard deviation over
-        the examples in which it is observed, else 0 and 1), ``"noise"`` (the
-        images recipe's default: uniform on the range of the observed values),
-        or an array like ``images`` (e.g. the per-pixel training mean).
-    sampler_params
-        Kernel parameters (e.g. ``{"step_size": 0.05}``): the starting values of
-        warm-up for samplers that adapt (``num_warmup=0`` keeps them), the values
-        used throughout for the others.
+        Starting values of the missing entries, an array like ``images`` (e.g.
+        the per-pixel training mean); default: drawn by ``init_strategy``.
+    init_strategy
+        How to draw the starting values when no ``init`` is given:
+        ``"typical"`` (the exact recipe's default: uniform on ``center ±
+        2·scale``, where ``(center, scale)`` is the energy's
+        :meth:`~ebmppl.Energy.typical_region` if it declares one, else each
+        coordinate's mean and standard deviation over the examples in which it
+        is observed, else 0 and 1) or ``"noise"`` (the images recipe's
+        default: uniform on the range of the observed values).
     num_chains
         Chains per example (default 4 for the exact recipe with a sampler that
         adapts, 1 otherwise: the images recipe, or e.g. ``samplers.ula``, whose
@@ -353,6 +338,9 @@ def inpaint(
         ``j`` comes from chain ``j % num_chains`` (``draws.reshape(n, -1,
         num_chains, *event_shape)`` separates them), so the sampling cost stays
         that of ``num_samples`` draws; warm-up costs ``num_chains`` times more.
+    num_steps
+        Deprecated name of ``num_mcmc_steps``; so is a strategy name passed as
+        ``init`` (use ``init_strategy``). Both work for one more release, with a warning.
 
     Returns
     -------
@@ -365,8 +353,9 @@ def inpaint(
     ------
     ValueError
         Shapes that do not match (``images``, ``mask``, ``init``), an unknown
-        ``recipe`` or ``init``, non-finite observed entries, or an energy (or
-        gradient) that is not finite where some examples start (named).
+        ``recipe`` or ``init_strategy``, both ``init`` and ``init_strategy``,
+        non-finite observed entries, or an energy (or gradient) that is not
+        finite where some examples start (named).
     TypeError
         ``energy`` is not an :class:`~ebmppl.Energy`, ``key`` is not a
         ``jax.random`` key, ``mask`` is neither boolean nor 0/1, ``sampler``
@@ -408,6 +397,13 @@ def inpaint(
     >>> inpaint(e, jax.random.key(1), x, m).shape
     (1, 2)
     """
+    steps_name = "num_mcmc_steps" if num_steps is UNSET else "num_steps"  # errors name what the caller passed
+    num_mcmc_steps = renamed("inpaint", "num_steps", num_steps, "num_mcmc_steps",
+                             UNSET if num_mcmc_steps is None else num_mcmc_steps)
+    if isinstance(init, str):  # a strategy name passed as init: the old spelling
+        init_strategy = renamed("inpaint (a strategy name as init)", "init", init, "init_strategy",
+                                UNSET if init_strategy is None else init_strategy)
+        init = None
     check_energy(energy)
     check_key(key)
     images = jnp.asarray(images)
@@ -421,14 +417,14 @@ def inpaint(
         raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}, got {recipe!r}.")
     if recipe == "auto":
         recipe = "exact" if len(event_shape) <= 1 else "images"
-    if num_steps is not None and num_samples is not None:
-        raise ValueError("give num_steps (one completion per example) or num_samples (several draws per example, "
-                         f"num_samples × thinning steps), not both; got num_steps={num_steps!r}, "
+    if num_mcmc_steps is not None and num_samples is not None:
+        raise ValueError(f"give {steps_name} (one completion per example) or num_samples (several draws per example, "
+                         f"num_samples × thinning steps), not both; got {steps_name}={num_mcmc_steps!r}, "
                          f"num_samples={num_samples!r}.")
     thinning = check_int("thinning", thinning, 1)
     if num_samples is not None:
         check_int("num_samples", num_samples, 1)
-    steps = check_int("num_steps", _DEFAULT_STEPS if num_steps is None else num_steps, 1)
+    steps = check_int(steps_name, _DEFAULT_STEPS if num_mcmc_steps is None else num_mcmc_steps, 1)
 
     images_np, mask_np = np.asarray(images), np.asarray(mask)
     bad = ~np.all(np.isfinite(images_np) | ~mask_np, axis=tuple(range(1, images_np.ndim)))
@@ -444,7 +440,7 @@ def inpaint(
         sampler = get_sampler(sampler)
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler must be a name or an ebmppl.samplers.Sampler, got {type(sampler).__name__}.")
-    adapts = sampler.adaptation != "none"
+    adapts = sampler.warmup.adapts
     # several chains per example for tuned samplers of the exact recipe: pooled adaptation and the mixing check
     chains = check_int("num_chains", (_DEFAULT_CHAINS if recipe == "exact" and adapts else 1)
                        if num_chains is None else num_chains, 1)
@@ -464,15 +460,19 @@ def inpaint(
     else:  # the user's step size means what it says: x itself
         center, scale = jnp.zeros(event_shape, ftype), jnp.ones(event_shape, ftype)
     k_init, k_run = jax.random.split(key)
-    init = ("typical" if recipe == "exact" else "noise") if init is None else init
-    if isinstance(init, str):
-        if init == "typical":
+    if init is not None and init_strategy is not None:
+        raise ValueError(f"pass init (starting values, an array like images) or init_strategy (how to draw them), "
+                         f"not both; got init_strategy={init_strategy!r}.")
+    if init is None:
+        init_strategy = ("typical" if recipe == "exact" else "noise") if init_strategy is None else init_strategy
+        if init_strategy == "typical":
             c, s = (center, scale) if adapts else _observed_region(energy, images_np, mask_np)
             x0 = c + s * jax.random.uniform(k_init, (chains, *images.shape), ftype, minval=-2.0, maxval=2.0)
-        elif init == "noise":
+        elif init_strategy == "noise":
             x0 = jax.random.uniform(k_init, (chains, *images.shape), ftype, minval=low, maxval=high)
         else:
-            raise ValueError(f"init must be 'typical', 'noise' or an array like images, got {init!r}.")
+            raise ValueError(f"init_strategy must be 'typical' or 'noise' (or pass init, an array like images), "
+                             f"got {init_strategy!r}.")
     else:
         init = jnp.asarray(init, ftype)
         try:
@@ -486,8 +486,8 @@ def inpaint(
     ok = np.asarray(jax.vmap(_start_ok_jit, in_axes=(None, None, None, 1))(energy, images, mask, x0).all(0))
     if not ok.all():
         raise ValueError(f"the energy or its gradient is not finite where {_examples(np.flatnonzero(~ok))} start "
-                         f"(init={init if isinstance(init, str) else 'your array'!s}): pass an init inside the "
-                         "energy's domain, or check the energy at the observed values.")
+                         f"({'your init' if init is not None else f'init_strategy={init_strategy!r}'}): pass an init "
+                         "inside the energy's domain, or check the energy at the observed values.")
     # observed coordinates start dispersed like the rest (their z never enters the energy)
     k_obs = jax.random.fold_in(k_init, 1)
     z0 = jnp.where(mask[:, None], jax.random.uniform(k_obs, x0.shape, ftype, minval=-2.0, maxval=2.0),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -29,11 +29,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebmppl._deprecation import UNSET, renamed
+
 __all__ = ["Energy", "SamplerSettings"]
 
 EnergyFn = Callable[[Any, jax.Array], jax.Array]
 
 _GRADIENT_STEP_SAMPLERS = ("mala", "ula", "langevin")  # samplers whose step_size is a drift step s · ∇log p
+
+
+class _FrozenParams(dict):
+    """A read-only, hashable dict: kernel parameters kept in a static field of an Equinox module."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it whole (no item assignment)
+        return type(self), (dict(self),)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("SamplerSettings.sampler_params is read-only: build new settings, e.g. "
+                        "dataclasses.replace(settings, sampler_params={...}).")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
 
 class SamplerSettings(eqx.Module):
@@ -45,15 +63,16 @@ class SamplerSettings(eqx.Module):
     (e.g. :func:`ebmppl.latent.short_run_generator`). Hashable (static fields
     only), so an :class:`Energy` carrying them stays a valid static pytree.
 
-    Attributes
+    Parameters
     ----------
     sampler
         Registry name of the sampler, e.g. ``"mala"`` or ``"langevin"``.
-    kernel_params
-        Its scalar kernel parameters as ``((name, value), ...)``, e.g.
-        ``(("step_size", 0.01),)``; :attr:`params` gives them as a dict.
-    num_steps
-        Sampler steps per training step (``num_mcmc_steps``).
+    sampler_params
+        Its scalar kernel parameters, a dict (``{"step_size": 0.01}``) or
+        ``((name, value), ...)`` pairs; kept as a read-only dict, ready for
+        ``sample(..., sampler_params=settings.sampler_params)``.
+    num_mcmc_steps
+        Sampler steps per training step.
     clamp
         ``(low, high)`` box the positions were clamped into, or ``None`` (none,
         or not known: a sampler you built yourself does not reveal its clamp).
@@ -62,50 +81,100 @@ class SamplerSettings(eqx.Module):
     standardized
         ``True`` when the sampler ran in the standardised coordinates of
         :func:`ebmppl.fit`'s ``"density"`` recipe (``z = (x - shift) / scale``):
-        ``kernel_params``, ``clamp`` and ``noise_box`` are then in units of
+        ``sampler_params``, ``clamp`` and ``noise_box`` are then in units of
         ``z``, not of the data.
     recipe
         The recipe of the training run (``"density"``, ``"images"``, ``"none"``).
+    kernel_params, num_steps
+        Deprecated names of ``sampler_params`` and ``num_mcmc_steps`` (also as
+        attributes); they work for one more release, with a warning.
 
     Examples
     --------
-    >>> s = SamplerSettings("mala", (("step_size", 0.01),), 20, None, (-3.0, 3.0), True, "density")
-    >>> s.params, s.gradient_step
-    ({'step_size': 0.01}, 0.01)
+    >>> s = SamplerSettings("mala", {"step_size": 0.01}, 20, None, (-3.0, 3.0), True, "density")
+    >>> s.sampler_params, s.num_mcmc_steps, s.gradient_step
+    ({'step_size': 0.01}, 20, 0.01)
     >>> SamplerSettings.from_json(s.to_json()) == s
     True
     """
 
     sampler: str = eqx.field(static=True)
-    kernel_params: tuple[tuple[str, float], ...] = eqx.field(static=True, default=())
-    num_steps: int = eqx.field(static=True, default=1)
-    clamp: tuple[float, float] | None = eqx.field(static=True, default=None)
-    noise_box: tuple[float, float] | None = eqx.field(static=True, default=None)
-    standardized: bool = eqx.field(static=True, default=False)
-    recipe: str = eqx.field(static=True, default="none")
+    sampler_params: dict[str, float] = eqx.field(static=True)
+    num_mcmc_steps: int = eqx.field(static=True)
+    clamp: tuple[float, float] | None = eqx.field(static=True)
+    noise_box: tuple[float, float] | None = eqx.field(static=True)
+    standardized: bool = eqx.field(static=True)
+    recipe: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        sampler: str,
+        sampler_params: Mapping[str, float] | Sequence[tuple[str, float]] = UNSET,
+        num_mcmc_steps: int = UNSET,
+        clamp: tuple[float, float] | None = None,
+        noise_box: tuple[float, float] | None = None,
+        standardized: bool = False,
+        recipe: str = "none",
+        *,
+        kernel_params: Any = UNSET,
+        num_steps: Any = UNSET,
+    ):
+        # stacklevel 5: the caller of an Equinox module's constructor is 2 frames above __init__
+        sampler_params = renamed("SamplerSettings", "kernel_params", kernel_params, "sampler_params", sampler_params,
+                                 default=(), stacklevel=5)
+        num_mcmc_steps = renamed("SamplerSettings", "num_steps", num_steps, "num_mcmc_steps", num_mcmc_steps, default=1,
+                                 stacklevel=5)
+        items = sampler_params.items() if isinstance(sampler_params, Mapping) else sampler_params
+        self.sampler = sampler
+        self.sampler_params = _FrozenParams(sorted((str(k), v) for k, v in items))
+        self.num_mcmc_steps = num_mcmc_steps
+        self.clamp, self.noise_box, self.standardized, self.recipe = clamp, noise_box, standardized, recipe
+
+    def __repr__(self) -> str:
+        return (f"SamplerSettings(sampler={self.sampler!r}, sampler_params={self.sampler_params!r}, "
+                f"num_mcmc_steps={self.num_mcmc_steps!r}, clamp={self.clamp!r}, noise_box={self.noise_box!r}, "
+                f"standardized={self.standardized!r}, recipe={self.recipe!r})")
+
+    @property
+    def kernel_params(self) -> tuple[tuple[str, float], ...]:
+        """Deprecated: ``tuple(sampler_params.items())``; use :attr:`sampler_params`."""
+        return renamed("SamplerSettings (attribute)", "kernel_params", tuple(self.sampler_params.items()),
+                       "sampler_params", UNSET, stacklevel=4)
 
     @property
     def params(self) -> dict[str, float]:
-        """The kernel parameters as a dict (e.g. ``{"step_size": 0.01}``)."""
-        return dict(self.kernel_params)
+        """Deprecated: use :attr:`sampler_params` (``params`` of an energy are its network's parameters)."""
+        return renamed("SamplerSettings (attribute)", "params", dict(self.sampler_params), "sampler_params", UNSET,
+                       stacklevel=4)
+
+    @property
+    def num_steps(self) -> int:
+        """Deprecated: use :attr:`num_mcmc_steps`."""
+        return renamed("SamplerSettings (attribute)", "num_steps", self.num_mcmc_steps, "num_mcmc_steps", UNSET,
+                       stacklevel=4)
 
     @property
     def gradient_step(self) -> float | None:
         """The drift step ``s`` of ``x + s ∇log p`` for MALA, ULA and practical Langevin; ``None`` for other samplers."""
-        if self.sampler in _GRADIENT_STEP_SAMPLERS and "step_size" in self.params:
-            return float(self.params["step_size"])
+        params = self.sampler_params
+        if self.sampler in _GRADIENT_STEP_SAMPLERS and "step_size" in params:
+            return float(params["step_size"])
         return None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (what :func:`ebmppl.save` writes).
 
+        The file's keys stay those of earlier releases (``"kernel_params"``,
+        ``"num_steps"``), so files written by this release and the previous one
+        load in both.
+
         Examples
         --------
-        >>> SamplerSettings("mala", (("step_size", 0.01),), 20).to_json()["kernel_params"]
+        >>> SamplerSettings("mala", {"step_size": 0.01}, 20).to_json()["kernel_params"]
         {'step_size': 0.01}
         """
-        return {"sampler": self.sampler, "kernel_params": {k: v for k, v in self.kernel_params},
-                "num_steps": self.num_steps, "clamp": None if self.clamp is None else list(self.clamp),
+        return {"sampler": self.sampler, "kernel_params": dict(self.sampler_params),
+                "num_steps": self.num_mcmc_steps, "clamp": None if self.clamp is None else list(self.clamp),
                 "noise_box": None if self.noise_box is None else list(self.noise_box),
                 "standardized": self.standardized, "recipe": self.recipe}
 
@@ -115,12 +184,13 @@ class SamplerSettings(eqx.Module):
 
         Examples
         --------
-        >>> SamplerSettings.from_json({"sampler": "mala", "kernel_params": {"step_size": 0.01}, "num_steps": 20}).num_steps
+        >>> spec = {"sampler": "mala", "kernel_params": {"step_size": 0.01}, "num_steps": 20}
+        >>> SamplerSettings.from_json(spec).num_mcmc_steps
         20
         """
         try:
             pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
-            return cls(str(spec["sampler"]), tuple((str(k), float(v)) for k, v in sorted(spec["kernel_params"].items())),
+            return cls(str(spec["sampler"]), {str(k): float(v) for k, v in spec["kernel_params"].items()},
                        int(spec["num_steps"]), pair(spec.get("clamp")), pair(spec.get("noise_box")),
                        bool(spec.get("standardized", False)), str(spec.get("recipe", "none")))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
@@ -443,7 +513,7 @@ class Energy(eqx.Module):
         Examples
         --------
         >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), None, event_shape=(2,))
-        >>> e.with_sampler_settings(SamplerSettings("mala", (("step_size", 0.1),), 20)).sampler_settings.params
+        >>> e.with_sampler_settings(SamplerSettings("mala", {"step_size": 0.1}, 20)).sampler_settings.sampler_params
         {'step_size': 0.1}
         """
         if settings is not None and not isinstance(settings, SamplerSettings):

@@ -25,12 +25,13 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ebmppl._validation import check_energy, check_examples, check_int, check_key
+from ebmppl._deprecation import UNSET, moved
+from ebmppl._validation import check_energy, check_examples, check_int, check_key, is_key
 from ebmppl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ebmppl.energy import Energy
 from ebmppl.health import TrainingHealth
 from ebmppl.io import energy_metadata
-from ebmppl.objectives import OBJECTIVES, Trainer, TrainState
+from ebmppl.objectives import OBJECTIVES, Objective, Trainer, TrainState
 from ebmppl.recipes import resolve_recipe
 from ebmppl.sharding import check_divisible, constrain_leading, leading_axis, replicate, resolve_mesh
 
@@ -48,7 +49,7 @@ class TrainingDiverged(FloatingPointError):
     --------
     >>> e = Energy(lambda p, x: -p * jnp.sum(x**2), jnp.ones(()), event_shape=(2,))  # not normalisable
     >>> try:
-    ...     fit(e, jnp.zeros((64, 2)), key=jax.random.key(0), num_steps=200, progress_bar=False,
+    ...     fit(e, jax.random.key(0), jnp.zeros((64, 2)), num_steps=200, progress_bar=False,
     ...         sampler_params={"step_size": 1.0, "noise_scale": 0.1})
     ... except TrainingDiverged as err:
     ...     print(type(err).__name__, "|", str(err).split(";")[0][:40])
@@ -81,7 +82,7 @@ class FitResult:
     Examples
     --------
     >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
-    >>> result = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=20, chunk_size=10, progress_bar=False,
+    >>> result = fit(e, jax.random.key(0), jnp.ones((64, 2)), num_steps=20, chunk_size=10, progress_bar=False,
     ...              sampler_params={"step_size": 0.05, "noise_scale": 0.3})
     >>> int(result.state.step), result.history["loss"].shape, "energy_pos" in result.history
     (20, (20,), True)
@@ -218,9 +219,10 @@ def _advice(metrics: dict[str, np.ndarray], trainer: bool = False) -> str:
 
 def fit(
     energy: Energy,
-    data: jax.Array | np.ndarray | Iterable[Any],
+    key: jax.Array = UNSET,
+    data: jax.Array | np.ndarray | Iterable[Any] = UNSET,
+    /,
     *,
-    key: jax.Array,
     num_steps: int = 2000,
     batch_size: int = 128,
     objective: str | Trainer = "cd",
@@ -244,6 +246,11 @@ def fit(
     ----------
     energy
         The :class:`~ebmppl.Energy` to train; its ``params`` are the starting point.
+    key
+        PRNG key; the same key gives the same run. The 2nd positional
+        argument, as in every random entry point of ebmppl (``key=`` and
+        ``data=`` as keywords work too). The old form ``fit(energy, data,
+        key=key)`` still works for one release, with a deprecation warning.
     data
         Training examples ``(n, *event_shape)`` (batches are drawn uniformly
         with replacement inside the compiled loop), a tuple (or a list of two
@@ -253,8 +260,6 @@ def fit(
         data (``"recovery_cd"``), or an iterable of batches ``(batch,
         *event_shape)`` (then one jitted step per batch). ``"cd"``, ``"dsm"``,
         ``"ssm"`` and ``"nce"`` take examples only.
-    key
-        PRNG key; the same key gives the same run.
     num_steps
         Total optimisation steps (a resumed run continues up to this count).
     batch_size
@@ -262,9 +267,12 @@ def fit(
     objective
         ``"cd"`` (contrastive divergence), ``"dsm"`` (denoising score matching),
         ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
-        estimation), ``"recovery_cd"`` (CD on incomplete data), or a
-        :class:`~ebmppl.objectives.Trainer` (your own or a builder's; it
-        carries its optimizer and options). ``fit`` relies only on the
+        estimation), ``"recovery_cd"`` (CD on incomplete data), or a trainer:
+        an :class:`~ebmppl.objectives.Objective` (what the builders return, or
+        one you compose from your own loss terms) or any
+        :class:`~ebmppl.objectives.Trainer`; it carries its optimizer and
+        options. Objectives hash by value, so an equal one reuses the
+        compiled steps of an earlier call. ``fit`` relies only on the
         Trainer contract: ``metrics`` with ``loss`` and ``finite``; other
         metrics (``energy_pos``, ...) are recorded and shown when present.
     optimizer
@@ -357,13 +365,13 @@ def fit(
     >>> e = Energy(lambda p, x: 0.5 * jnp.sum(((x - p["m"]) * jnp.exp(p["s"])) ** 2),
     ...            {"m": jnp.zeros(2), "s": jnp.zeros(2)}, event_shape=(2,))
     >>> data = 3.0 + jax.random.normal(jax.random.key(0), (512, 2))
-    >>> result = fit(e, data, key=jax.random.key(1), num_steps=300, progress_bar=False,
+    >>> result = fit(e, jax.random.key(1), data, num_steps=300, progress_bar=False,
     ...              optimizer=optax.adam(5e-2), sampler=samplers.mala(step_size=0.5), num_mcmc_steps=5)
     >>> bool(jnp.allclose(result.energy.params["m"], 3.0, atol=0.3))
     True
     """
     check_energy(energy)
-    check_key(key)
+    key, data = _key_and_data(key, data, objective_options)
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("chunk_size", chunk_size),
                         ("checkpoint_every", checkpoint_every)):
         check_int(name, value, 1)
@@ -381,9 +389,9 @@ def fit(
         if optimizer is not None:
             raise TypeError("optimizer applies to a named objective, not to a Trainer: the Trainer was built with "
                             "its own optimizer (pass it to the builder, e.g. contrastive_divergence(energy, optimizer)).")
-        if not isinstance(objective, Trainer):
-            raise TypeError(f"objective must be a name ({', '.join(sorted(OBJECTIVES))}) or an "
-                            f"ebmppl.objectives.Trainer, got {type(objective).__name__}.")
+        if not isinstance(objective, (Objective, Trainer)):
+            raise TypeError(f"objective must be a name ({', '.join(sorted(OBJECTIVES))}), an ebmppl.objectives."
+                            f"Objective or an ebmppl.objectives.Trainer, got {type(objective).__name__}.")
         trainer = objective
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir: the folder holding checkpoint.ebm.")
@@ -485,15 +493,39 @@ def fit(
                      plan.name, health_monitor)
 
 
+def _key_and_data(key: Any, data: Any, options: dict[str, Any]) -> tuple[jax.Array, Any]:
+    """``fit``'s key and data from ``fit(energy, key, data)``, keywords, or the old ``fit(energy, data, key=key)``."""
+    kw_key, kw_data = options.pop("key", UNSET), options.pop("data", UNSET)
+    if kw_key is not UNSET:
+        if key is not UNSET:
+            if data is not UNSET or kw_data is not UNSET or is_key(key):
+                raise TypeError("fit() got the key twice (positionally and as key=); pass fit(energy, key, data).")
+            moved("fit", "fit(energy, data, key=key)", "fit(energy, key, data)", stacklevel=4)
+            key, data = kw_key, key  # the old form: data was the 2nd positional argument
+        else:
+            key = kw_key
+    if kw_data is not UNSET:
+        if data is not UNSET:
+            raise TypeError("fit() got data twice (positionally and as data=); pass fit(energy, key, data).")
+        data = kw_data
+    if key is UNSET or data is UNSET:
+        raise TypeError("fit() needs a key and data: fit(energy, jax.random.key(0), data, ...).")
+    if not is_key(key) and is_key(data):
+        raise TypeError("fit(energy, key, data): the key comes 2nd and the data 3rd; they were passed the other way "
+                        "round.")
+    check_key(key)
+    return key, data
+
+
 def _with_adapted_step(plan: Any, state: TrainState) -> Any:
     """Record the step the sampler ended training with (``target_acceptance``) in the stored sampler settings."""
     scale = getattr(getattr(state, "buffer", None), "log_step_scale", None)
     settings = plan.settings
-    if scale is None or settings is None or "step_size" not in dict(settings.kernel_params):
+    if scale is None or settings is None or "step_size" not in settings.sampler_params:
         return plan
     factor = float(np.exp(np.asarray(scale)))
-    params = tuple((k, v * factor if k == "step_size" else v) for k, v in settings.kernel_params)
-    return dataclasses.replace(plan, settings=dataclasses.replace(settings, kernel_params=params))
+    params = {k: v * factor if k == "step_size" else v for k, v in settings.sampler_params.items()}
+    return dataclasses.replace(plan, settings=dataclasses.replace(settings, sampler_params=params))
 
 
 # Module-level jitted programs with the trainer static: a Trainer reused across

@@ -128,7 +128,7 @@ class TrainingHealth:
     >>> from ebmppl import Energy, fit
     >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
     >>> health = TrainingHealth(e, probe=16, window=4, emit=False)
-    >>> _ = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=100, chunk_size=10,
+    >>> _ = fit(e, jax.random.key(0), jnp.ones((64, 2)), num_steps=100, chunk_size=10,
     ...         progress_bar=False, callbacks=[health], sampler_params={"step_size": 0.05, "noise_scale": 0.3})
     >>> len(health.records), sorted(health.records[-1])[:3]
     (10, ['acceptance_rate', 'buffer_std', 'cd_gap'])
@@ -327,14 +327,14 @@ class TrainingHealth:
 
         Examples
         --------
-        >>> import jax, jax.numpy as jnp
-        >>> from ebmppl import Energy, fit
-        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
-        >>> health = TrainingHealth(e, probe=16, window=4, emit=False)
-        >>> _ = fit(e, jnp.ones((64, 2)), key=jax.random.key(0), num_steps=40, chunk_size=10, progress_bar=False,
-        ...         callbacks=[health], sampler_params={"step_size": 0.05, "noise_scale": 0.3})
-        >>> fig = health.plot()
-        >>> len(fig.axes)
+        The records :func:`ebmppl.fit` leaves (here written by hand) drawn on three panels and a twin axis:
+
+        >>> import jax.numpy as jnp
+        >>> from ebmppl import Energy
+        >>> health = TrainingHealth(Energy(lambda p, x: jnp.sum(x**2), event_shape=(2,)), emit=False)
+        >>> health.records += [{"step": s, "energy_pos": -1.0, "energy_neg": -0.5, "cd_gap": -0.5,
+        ...                     "rhat": 1.05, "ess": 30.0} for s in (10, 20, 30)]
+        >>> len(health.plot().axes)
         4
         """
         import matplotlib.pyplot as plt

@@ -266,8 +266,9 @@ def _equinox_args(module: Any) -> tuple[str, dict[str, Any]]:
             "in_size": int(module.layers[0].in_features),
             "widths": [int(layer.out_features) for layer in module.layers[:-1]],
             "activation": _activation_name(module.activation),
-            "base_scale": module.base_scale,
-            "base_center": None if module.base_center is None else list(module.base_center),
+            # the file keeps the keys of earlier releases, so both releases read each other's files
+            "base_scale": module.confinement_scale,
+            "base_center": None if module.confinement_center is None else list(module.confinement_center),
         }
     if type(module) is nn.ConvEnergy:
         return "ConvEnergy", {"in_channels": int(module.convs[0].in_channels), "width": int(module.convs[0].out_channels),
@@ -284,8 +285,8 @@ def _make_module(name: str, args: dict[str, Any]) -> Any:
         if args.get("activation") not in acts:
             raise ValueError(f"unknown activation {args.get('activation')!r}")
         return nn.MLPEnergy(int(args["in_size"]), tuple(int(w) for w in args["widths"]),
-                            activation=acts[args["activation"]], base_scale=args.get("base_scale"),
-                            base_center=args.get("base_center"), key=key)
+                            activation=acts[args["activation"]],
+                            confinement_scale=args.get("base_scale"), confinement_center=args.get("base_center"), key=key)
     if name == "ConvEnergy":
         return nn.ConvEnergy(int(args["in_channels"]), width=int(args["width"]),
                              spectral_norm=bool(args["spectral_norm"]), conv_impl=str(args["conv_impl"]), key=key)
@@ -360,7 +361,7 @@ def energy_metadata(energy: Energy) -> dict[str, Any]:
     >>> meta["event_shape"], meta["architecture"]["function"], meta["parameters"]
     ([2], 'banana.<locals>.fn', ['[0]', '[1]'])
     """
-    from ebmppl import __version__
+    from ebmppl._version import __version__
 
     architecture, why = _describe(energy)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(energy.params)[0]]
@@ -432,7 +433,9 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
         * a training checkpoint ``checkpoint.ebm`` written by
           ``fit(..., checkpoint_dir=d)``, or the folder ``d`` holding it (the
           energy's parameters are taken from the training state);
-        * a run folder written by ``ebmppl fit`` (the ``--out`` folder).
+        * a run folder written by ``ebmppl fit`` (the ``--out`` folder); one
+          written before checkpoints described their energy is read by
+          :func:`ebmppl.runs.load_run_energy` instead.
     like
         An energy of the same structure (same function, parameter shapes and
         dtypes), needed when the file holds parameters only: energies that
@@ -451,7 +454,9 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
     CheckpointError
         The file is missing, truncated, corrupted or of another format; it
         holds parameters only and ``like`` was not given; or its parameters do
-        not match ``like`` (the message names the parameter and both shapes).
+        not match ``like`` (the message names the parameter and both shapes);
+        or it is a run folder of an older ebmppl (the message points to
+        :func:`ebmppl.runs.load_run_energy`).
     FileNotFoundError
         ``path`` is a folder that holds neither ``checkpoint.ebm`` nor a run.
 
@@ -486,11 +491,12 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
                                 "of ebmppl.fit or a run folder of 'ebmppl fit'.")
     if path.is_dir():
         ckpt = path / CHECKPOINT_NAME
-        if (path / "config.json").is_file() and like is None and (not ckpt.is_file() or not _has_energy(ckpt)):
-            # a run folder of an ebmppl whose checkpoints did not yet record the energy: rebuilt from its config
-            from ebmppl.runs import load_run_energy
-
-            return load_run_energy(path)[0]
+        if (path / "config.json").is_file() and like is None and ckpt.is_file() and _undescribed(ckpt):
+            # a run folder of an ebmppl whose checkpoints did not yet record the energy: its network is rebuilt
+            # from config.json by the run pipeline (the workflow above this module), not here
+            raise CheckpointError(f"{path} is a run folder of an older ebmppl whose checkpoint does not describe its "
+                                  "energy; load it with ebmppl.runs.load_run_energy(path), which rebuilds the network "
+                                  "from its config.json.")
         if not ckpt.is_file():
             raise FileNotFoundError(f"{path} holds no {CHECKPOINT_NAME}: pass a file written by ebmppl.save, "
                                     "a checkpoint_dir of ebmppl.fit or a run folder of 'ebmppl fit'.")
@@ -516,12 +522,14 @@ def load(path: str | os.PathLike, like: Energy | None = None) -> Energy:
                           "structure> to load its parameters.")
 
 
-def _has_energy(ckpt: pathlib.Path) -> bool:
+def _undescribed(ckpt: pathlib.Path) -> bool:
+    """A readable checkpoint whose metadata does not describe the energy's architecture (an older ebmppl's);
+    a damaged one is not: reading it reports the damage."""
     try:
         meta = read_checkpoint(ckpt)[0].get("metadata", {})
     except CheckpointError:
         return False
-    return isinstance(meta.get("energy"), dict) and meta["energy"].get("architecture") is not None
+    return not (isinstance(meta.get("energy"), dict) and meta["energy"].get("architecture") is not None)
 
 
 def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarray], is_key: list[bool],

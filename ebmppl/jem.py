@@ -29,13 +29,15 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from ebmppl.buffer import ChainInit, replay_buffer, uniform_noise
+from ebmppl._deprecation import UNSET, moved, renamed
+from ebmppl._validation import check_key, check_sampler_params, is_key
+from ebmppl.buffer import ChainInit, replay_buffer
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, apply_gradients, buffer_spread, initial_state
-from ebmppl.objectives.cd import NOISE_PROBE, cd_loss, kernel_parameters, sample_negatives
-from ebmppl.samplers import Sampler, get_sampler
+from ebmppl.objectives.cd import ContrastiveDivergence, check_cd_options
+from ebmppl.objectives.trainer import LossTerm, Objective, Scaled, negative_chains
+from ebmppl.samplers import Sampler
 
-__all__ = ["JointEnergy", "joint_energy", "jem_hybrid", "cross_entropy", "expected_calibration_error",
+__all__ = ["JointEnergy", "joint_energy", "jem_hybrid", "cross_entropy", "CrossEntropy", "expected_calibration_error",
            "sample_conditional", "check_in_range", "RangeCheck", "OutOfRangeWarning"]
 
 
@@ -248,6 +250,46 @@ def cross_entropy(joint: JointEnergy, params: Any, x: jax.Array, y: jax.Array) -
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
+class CrossEntropy(LossTerm):
+    """JEM's classification term: mean ``-log p(y | x)`` of the batch ``(x, y)``, with the accuracy as aux.
+
+    One forward pass serves the cross-entropy and the ``accuracy`` metric.
+
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> je = joint_energy(eqx.nn.MLP(2, 3, 8, 1, key=jax.random.key(0)), event_shape=(2,))
+    >>> batch = (jnp.zeros((4, 2)), jnp.zeros(4, jnp.int32))
+    >>> loss, aux = CrossEntropy(je.logits)(je.energy, Phases(batch, batch[0], None, None), {})
+    >>> bool(jnp.isclose(loss, cross_entropy(je, je.energy.params, *batch))), sorted(aux)
+    (True, ['accuracy', 'cross_entropy'])
+    """
+
+    logits: Any = eqx.field(static=True)
+
+    def __call__(self, model, phases, extra):
+        x, y = phases.batch
+        logits = jax.vmap(lambda xi: self.logits(model.params, xi))(x)
+        ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+        return ce, {"cross_entropy": ce, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y)}
+
+
+class _JEMDataCheck(eqx.Module):
+    """``check_data`` of the JEM trainer: a tuple ``(x, y)``, labels in range, and (default sampler) x in its box."""
+
+    num_classes: int = eqx.field(static=True)
+    box: tuple | None = eqx.field(static=True)
+    from_data: bool = eqx.field(static=True)
+
+    def __call__(self, data):
+        if not (isinstance(data, tuple) and len(data) == 2):
+            raise ValueError("the JEM trainer's data is a tuple (examples, labels); got "
+                             f"{type(data).__name__}. Pass fit(joint.energy, key, (x, y), objective=jem_hybrid(...)).")
+        _check_labels(data[1], self.num_classes)
+        if self.box is not None:
+            _check_box(data[0], (np.asarray(self.box[0]), np.asarray(self.box[1])), self.from_data)
+
+
 def jem_hybrid(
     joint: JointEnergy,
     optimizer: optax.GradientTransformation,
@@ -258,10 +300,10 @@ def jem_hybrid(
     alpha: float = 0.1,
     generative_weight: float = 1.0,
     sampler_params: dict[str, Any] | None = None,
-) -> Trainer:
+) -> Objective:
     """JEM hybrid training: ``cross-entropy + generative_weight · CD(E(x))``; batches are ``(x, y)``.
 
-    This is how a JEM is trained: ``fit(joint.energy, (x, y),
+    This is how a JEM is trained: ``fit(joint.energy, key, (x, y),
     objective=jem_hybrid(joint, optimizer))``, with integer labels ``y`` in
     ``[0, joint.num_classes)`` (checked before the first step: a ``ValueError``
     names the offending values). With ``generative_weight=0`` it is plain
@@ -285,11 +327,20 @@ def jem_hybrid(
       the data (``samplers.langevin(..., clamp=(low, high))``,
       ``replay_buffer(noise=uniform_noise(low, high))``).
 
+    Returns
+    -------
+    Objective
+        The one trainer (:class:`~ebmppl.objectives.Objective`): the data
+        batch as positive phase, negative chains, and the loss terms
+        :class:`CrossEntropy` and (``generative_weight > 0``)
+        ``Scaled(ContrastiveDivergence(alpha), generative_weight)``.
+
     Metrics per step: ``loss``, ``cross_entropy``, ``accuracy``, ``cd_gap``,
     ``energy_pos``, ``energy_neg``, ``energy_noise`` (mean ``E(x)`` of 16
     fresh points from the buffer's noise distribution; nan for a
     ``chain_init`` without one), ``grad_norm``, ``acceptance_rate``,
-    ``buffer_std`` (nan without generative training) and ``finite``.
+    ``reinit_fraction``, ``buffer_std`` (these three and the energies nan
+    without generative training), ``step_size`` and ``finite``.
 
     Examples
     --------
@@ -305,6 +356,7 @@ def jem_hybrid(
 
     if not float(generative_weight) >= 0:
         raise ValueError(f"generative_weight must be >= 0, got {generative_weight!r}.")
+    alpha, _ = check_cd_options(alpha)
     energy = joint.energy
     recorded = joint.data_range()
     # the box the default sampler is clamped to (None: the user chose the sampler, whose box we cannot see)
@@ -316,65 +368,18 @@ def jem_hybrid(
         else:
             box = (recorded[0].reshape(-1), recorded[1].reshape(-1))
             sampler = _box_sampler(*box, energy.event_shape)
-    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    if chain_init is None:
-        noise = uniform_noise(-1.0, 1.0) if recorded is None else _box_noise(*recorded)
-        chain_init = replay_buffer(10_000, 0.05, noise)
-    kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
+    if chain_init is None and recorded is not None:  # None: replay_buffer()'s defaults, 10 000 / 5 % / U[-1, 1]
+        chain_init = replay_buffer(10_000, 0.05, _box_noise(*recorded))
     generative = float(generative_weight) > 0
-
-    def init(key, params):
-        return initial_state(key, params, optimizer, chain_init, energy.event_shape)
-
-    num_classes = int(joint.num_classes)
-
-    def check_data(data):
-        if not (isinstance(data, tuple) and len(data) == 2):
-            raise ValueError("the JEM trainer's data is a tuple (examples, labels); got "
-                             f"{type(data).__name__}. Pass fit(joint.energy, (x, y), objective=jem_hybrid(...)).")
-        _check_labels(data[1], num_classes)
-        if box is not None and generative:
-            _check_box(data[0], box, recorded is not None)
-
-    def step(state, batch):
-        x, y = batch
-        key, k_start, k_chain = jax.random.split(state.key, 3)
-        if generative:
-            x0, aux = chain_init.start(k_start, state.buffer, x)
-            x_neg, acceptance = sample_negatives(energy, sampler, kernel_params, num_mcmc_steps, k_chain,
-                                                 state.params, x0)
-        else:
-            x_neg, acceptance, aux = x, jnp.nan, None
-
-        def loss_fn(p):
-            # the logits serve the cross-entropy and the accuracy metric: one forward pass
-            logits = jax.vmap(lambda xi: joint.logits(p, xi))(x)
-            ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-            accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-            if not generative:
-                return ce, (ce, jnp.nan, jnp.nan, accuracy)
-            gen, (e_pos, e_neg) = cd_loss(energy, p, x, x_neg, alpha)
-            return ce + generative_weight * gen, (ce, e_pos, e_neg, accuracy)
-
-        (loss, (ce, e_pos, e_neg, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        buffer = chain_init.finish(state.buffer, aux, x_neg) if generative else state.buffer
-        guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key)
-        nan = jnp.asarray(jnp.nan, loss.dtype)
-        if chain_init.noise is not None:  # E(x) of fresh noise: where the model puts "nothing" (as in CD)
-            # fold_in, not another split: the chains' random stream stays as it was
-            probe = chain_init.noise(jax.random.fold_in(k_start, 1), (min(NOISE_PROBE, x.shape[0]), *x.shape[1:]))
-            e_noise = energy.with_params(state.params).energy(probe).mean().astype(loss.dtype)
-        else:
-            e_noise = nan
-        metrics = {"loss": loss, "cross_entropy": ce, "accuracy": accuracy,
-                   "cd_gap": e_pos - e_neg, "energy_pos": e_pos, "energy_neg": e_neg, "energy_noise": e_noise,
-                   "grad_norm": optax.tree.norm(grads), "acceptance_rate": jnp.asarray(acceptance, loss.dtype),
-                   "reinit_fraction": nan,
-                   "buffer_std": buffer_spread(buffer, x_neg) if generative else nan,
-                   "finite": ok}
-        return guarded, metrics
-
-    return Trainer("jem", init, step, check_data=check_data)
+    negative = negative_chains(sampler, energy.dim, sampler_params=sampler_params, num_mcmc_steps=num_mcmc_steps,
+                               chain_init=chain_init, probe_key="fold_in", run=generative)
+    terms = (CrossEntropy(joint.logits),)
+    if generative:
+        terms = (*terms, Scaled(ContrastiveDivergence(alpha), float(generative_weight)))
+    check = _JEMDataCheck(int(joint.num_classes),
+                          None if box is None or not generative else tuple(tuple(float(v) for v in b) for b in box),
+                          recorded is not None)
+    return Objective("jem", energy, optimizer, terms, negative=negative, check_data=check)
 
 
 def _half_width(lo: np.ndarray, hi: np.ndarray) -> float:
@@ -383,19 +388,53 @@ def _half_width(lo: np.ndarray, hi: np.ndarray) -> float:
     return half if half > 0 else 1.0
 
 
-def _box_sampler(lo: np.ndarray, hi: np.ndarray, event_shape: tuple[int, ...]) -> Sampler:
+class _BoxClamped(eqx.Module):
+    """A sampler whose positions are clamped per coordinate into ``[low, high]`` after each step.
+
+    The clamped position is re-initialised under the same log-density, so a
+    sampler with cached values never carries those of the unclamped point.
+    """
+
+    base: Any = eqx.field(static=True)
+    low: tuple = eqx.field(static=True)
+    high: tuple = eqx.field(static=True)
+    event_shape: tuple = eqx.field(static=True)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def exact(self) -> bool:
+        return False
+
+    @property
+    def target_acceptance(self) -> float:
+        return self.base.target_acceptance
+
+    def default_params(self, dim):
+        return self.base.default_params(dim)
+
+    def init(self, key, position, logdensity_fn):
+        return self.base.init(key, position, logdensity_fn)
+
+    def position(self, state):
+        return self.base.position(state)
+
+    def step(self, key, state, logdensity_fn, params):
+        state, stats = self.base.step(key, state, logdensity_fn, params)
+        lo, hi = (np.asarray(v, np.float32).reshape(self.event_shape) for v in (self.low, self.high))
+        return self.base.init(key, jnp.clip(self.base.position(state), lo, hi), logdensity_fn), stats
+
+
+def _box_sampler(lo: np.ndarray, hi: np.ndarray, event_shape: tuple[int, ...]) -> _BoxClamped:
     """Practical Langevin scaled to the data (step s², noise 0.01 s) and clamped per coordinate to [lo, hi]."""
     from ebmppl.samplers import langevin
 
     half = _half_width(lo, hi)
     base = langevin(step_size=half**2, noise_scale=0.01 * half)
-    lo_b, hi_b = (np.asarray(v, np.float32).reshape(event_shape) for v in (lo, hi))
-
-    def step(key, state, logdensity_fn, params):
-        state, stats = base.step(key, state, logdensity_fn, params)
-        return state._replace(position=jnp.clip(state.position, lo_b, hi_b)), stats
-
-    return base._replace(step=step)
+    return _BoxClamped(base, tuple(float(v) for v in np.ravel(lo)), tuple(float(v) for v in np.ravel(hi)),
+                       tuple(event_shape))
 
 
 def _box_noise(lo: np.ndarray, hi: np.ndarray):
@@ -711,7 +750,7 @@ def check_in_range(
             "Usually the training negatives never covered the data's range: train with "
             "joint_energy(..., data=x_train) so jem_hybrid's sampler and buffer follow the data (or pass a sampler "
             "and chain_init matched to it), and sample with the same box. If they did, the energy still falls "
-            "towards the box: train longer, or sample with fewer steps (sample_conditional(num_steps=...)).")
+            "towards the box: train longer, or sample with fewer steps (sample_conditional(num_mcmc_steps=...)).")
     if not np.isnan(far) and far > 0.05 + 4.0 * np.sqrt(0.05 * 0.95 / x.shape[0]):
         problems.append(
             f"{100 * far:.0f} % of the {name} are farther from every reference example than 95 % of the examples "
@@ -737,16 +776,18 @@ def _box_langevin(energy: Energy, key, x0, lo, hi, step, noise, num_steps: int):
 
 def sample_conditional(
     joint: JointEnergy,
+    key: jax.Array,
     params: Any,
     y: int,
-    key: jax.Array,
     *,
     num_samples: int = 16,
-    num_steps: int = 200,
+    num_mcmc_steps: int = UNSET,
     sampler: Sampler | None = None,
+    sampler_params: dict[str, Any] | None = None,
     init: jax.Array | None = None,
     reference: Any = None,
     tolerance: float = 0.25,
+    num_steps: int = UNSET,
 ) -> jax.Array:
     """Class-conditional samples from ``E(x, y) = -f(x)[y]``, checked against the training data's range.
 
@@ -761,17 +802,27 @@ def sample_conditional(
 
     Parameters
     ----------
-    joint, params
-        The joint energy and its trained parameters (``fit(...).state.params``).
+    joint
+        The joint energy.
+    key
+        PRNG key; the same key gives the same samples. The 2nd positional
+        argument; the old order ``sample_conditional(joint, params, y, key)``
+        still works for one release, with a deprecation warning.
+    params
+        The trained parameters (``fit(...).state.params``).
     y
         The class, in ``[0, joint.num_classes)``.
-    key
-        PRNG key; the same key gives the same samples.
-    num_samples, num_steps
-        Independent chains (one sample each) and Langevin steps per chain.
+    num_samples, num_mcmc_steps
+        Independent chains (one sample each) and Langevin steps per chain (default 200).
+    num_steps
+        Deprecated name of ``num_mcmc_steps``.
     sampler
         Any :class:`~ebmppl.samplers.Sampler`, run by :func:`ebmppl.sample` without
         adaptation (default: the clamped chain above).
+    sampler_params
+        Overrides of the kernel parameters: of ``sampler``'s, or, for the
+        default chain, ``{"step_size": ..., "noise_scale": ...}`` (default
+        ``s²`` and ``0.01 s``).
     init
         Starting points ``(num_samples, *event_shape)``; default uniform over the data's range.
     reference
@@ -792,18 +843,24 @@ def sample_conditional(
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:  # an untrained linear classifier: its
     ...     warnings.simplefilter("always")                   # energy falls towards a corner of the box
-    ...     s = sample_conditional(joint, joint.energy.params, 1, jax.random.key(1), num_samples=8, num_steps=20)
+    ...     s = sample_conditional(joint, jax.random.key(1), joint.energy.params, 1, num_samples=8, num_mcmc_steps=20)
     >>> s.shape, bool(jnp.all(jnp.abs(s) <= 1.0)), "clamp box" in str(caught[0].message)
     ((8, 2), True, True)
     """
     from ebmppl.samplers import sample
 
+    if not is_key(key) and is_key(y):  # the old order (joint, params, y, key)
+        moved("sample_conditional", "sample_conditional(joint, params, y, key)",
+              "sample_conditional(joint, key, params, y)")
+        key, params, y = y, key, params
+    check_key(key)
+    num_steps = renamed("sample_conditional", "num_steps", num_steps, "num_mcmc_steps", num_mcmc_steps, default=200)
     conditional = joint.conditional(params, y)
     reference = joint if reference is None else reference
     shape = joint.energy.event_shape
     lo, hi = _reference_range(reference, shape)
     if isinstance(num_samples, bool) or int(num_samples) < 1 or isinstance(num_steps, bool) or int(num_steps) < 1:
-        raise ValueError(f"num_samples and num_steps must be ints >= 1, got {num_samples!r}, {num_steps!r}.")
+        raise ValueError(f"num_samples and num_mcmc_steps must be ints >= 1, got {num_samples!r}, {num_steps!r}.")
     k_init, k_chain = jax.random.split(key)
     dtype = jnp.result_type(float)
     if init is None:
@@ -812,11 +869,17 @@ def sample_conditional(
     if sampler is None:
         half = 0.5 * float(np.median(hi - lo))
         half = half if half > 0 else 1.0
+        chain = {"step_size": half**2, "noise_scale": 0.01 * half}
+        chain.update(check_sampler_params(sampler_params, chain))
+        for name, value in chain.items():
+            if not float(value) > 0:
+                raise ValueError(f"sampler_params[{name!r}] must be > 0, got {value!r}.")
         samples = _box_langevin(conditional, k_chain, jnp.asarray(init, dtype), jnp.asarray(lo, dtype).reshape(shape),
-                                jnp.asarray(hi, dtype).reshape(shape), half**2, 0.01 * half, int(num_steps))
+                                jnp.asarray(hi, dtype).reshape(shape), chain["step_size"], chain["noise_scale"],
+                                int(num_steps))
     else:
-        out = sample(conditional, k_chain, sampler=sampler, num_chains=int(num_samples), num_warmup=0, num_samples=1,
-                     thinning=int(num_steps), adapt=False, progress_bar=False, init=init)
+        out = sample(conditional, k_chain, sampler=sampler, sampler_params=sampler_params, num_chains=int(num_samples),
+                     num_warmup=0, num_samples=1, thinning=int(num_steps), adapt=False, progress_bar=False, init=init)
         samples = out.positions[:, 0]
     check_in_range(samples, reference, tolerance=tolerance, name=f"class-{int(y)} samples")
     return samples

@@ -18,15 +18,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ebmppl._deprecation import UNSET, renamed
 from ebmppl.energy import Energy
 
-__all__ = ["short_run_generator", "ShortRunGenerator", "FALLBACK_STEP", "FALLBACK_NUM_STEPS", "interpolate", "reconstruct", "ood_scores", "auroc"]
+__all__ = ["short_run_generator", "ShortRunGenerator", "FALLBACK_STEP", "FALLBACK_NUM_MCMC_STEPS", "interpolate", "reconstruct", "ood_scores", "auroc"]
 
 
 FALLBACK_STEP = 0.01
 """Gradient step of :func:`short_run_generator` without stored settings, in units of ``typical_region``'s scale²."""
-FALLBACK_NUM_STEPS = 20
+FALLBACK_NUM_MCMC_STEPS = 20
 """Steps of :func:`short_run_generator` without stored settings."""
+
+
+def __getattr__(name: str):
+    if name == "FALLBACK_NUM_STEPS":  # the old name, for one release
+        return renamed("ebmppl.latent", "FALLBACK_NUM_STEPS", FALLBACK_NUM_MCMC_STEPS, "FALLBACK_NUM_MCMC_STEPS", UNSET)
+    raise AttributeError(f"module 'ebmppl.latent' has no attribute {name!r}")
 _AUTO = "auto"
 
 
@@ -39,7 +46,7 @@ class ShortRunGenerator:
 
     Attributes
     ----------
-    num_steps, step_size, clamp
+    num_mcmc_steps, step_size, clamp
         The chain's settings, in the generator's coordinates ``u = (x - center) / unit``.
     center, unit
         The coordinates: the data's units (``0``, ``1``) or the standardised
@@ -57,19 +64,24 @@ class ShortRunGenerator:
     Examples
     --------
     >>> from ebmppl.targets import gaussian
-    >>> g = short_run_generator(gaussian([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]).energy, num_steps=50,
+    >>> g = short_run_generator(gaussian([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]).energy, num_mcmc_steps=50,
     ...                         step_size=0.2, clamp=None)
     >>> g.source, g.latent(jax.random.key(0), 3).shape
     ('given', (3, 2))
     """
 
-    def __init__(self, energy: Energy, num_steps: int, step_size: float, clamp: tuple[float, float] | None,
+    def __init__(self, energy: Energy, num_mcmc_steps: int, step_size: float, clamp: tuple[float, float] | None,
                  center: jax.Array, unit: jax.Array, noise_box: tuple[float, float], monotone: bool, source: str):
-        self.energy, self.num_steps, self.step_size, self.clamp = energy, int(num_steps), float(step_size), clamp
+        self.energy, self.num_mcmc_steps, self.step_size, self.clamp = energy, int(num_mcmc_steps), float(step_size), clamp
         self.center, self.unit, self.noise_box, self.monotone, self.source = center, unit, noise_box, monotone, source
 
+    @property
+    def num_steps(self) -> int:
+        """Deprecated: use :attr:`num_mcmc_steps`."""
+        return renamed("ShortRunGenerator (attribute)", "num_steps", self.num_mcmc_steps, "num_mcmc_steps", UNSET)
+
     def __repr__(self) -> str:
-        return (f"ShortRunGenerator(num_steps={self.num_steps}, step_size={self.step_size}, clamp={self.clamp}, "
+        return (f"ShortRunGenerator(num_mcmc_steps={self.num_mcmc_steps}, step_size={self.step_size}, clamp={self.clamp}, "
                 f"noise_box={self.noise_box}, monotone={self.monotone}, source={self.source!r})")
 
     def latent(self, key: jax.Array, num: int) -> jax.Array:
@@ -90,8 +102,7 @@ class ShortRunGenerator:
         energy, h = self.energy, self.step_size
 
         def e_and_score(u):  # energy / T and its gradient in the generator's coordinates u
-            e, g = jax.value_and_grad(lambda v: energy.energy_fn(energy.params, self.center + self.unit * v)
-                                      / energy.temperature)(u)
+            e, g = jax.value_and_grad(lambda v: energy.potential_fn(self.center + self.unit * v))(u)
             return e, -g
 
         batched = jax.vmap(e_and_score)
@@ -112,24 +123,25 @@ class ShortRunGenerator:
         if self.monotone:
             e0, s0 = batched(u0)
             carry = (u0, e0, s0, jnp.full(u0.shape[:1], h, u0.dtype))
-            (u, *_), _ = jax.lax.scan(body, carry, None, length=self.num_steps)
+            (u, *_), _ = jax.lax.scan(body, carry, None, length=self.num_mcmc_steps)
         else:
             def plain(u, _):
                 u = u + h * jax.vmap(lambda v: e_and_score(v)[1])(u)
                 return (jnp.clip(u, *self.clamp) if self.clamp is not None else u), None
 
-            u, _ = jax.lax.scan(plain, u0, None, length=self.num_steps)
+            u, _ = jax.lax.scan(plain, u0, None, length=self.num_mcmc_steps)
         return self.center + self.unit * u
 
 
 def short_run_generator(
     energy: Energy,
     *,
-    num_steps: int | None = None,
+    num_mcmc_steps: int | None = None,
     step_size: float | None = None,
     clamp: tuple[float, float] | None | str = _AUTO,
+    num_steps: int | None = UNSET,
 ) -> ShortRunGenerator:
-    """``g(z)``: ``num_steps`` noise-free Langevin (gradient) steps on ``E`` from ``x₀ = z``; deterministic and differentiable.
+    """``g(z)``: ``num_mcmc_steps`` noise-free Langevin (gradient) steps on ``E`` from ``x₀ = z``; deterministic and differentiable.
 
     By default the chain is the one that trained the energy: :func:`ebmppl.fit`
     stores the settings of its negative-phase sampler with the energy
@@ -147,7 +159,7 @@ def short_run_generator(
     Without stored settings the default is cautious and scale-aware: steps of
     :data:`FALLBACK_STEP` in the standardised coordinates of
     :meth:`Energy.typical_region <ebmppl.Energy.typical_region>` (``(0, 1)``
-    unless the energy declares one), :data:`FALLBACK_NUM_STEPS` of them, no
+    unless the energy declares one), :data:`FALLBACK_NUM_MCMC_STEPS` of them, no
     clamp, and each step kept only where it lowers the energy (else that
     chain's step is halved): the output never has a higher energy than the
     starting noise, whatever the data's scale.
@@ -156,8 +168,8 @@ def short_run_generator(
     ----------
     energy
         The energy to descend.
-    num_steps
-        Steps ``K``; default: the training's steps per update, else :data:`FALLBACK_NUM_STEPS`.
+    num_mcmc_steps
+        Steps ``K``; default: the training's steps per update, else :data:`FALLBACK_NUM_MCMC_STEPS`.
     step_size
         Gradient step ``s`` in ``x ← x + s ∇log p(x)``, in the generator's
         coordinates (standardised for a ``"density"`` fit); default: the
@@ -166,6 +178,8 @@ def short_run_generator(
     clamp
         ``(low, high)`` box (generator's coordinates) after each step, ``None``
         for none; default: the training's clamp where it is known, else none.
+    num_steps
+        Deprecated name of ``num_mcmc_steps`` (works for one more release, with a warning).
 
     Returns
     -------
@@ -177,13 +191,15 @@ def short_run_generator(
     Examples
     --------
     >>> from ebmppl.targets import gaussian
-    >>> g = short_run_generator(gaussian([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]).energy, num_steps=50,
+    >>> g = short_run_generator(gaussian([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]).energy, num_mcmc_steps=50,
     ...                         step_size=0.2, clamp=None)
     >>> [round(float(v), 3) for v in g(jnp.zeros((1, 2)))[0]]
     [0.5, 0.5]
     """
-    if num_steps is not None and (isinstance(num_steps, bool) or int(num_steps) < 1):
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}.")
+    num_mcmc_steps = renamed("short_run_generator", "num_steps", num_steps, "num_mcmc_steps",
+                             UNSET if num_mcmc_steps is None else num_mcmc_steps)
+    if num_mcmc_steps is not None and (isinstance(num_mcmc_steps, bool) or int(num_mcmc_steps) < 1):
+        raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
     if step_size is not None and not float(step_size) > 0:
         raise ValueError(f"step_size must be > 0, got {step_size!r}.")
     if clamp is not None and not isinstance(clamp, str):
@@ -200,20 +216,20 @@ def short_run_generator(
     else:  # standardised coordinates: the "density" recipe's, or typical_region's
         center, unit = (jnp.asarray(v, ftype) for v in energy.typical_region())
     trained_step = settings.gradient_step if settings is not None else None
-    everything_given = num_steps is not None and step_size is not None and clamp != _AUTO
+    everything_given = num_mcmc_steps is not None and step_size is not None and clamp != _AUTO
     # a descent with the step of an exact sampler (MALA, ULA) can overshoot a narrow mode, so it is safeguarded;
     # the chain of practical Langevin is what trained the energy (short-run), so it is reproduced as it ran
     monotone = step_size is None and (settings is None or settings.sampler != "langevin")
     if step_size is None:
         step_size = trained_step if trained_step is not None else FALLBACK_STEP
-    if num_steps is None:
-        num_steps = settings.num_steps if settings is not None else FALLBACK_NUM_STEPS
+    if num_mcmc_steps is None:
+        num_mcmc_steps = settings.num_mcmc_steps if settings is not None else FALLBACK_NUM_MCMC_STEPS
     if clamp == _AUTO:
         clamp = settings.clamp if settings is not None else None
     noise_box = (settings.noise_box if settings is not None and settings.noise_box is not None else
                  clamp if clamp is not None else (-2.0, 2.0))
     source = "given" if everything_given else "training" if settings is not None else "fallback"
-    return ShortRunGenerator(energy, num_steps, step_size, clamp, center, unit, noise_box, monotone, source)
+    return ShortRunGenerator(energy, num_mcmc_steps, step_size, clamp, center, unit, noise_box, monotone, source)
 
 
 def interpolate(z1: jax.Array, z2: jax.Array, num: int = 8) -> jax.Array:
@@ -241,7 +257,7 @@ def reconstruct(
     Examples
     --------
     >>> from ebmppl.targets import gaussian
-    >>> g = short_run_generator(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]).energy, num_steps=5,
+    >>> g = short_run_generator(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]).energy, num_mcmc_steps=5,
     ...                         step_size=0.1, clamp=None)
     >>> z, x = reconstruct(g, jnp.array([[0.59, -0.59]]), jnp.zeros((1, 2)), num_steps=300)
     >>> [round(float(v), 2) for v in x[0]]

@@ -12,6 +12,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ebmppl._deprecation import UNSET, renamed
+
 __all__ = ["MLPEnergy", "ConvEnergy", "conv2d", "spectral_normalise", "CONV_IMPLS"]
 
 CONV_IMPLS = ("auto", "im2col", "lax")
@@ -32,32 +34,38 @@ class MLPEnergy(eqx.Module):
         Hidden widths, e.g. ``(128, 128, 128)``.
     activation
         Elementwise activation (default :func:`jax.nn.silu`).
-    base_scale, base_center
-        If ``base_scale`` is given, add the fixed Gaussian base term
-        ``‖x - c‖² / (2 s²)``. An MLP energy grows at most linearly far from
-        the data, which can leave a large share of the mass of ``exp(-E)``
-        (or all of it) at infinity; the base term makes the density
-        normalisable whatever the network does. Use a scale a few times the
-        data's spread (ebmppl's 2-D runs use 3x the largest standard deviation).
+    confinement_scale, confinement_center
+        If ``confinement_scale`` ``s`` is given, add the fixed Gaussian
+        confinement term ``‖x - c‖² / (2 s²)`` (``c``: ``confinement_center``,
+        default 0). An MLP energy grows at most linearly far from the data,
+        which can leave a large share of the mass of ``exp(-E)`` (or all of it)
+        at infinity; the confinement makes the density normalisable whatever
+        the network does. Use a scale a few times the data's spread (ebmppl's
+        2-D runs use 3x the largest standard deviation).
     key
         PRNG key for the initialisation.
+    base_scale, base_center
+        Deprecated names of ``confinement_scale`` and ``confinement_center``
+        (``base_scale`` now names only the base distribution of log Z
+        estimators); they work for one more release, with a warning.
 
     Examples
     --------
+    The confinement adds ``‖x‖² / (2 s²)``: 2 at ``x = (4, 0)`` with ``s = 2``.
+
     >>> import jax
     >>> from ebmppl.nn import MLPEnergy
-    >>> net = MLPEnergy(2, widths=(32, 32), key=jax.random.key(0))
-    >>> net(jax.numpy.zeros(2)).shape
-    ()
-    >>> confined = MLPEnergy(2, widths=(32, 32), base_scale=2.0, key=jax.random.key(0))
-    >>> float(confined(jax.numpy.array([4.0, 0.0])) - net(jax.numpy.array([4.0, 0.0])))
-    2.0
+    >>> free = MLPEnergy(2, widths=(32, 32), key=jax.random.key(0))
+    >>> confined = MLPEnergy(2, widths=(32, 32), confinement_scale=2.0, key=jax.random.key(0))
+    >>> x = jax.numpy.array([4.0, 0.0])
+    >>> free(x).shape, float(confined(x) - free(x))
+    ((), 2.0)
     """
 
     layers: tuple[eqx.nn.Linear, ...]
     activation: Callable[[jax.Array], jax.Array] = eqx.field(static=True)
-    base_scale: float | None = eqx.field(static=True)
-    base_center: tuple[float, ...] | None = eqx.field(static=True)
+    confinement_scale: float | None = eqx.field(static=True)
+    confinement_center: tuple[float, ...] | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -65,16 +73,23 @@ class MLPEnergy(eqx.Module):
         widths: Sequence[int] = (128, 128, 128),
         *,
         activation: Callable[[jax.Array], jax.Array] = jax.nn.silu,
-        base_scale: float | None = None,
-        base_center: Sequence[float] | None = None,
+        confinement_scale: float | None = None,
+        confinement_center: Sequence[float] | None = None,
         key: jax.Array,
+        base_scale: float | None = UNSET,
+        base_center: Sequence[float] | None = UNSET,
     ):
-        if base_scale is not None and not float(base_scale) > 0:
-            raise ValueError(f"base_scale must be > 0 (or None), got {base_scale!r}.")
-        if base_center is not None and len(base_center) != int(in_size):
-            raise ValueError(f"base_center must have in_size={in_size} entries, got {len(base_center)}.")
-        self.base_scale = None if base_scale is None else float(base_scale)
-        self.base_center = None if base_center is None else tuple(float(c) for c in base_center)
+        # stacklevel 5: the caller of an Equinox module's constructor is 2 frames above __init__
+        confinement_scale = renamed("MLPEnergy", "base_scale", base_scale, "confinement_scale",
+                                    UNSET if confinement_scale is None else confinement_scale, stacklevel=5)
+        confinement_center = renamed("MLPEnergy", "base_center", base_center, "confinement_center",
+                                     UNSET if confinement_center is None else confinement_center, stacklevel=5)
+        if confinement_scale is not None and not float(confinement_scale) > 0:
+            raise ValueError(f"confinement_scale must be > 0 (or None), got {confinement_scale!r}.")
+        if confinement_center is not None and len(confinement_center) != int(in_size):
+            raise ValueError(f"confinement_center must have in_size={in_size} entries, got {len(confinement_center)}.")
+        self.confinement_scale = None if confinement_scale is None else float(confinement_scale)
+        self.confinement_center = None if confinement_center is None else tuple(float(c) for c in confinement_center)
         if int(in_size) <= 0:
             raise ValueError(f"in_size must be a positive int, got {in_size!r}.")
         widths = tuple(int(w) for w in widths)
@@ -93,10 +108,22 @@ class MLPEnergy(eqx.Module):
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
         energy = self.layers[-1](h)[0]
-        if self.base_scale is not None:
-            centred = x if self.base_center is None else x - jnp.asarray(self.base_center, x.dtype)
-            energy = energy + 0.5 * jnp.sum(centred**2) / self.base_scale**2
+        if self.confinement_scale is not None:
+            centred = x if self.confinement_center is None else x - jnp.asarray(self.confinement_center, x.dtype)
+            energy = energy + 0.5 * jnp.sum(centred**2) / self.confinement_scale**2
         return energy
+
+    @property
+    def base_scale(self) -> float | None:
+        """Deprecated: use :attr:`confinement_scale`."""
+        return renamed("MLPEnergy (attribute)", "base_scale", self.confinement_scale, "confinement_scale", UNSET,
+                       stacklevel=4)
+
+    @property
+    def base_center(self) -> tuple[float, ...] | None:
+        """Deprecated: use :attr:`confinement_center`."""
+        return renamed("MLPEnergy (attribute)", "base_center", self.confinement_center, "confinement_center", UNSET,
+                       stacklevel=4)
 
 
 def spectral_normalise(weight: jax.Array, key: jax.Array, num_iterations: int = 3) -> jax.Array:

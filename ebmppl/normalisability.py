@@ -70,7 +70,7 @@ class NotNormalisableError(ValueError):
     """``exp(-E/T)`` has no finite integral, or its mass does not visibly die off: no log Z is returned.
 
     Raised by :func:`assert_normalisable`, and so by :func:`ebmppl.log_partition` (every method) and
-    :func:`ebmppl.evaluation.grid_log_partition`. The message names the direction and radii at which the
+    :func:`ebmppl.logz.grid.grid_log_partition`. The message names the direction and radii at which the
     energy was seen to fall (or stay flat), and the fixes. A subclass of ``ValueError``.
 
     Examples
@@ -140,14 +140,10 @@ def _probe(energy, rays, center, scale, log2_radii, num_starts, num_steps):
     ascent move it. Every round is ONE batched value-and-gradient of the energy over all spheres and slots, so the
     energy and its gradient are compiled once (compiling them dominates the cost of the probe).
     """
-    shape = energy.event_shape
     num_rays = rays.shape[0]
     num_offers = num_rays // num_starts
 
-    def log_p(y):  # y: whitened, flat
-        x = (center + scale * y).reshape(shape)
-        v = -energy.energy_fn(energy.params, x) / energy.temperature
-        return jnp.where(jnp.isnan(v), -jnp.inf, v)
+    log_p = _whitened_log_p(energy, center, scale)
 
     def on_sphere(r, u):  # value at r·u and the unit tangential ascent direction there
         v, g = jax.value_and_grad(log_p)(r * u)
@@ -188,16 +184,22 @@ def _probe(energy, rays, center, scale, log2_radii, num_starts, num_steps):
 _probe_jit = eqx.filter_jit(_probe)
 
 
+def _whitened_log_p(energy: Energy, center, scale):
+    """``y ↦ -E(center + scale·y)/T`` on whitened, flat ``y``; NaN (undefined) counts as no mass (``-inf``)."""
+    def log_p(y):
+        v = energy.logdensity_fn((center + scale * y).reshape(energy.event_shape))
+        return jnp.where(jnp.isnan(v), -jnp.inf, v)
+
+    return log_p
+
+
 def _axes(energy, center, scale, log2_radii):
     """``max -E/T`` over the ``2d`` coordinate half-axes at each radius, and where: an energy that ignores one
     coordinate (or falls along it) is flat or rising exactly there, a set of directions of measure zero that
     random rays and the ascent miss (x²y² passed the rays and the ascent with a finite "log Z")."""
-    shape, d = energy.event_shape, center.shape[0]
+    d = center.shape[0]
     axes = jnp.concatenate([jnp.eye(d, dtype=center.dtype), -jnp.eye(d, dtype=center.dtype)])
-
-    def log_p(y):
-        v = -energy.energy_fn(energy.params, (center + scale * y).reshape(shape)) / energy.temperature
-        return jnp.where(jnp.isnan(v), -jnp.inf, v)
+    log_p = _whitened_log_p(energy, center, scale)
 
     values = jax.vmap(lambda r: jax.lax.map(lambda u: log_p(r * u), axes, batch_size=256))(jnp.exp2(log2_radii))
     best = jnp.argmax(values, axis=1)
@@ -229,7 +231,7 @@ def assert_normalisable(
     ``max(-E/T) + d·log r`` must fall by more than ``TAIL_DROP`` (1) nat over
     the outermost ``TAIL_OCTAVES`` (4) doublings of ``r``, and lie that far
     below its largest value; see the module documentation. :func:`ebmppl.log_partition` and
-    :func:`ebmppl.evaluation.grid_log_partition` call it first (pass
+    :func:`ebmppl.logz.grid.grid_log_partition` call it first (pass
     ``check_normalisable=False`` to skip it). One compiled program, reused for
     energies with the same ``energy_fn`` and shapes.
 

@@ -176,7 +176,7 @@ def potential_fn(energy: Energy) -> Callable[[jax.Array], jax.Array]:
     True
     """
     check_energy(energy)
-    return lambda x: energy.energy_fn(energy.params, x) / energy.temperature
+    return energy.potential_fn
 
 
 def _latent_sites(tr) -> list[str]:

@@ -58,6 +58,7 @@ import numpy as np
 from ebmppl import buffer as buffers
 from ebmppl.energy import Energy, SamplerSettings
 from ebmppl.samplers import get_sampler, langevin, mala
+from ebmppl.samplers.negatives import kernel_parameters
 
 __all__ = ["RECIPES", "DENSITY_STEP", "DENSITY_TARGET_ACCEPTANCE", "DENSITY_ALPHA", "NONE_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe",
            "confined", "standard_coordinates", "data_statistics", "training_sampler_settings"]
@@ -305,20 +306,18 @@ def training_sampler_settings(recipe: str, objective: Any, options: dict[str, An
     Examples
     --------
     >>> s = training_sampler_settings("none", "cd", {"sampler": "mala", "num_mcmc_steps": 5}, 2)
-    >>> s.sampler, s.num_steps, s.params["step_size"] > 0
+    >>> s.sampler, s.num_mcmc_steps, s.sampler_params["step_size"] > 0
     ('mala', 5, True)
     >>> training_sampler_settings("none", "dsm", {}, 2) is None
     True
     """
     if not (isinstance(objective, str) and objective in ("cd", "recovery_cd")):
         return None
-    from ebmppl.objectives.cd import kernel_parameters
-
     try:
         sampler = options.get("sampler", "langevin")
         sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
         params = kernel_parameters(sampler, dim, options.get("sampler_params"))
-        num_steps = int(options.get("num_mcmc_steps", 20))
+        num_mcmc_steps = int(options.get("num_mcmc_steps", 20))
     except (TypeError, ValueError, AttributeError):  # the objective's builder raises the error that names the fix
         return None
     # float32 parameters written back at their shortest decimal (0.01, not 0.009999999776)
@@ -327,7 +326,8 @@ def training_sampler_settings(recipe: str, objective: Any, options: dict[str, An
     scalars = tuple(sorted((str(k), float(str(np.asarray(v).item()) if np.asarray(v).dtype == np.float64
                                             else str(np.float32(v)))) for k, v in params.items() if np.ndim(v) == 0))
     pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
-    return SamplerSettings(str(sampler.name), scalars, num_steps, pair(clamp), pair(noise_box), bool(standardized), recipe)
+    return SamplerSettings(str(sampler.name), scalars, num_mcmc_steps, pair(clamp), pair(noise_box), bool(standardized),
+                           recipe)
 
 
 def _probe_clamp(sampler: Any, dim: int, params: dict[str, Any]) -> tuple[float, float] | None:

@@ -2,7 +2,7 @@
 Which sampler for my energy? Comparing five samplers on two targets
 ===================================================================
 
-``ebmppl.diagnostics.compare`` runs several samplers with the same initial
+``ebmppl.compare`` runs several samplers with the same initial
 chains, the same budget and the same keys, and returns one table: split
 R-hat, bulk and tail ESS, ESS per 1000 gradient evaluations, ESS per second
 (compile time apart), acceptance, divergences, and — where the truth is
@@ -27,7 +27,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 from ebmppl import samplers
-from ebmppl.diagnostics import compare, plot_comparison
+from ebmppl import compare
+from ebmppl.diagnostics import plot_comparison
 from ebmppl.targets import banana, gaussian, neals_funnel
 
 FAST = os.environ.get("EBMPPL_FAST") == "1"
@@ -45,13 +46,13 @@ contenders = {
 
 # %%
 # Banana: curved, but one scale.
-on_banana = compare(banana(), contenders, key=jax.random.key(0), num_chains=4, num_warmup=WARMUP,
+on_banana = compare(banana(), jax.random.key(0), contenders, num_chains=4, num_warmup=WARMUP,
                     num_samples=DRAWS, progress_bar=False)
 print(on_banana.to_markdown())
 
 # %%
 # Neal's funnel (10-D): the neck needs tiny steps, the mouth large ones.
-on_funnel = compare(neals_funnel(10), contenders, key=jax.random.key(1), num_chains=4, num_warmup=WARMUP,
+on_funnel = compare(neals_funnel(10), jax.random.key(1), contenders, num_chains=4, num_warmup=WARMUP,
                     num_samples=DRAWS, progress_bar=False)
 print(on_funnel.to_markdown())
 
@@ -59,14 +60,14 @@ print(on_funnel.to_markdown())
 # Mixing is not accuracy. ULA with h = 0.5 on N(0, I) mixes well (R-hat 1.00, large ESS) but samples
 # N(0, 1/(1 - h/2)): standard deviations 1.15. Against the exact moments, the flag names them.
 standard_normal = gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]])
-on_normal = compare(standard_normal, {"mala": "mala", "ula (h=0.5)": samplers.ula(step_size=0.5)},
-                    key=jax.random.key(2), num_chains=4, num_warmup=WARMUP, num_samples=5 * DRAWS, progress_bar=False)
+on_normal = compare(standard_normal, jax.random.key(2), {"mala": "mala", "ula (h=0.5)": samplers.ula(step_size=0.5)},
+                    num_chains=4, num_warmup=WARMUP, num_samples=5 * DRAWS, progress_bar=False)
 print(on_normal.table[["sampler", "converged", "rhat_max", "ess_bulk_min", "std_err_mcse", "flag"]].to_string())
 
 # %%
 # Given only an energy, compare cannot judge bias ("bias not checked") unless it gets a reference run:
-unknown = compare(standard_normal.energy, {"ula (h=0.5)": samplers.ula(step_size=0.5)},
-                  key=jax.random.key(2), num_chains=4, num_warmup=WARMUP, num_samples=5 * DRAWS, reference="nuts",
+unknown = compare(standard_normal.energy, jax.random.key(2), {"ula (h=0.5)": samplers.ula(step_size=0.5)},
+                  num_chains=4, num_warmup=WARMUP, num_samples=5 * DRAWS, reference="nuts",
                   progress_bar=False)
 print(unknown.bias_check, "->", unknown.table.loc[0, "flag"])
 

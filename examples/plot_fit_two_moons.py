@@ -39,14 +39,14 @@ test = moons.sample(jax.random.key(1), 5_000)
 entropy, _ = moons.entropy(jax.random.key(2))
 
 # %%
-# An MLP energy with a wide Gaussian base term, so that exp(-E) is normalisable.
-net = MLPEnergy(2, (128, 128, 128), base_scale=2.5, base_center=(0.5, 0.25), key=jax.random.key(3))
+# An MLP energy with a wide Gaussian confinement term, so that exp(-E) is normalisable.
+net = MLPEnergy(2, (128, 128, 128), confinement_scale=2.5, confinement_center=(0.5, 0.25), key=jax.random.key(3))
 energy = Energy.from_equinox(net, event_shape=(2,))
 
 # %%
 # Contrastive divergence with persistent chains. Langevin with noise² = 2·step is exact ULA.
 result = fit(
-    energy, train, key=jax.random.key(4), num_steps=STEPS, batch_size=128,
+    energy, jax.random.key(4), train, num_steps=STEPS, batch_size=128,
     optimizer=optax.adam(1e-3, b1=0.0), alpha=0.05, num_mcmc_steps=20,
     sampler=samplers.langevin(step_size=0.005, noise_scale=0.1),
     chain_init=buffer.replay_buffer(10_000, 0.05, buffer.uniform_noise(-2.5, 2.5)),

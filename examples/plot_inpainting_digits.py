@@ -40,7 +40,7 @@ pixel_mean = train.mean(0)
 # %%
 # Train the energy (MLP on the 64 pixels) by denoising score matching.
 energy = Energy.from_equinox(MLPEnergy(64, (256, 256), key=jax.random.key(0)), event_shape=(1, 8, 8))
-energy = fit(energy, train, key=jax.random.key(1), num_steps=STEPS, objective="dsm", sigma=SIGMA,
+energy = fit(energy, jax.random.key(1), train, num_steps=STEPS, objective="dsm", sigma=SIGMA,
              optimizer=optax.adam(1e-3), progress_bar=False).energy
 
 # %%
@@ -54,7 +54,7 @@ completed = {}
 for name, mask in masks.items():
     reps = jnp.repeat(jnp.asarray(test), COMPLETIONS, axis=0)
     out = inpaint(energy, jax.random.key(2), reps, jnp.repeat(jnp.asarray(mask), COMPLETIONS, axis=0),
-                  sampler=samplers.ula(step_size=SIGMA**2 / 10), num_steps=300,
+                  sampler=samplers.ula(step_size=SIGMA**2 / 10), num_mcmc_steps=300,
                   init=jnp.repeat(jnp.asarray(np.broadcast_to(pixel_mean, test.shape)), COMPLETIONS, axis=0))
     completed[name] = np.clip(np.asarray(out).reshape(len(test), COMPLETIONS, 1, 8, 8).mean(1), -1, 1)
     mse_ebm = float(np.mean(((completed[name] - test) ** 2)[~mask]))

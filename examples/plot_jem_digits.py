@@ -54,7 +54,7 @@ results = {}
 for name, weight in (("cross-entropy", 0.0), ("JEM", 1.0)):
     joint = joint_energy(Classifier(jax.random.key(0)), event_shape=(1, 8, 8), data=x)  # records the data's range
     trainer = jem_hybrid(joint, optax.adam(1e-3, b1=0.0 if weight else 0.9), generative_weight=weight)
-    fitted = fit(joint.energy, (x, y), key=jax.random.key(1), num_steps=STEPS, batch_size=128, objective=trainer,
+    fitted = fit(joint.energy, jax.random.key(1), (x, y), num_steps=STEPS, batch_size=128, objective=trainer,
                  progress_bar=False)
     probs = np.asarray(joint.predict(fitted.state.params, jnp.asarray(x_test)))
     results[name] = (joint, fitted, probs)
@@ -69,8 +69,8 @@ for name, weight in (("cross-entropy", 0.0), ("JEM", 1.0)):
 joint, fitted, _ = results["JEM"]
 rows = []
 for digit in range(10):
-    drawn = sample_conditional(joint, fitted.state.params, digit, jax.random.key(10 + digit), num_samples=8,
-                               num_steps=200)
+    drawn = sample_conditional(joint, jax.random.key(10 + digit), fitted.state.params, digit, num_samples=8,
+                               num_mcmc_steps=200)
     rows.append(np.asarray(drawn[:, 0]))
 fig, axes = plt.subplots(10, 8, figsize=(6, 7.5), layout="constrained")
 for digit in range(10):

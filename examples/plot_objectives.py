@@ -58,9 +58,9 @@ objectives = {
 }
 rows = []
 for name, options in objectives.items():
-    net = MLPEnergy(2, (128, 128, 128), base_scale=2.5, base_center=(0.5, 0.25), key=jax.random.key(3))
+    net = MLPEnergy(2, (128, 128, 128), confinement_scale=2.5, confinement_center=(0.5, 0.25), key=jax.random.key(3))
     t0 = time.perf_counter()
-    result = fit(Energy.from_equinox(net, event_shape=(2,)), train, key=jax.random.key(4), num_steps=STEPS,
+    result = fit(Energy.from_equinox(net, event_shape=(2,)), jax.random.key(4), train, num_steps=STEPS,
                  optimizer=optax.adam(1e-3, b1=0.0), progress_bar=False, **options)
     seconds = time.perf_counter() - t0
     log_z = grid_log_partition(result.energy, moons.limits, 400)

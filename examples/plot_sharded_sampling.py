@@ -40,7 +40,7 @@ print("devices:", jax.devices())
 
 # %%
 # An MLP energy over 16 dimensions; many MALA chains with a fixed step size.
-net = MLPEnergy(16, (128, 128), base_scale=3.0, key=jax.random.key(0))
+net = MLPEnergy(16, (128, 128), confinement_scale=3.0, key=jax.random.key(0))
 energy = ebmppl.Energy.from_equinox(net, event_shape=(16,))
 sampler = ebmppl.samplers.mala(step_size=0.05)
 

@@ -8,7 +8,7 @@ an energy is not a good density — the chains never converge — but the
 K-step chain itself becomes a generator ``x = g(z)`` whose latent ``z`` is the
 starting noise (Nijkamp et al. 2019). ``ebmppl.latent`` makes that explicit:
 
-* ``short_run_generator(energy, num_steps=K, step_size=...)`` is ``g``:
+* ``short_run_generator(energy, num_mcmc_steps=K, step_size=...)`` is ``g``:
   deterministic and differentiable;
 * ``interpolate(z1, z2)`` walks ``z_p = p z1 + √(1-p²) z2``, which keeps the
   noise's scale, and ``g`` maps the walk to images;
@@ -45,11 +45,11 @@ x = jnp.asarray(images.reshape(len(images), 64))
 # %%
 # Short-run training: chains from uniform noise on [-1, 1], clamped to the pixel range.
 net = MLPEnergy(64, (256, 256), key=jax.random.key(0))
-result = fit(Energy.from_equinox(net, event_shape=(64,)), x, key=jax.random.key(1), num_steps=STEPS,
+result = fit(Energy.from_equinox(net, event_shape=(64,)), jax.random.key(1), x, num_steps=STEPS,
              optimizer=optax.adam(5e-4, b1=0.5), alpha=0.0, num_mcmc_steps=K, progress_bar=False,
              sampler=samplers.langevin(step_size=STEP, noise_scale=0.005, clamp=(-1.0, 1.0)),
              chain_init=buffer.short_run(buffer.uniform_noise(-1.0, 1.0)))
-g = jax.jit(short_run_generator(result.energy, num_steps=K, step_size=STEP, clamp=(-1.0, 1.0)))
+g = jax.jit(short_run_generator(result.energy, num_mcmc_steps=K, step_size=STEP, clamp=(-1.0, 1.0)))
 
 # %%
 # Interpolation: four pairs of noise vectors, eight steps between each.

@@ -20,7 +20,7 @@ worst density — the mode weights are wrong, because the energy only has to
 steer noise to the data in K steps. Persistent chains are unbiased in the
 limit but seldom cross between modes, so some modes get too little weight.
 CD-k wins on likelihood *here*: the modes are close to the data, and the
-Gaussian base term of ``MLPEnergy`` already keeps far regions improbable,
+Gaussian confinement term of ``MLPEnergy`` already keeps far regions improbable,
 which is the part CD-k cannot learn by itself. Set ``EBMPPL_FAST=1`` for a
 quick run.
 """
@@ -60,8 +60,8 @@ schemes = {
 langevin = samplers.langevin(step_size=0.005, noise_scale=0.1)
 results = {}
 for name, options in schemes.items():
-    net = MLPEnergy(2, (128, 128, 128), base_scale=6.0, key=jax.random.key(3))
-    result = fit(Energy.from_equinox(net, event_shape=(2,)), train, key=jax.random.key(4), num_steps=STEPS,
+    net = MLPEnergy(2, (128, 128, 128), confinement_scale=6.0, key=jax.random.key(3))
+    result = fit(Energy.from_equinox(net, event_shape=(2,)), jax.random.key(4), train, num_steps=STEPS,
                  optimizer=optax.adam(1e-3, b1=0.0), alpha=0.05, progress_bar=False,
                  sampler=langevin, **options)
     log_z = grid_log_partition(result.energy, data.limits, 300)

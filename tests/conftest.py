@@ -75,14 +75,3 @@ def pytest_terminal_summary(terminalreporter):
     if RELIABILITY["bad inputs tried"] or RELIABILITY["faults injected"]:
         terminalreporter.write_line(
             "reliability: " + ", ".join(f"{v} {k}" for k, v in RELIABILITY.items()))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _release_compiled_programs():
-    """Drop compiled programs after each test module: the suite compiles hundreds, and holding them all
-    grows the process for nothing (ebmppl's own cache of compiled sampling programs included)."""
-    yield
-    from ebmppl.samplers.sample import _Compiled
-
-    _Compiled._cache.clear()
-    jax.clear_caches()

@@ -18,7 +18,7 @@ def run(sampler, steps=400):
     # about 5 times between checks, so a mixing chain decorrelates within the window
     # the constant learning rate of fit's former default optimizer: the bad-step case needs the energy to
     # sharpen within 400 steps for its acceptance to fall out of band (fit now decays the rate after half the run)
-    fit(energy, data, key=jax.random.key(2), num_steps=steps, batch_size=64, chunk_size=20, num_mcmc_steps=5,
+    fit(energy, jax.random.key(2), data, num_steps=steps, batch_size=64, chunk_size=20, num_mcmc_steps=5,
         sampler=sampler, callbacks=[health], progress_bar=False, optimizer=optax.adam(1e-3, b1=0.0, b2=0.999),
         health=health,
         chain_init=buffer.replay_buffer(256, 0.05, buffer.uniform_noise(-3, 3)))

@@ -10,7 +10,7 @@ from ebmppl.targets import gaussian, gaussian_mixture
 
 def test_short_run_generator_moves_noise_to_the_modes_and_interpolates():
     modes = gaussian_mixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [0.05 * np.eye(2)] * 2)
-    g = short_run_generator(modes.energy, num_steps=100, step_size=0.01, clamp=None)
+    g = short_run_generator(modes.energy, num_mcmc_steps=100, step_size=0.01, clamp=None)
     z1, z2 = jnp.array([0.8, 0.3]), jnp.array([-0.9, -0.2])
     path = g(interpolate(z1, z2, num=9))
     # the ends land on their modes; the path switches mode once, in between
@@ -19,7 +19,7 @@ def test_short_run_generator_moves_noise_to_the_modes_and_interpolates():
 
 
 def test_reconstruction_through_the_chain():
-    g = short_run_generator(gaussian([0.0, 0.0], np.eye(2)).energy, num_steps=10, step_size=0.05, clamp=None)
+    g = short_run_generator(gaussian([0.0, 0.0], np.eye(2)).energy, num_mcmc_steps=10, step_size=0.05, clamp=None)
     target = jnp.array([[0.3, -0.4], [1.0, 0.2]])
     _, x = reconstruct(g, target, jnp.zeros((2, 2)), num_steps=400)
     np.testing.assert_allclose(x, target, atol=1e-2)

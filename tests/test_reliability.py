@@ -301,7 +301,7 @@ CLI_BAD = [
     ["sample", "--chains", "0"], ["sample", "--target", "cat"], ["sample", "--sampler", "x"],
     ["sample", "--warmup", "-1"], ["compare", "--samplers", "mala,nope", "--out", "{tmp}/c"],
     ["compare", "--checkpoint", "{tmp}/no-such-run"], ["compare", "--checkpoint", "{tmp}/broken"],
-    ["sample", "--target", "gaussian", "--sampler", "mala", "--warmup", "10", "--samples", "10",
+    ["sample", "--target", "gaussian", "--sampler", "mala", "--num-warmup", "10", "--num-samples", "10",
      "--out", "{tmp}/a-file/sub"],
     ["fit", "--steps", "5", "--quiet", "--out", "{tmp}/a-file"], ["frobnicate"], [],
 ]

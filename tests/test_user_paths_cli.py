@@ -39,7 +39,7 @@ def _three_d(n=200, seed=1):
     return np.c_[1000 + 50 * z[:, 0], 0.01 * z[:, 1], np.sign(z[:, 2]) * 2 + 0.3 * rng.normal(size=n)]
 
 
-TINY = ["--steps", "20", "--batch-size", "32", "--widths", "16,16", "--mcmc-steps", "5"]
+TINY = ["--steps", "20", "--batch-size", "32", "--widths", "16,16", "--num-mcmc-steps", "5"]
 
 
 @pytest.fixture(scope="module")

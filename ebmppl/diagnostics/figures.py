@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ebmppl.diagnostics import arviz as azb
+from ebmppl import _arviz as azb
 
 __all__ = ["plot_comparison"]
 
@@ -35,7 +35,7 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
     Parameters
     ----------
     comparison
-        A :class:`~ebmppl.diagnostics.Comparison`.
+        A :class:`~ebmppl.compare.Comparison` (what :func:`ebmppl.compare` returns).
     max_lag
         Lags shown in the autocorrelation panel.
     max_points
@@ -48,9 +48,9 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
     Examples
     --------
     >>> import jax, matplotlib; matplotlib.use("Agg")
-    >>> from ebmppl.diagnostics import compare
+    >>> from ebmppl import compare
     >>> from ebmppl.targets import banana
-    >>> c = compare(banana(), ["mala", "nuts"], key=jax.random.key(0), num_warmup=100, num_samples=100,
+    >>> c = compare(banana(), jax.random.key(0), ["mala", "nuts"], num_warmup=100, num_samples=100,
     ...             progress_bar=False)
     >>> fig = plot_comparison(c)
     >>> fig.axes[0].get_title()

@@ -1,8 +1,27 @@
-"""Training objectives, each a pure :class:`Trainer` (``init``/``step``) that :func:`ebmppl.fit` drives."""
+"""Training objectives: the one trainer (:class:`Objective`) and its configurations, which :func:`ebmppl.fit` drives.
 
-from ebmppl.objectives.base import Trainer, TrainState
-from ebmppl.objectives.cd import cd_loss, contrastive_divergence, kernel_parameters, sample_negatives
+An objective is a positive phase, a negative phase and loss terms
+(:mod:`ebmppl.objectives.trainer`); the builders below configure it:
+``contrastive_divergence`` (data + negative chains + CD), ``recovery_contrastive_divergence``
+(recovery chains + negative chains + CD), ``denoising_score_matching``,
+``sliced_score_matching`` and ``noise_contrastive_estimation`` (data + one
+term, no chains); :func:`ebmppl.jem.jem_hybrid` adds JEM's cross-entropy. A
+trainer of your own is either an :class:`Objective` with your own
+:class:`LossTerm`, or any :class:`Trainer` (``init``/``step`` functions).
+"""
+
+from ebmppl.objectives.base import METRICS, Trainer, TrainState, training_metrics
+from ebmppl.objectives.cd import (
+    ContrastiveDivergence,
+    cd_loss,
+    contrastive_divergence,
+    kernel_parameters,
+    sample_negatives,
+)
 from ebmppl.objectives.mcmc_free import (
+    DenoisingScoreMatching,
+    NoiseContrastive,
+    SlicedScoreMatching,
     denoising_score_matching,
     dsm_loss,
     nce_loss,
@@ -10,8 +29,17 @@ from ebmppl.objectives.mcmc_free import (
     sliced_score_matching,
     ssm_loss,
 )
-
-from ebmppl.objectives.recovery import recovery_contrastive_divergence
+from ebmppl.objectives.recovery import RecoveryPhase, recovery_contrastive_divergence
+from ebmppl.objectives.trainer import (
+    DataPhase,
+    LossTerm,
+    NegativeChains,
+    Objective,
+    Phases,
+    PositivePhase,
+    Scaled,
+    negative_chains,
+)
 
 OBJECTIVES = {
     "cd": contrastive_divergence,
@@ -22,5 +50,9 @@ OBJECTIVES = {
 }
 """Objectives by name, as ``fit(objective=...)`` and the command line refer to them."""
 
-__all__ = ["Trainer", "TrainState", "cd_loss", "contrastive_divergence", "kernel_parameters", "sample_negatives", "denoising_score_matching",
-           "sliced_score_matching", "noise_contrastive_estimation", "recovery_contrastive_divergence", "dsm_loss", "ssm_loss", "nce_loss", "OBJECTIVES"]
+__all__ = ["Trainer", "TrainState", "Objective", "Phases", "LossTerm", "Scaled", "PositivePhase", "DataPhase",
+           "RecoveryPhase", "NegativeChains", "negative_chains", "METRICS", "training_metrics",
+           "ContrastiveDivergence", "DenoisingScoreMatching", "SlicedScoreMatching", "NoiseContrastive",
+           "cd_loss", "contrastive_divergence", "kernel_parameters", "sample_negatives", "denoising_score_matching",
+           "sliced_score_matching", "noise_contrastive_estimation", "recovery_contrastive_divergence", "dsm_loss",
+           "ssm_loss", "nce_loss", "OBJECTIVES"]

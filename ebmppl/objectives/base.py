@@ -12,7 +12,11 @@ import optax
 from ebmppl.buffer import BufferState
 
 __all__ = ["TrainState", "Trainer", "guard_non_finite", "all_finite", "initial_state", "apply_gradients",
-           "buffer_spread"]
+           "buffer_spread", "training_metrics", "METRICS"]
+
+METRICS = ("loss", "cd_gap", "energy_pos", "energy_neg", "energy_noise", "grad_norm", "acceptance_rate",
+           "reinit_fraction", "buffer_std", "finite")
+"""The metrics every built-in objective reports per step (:func:`training_metrics`); nan where one does not apply."""
 
 
 class TrainState(NamedTuple):
@@ -178,3 +182,41 @@ def buffer_spread(buffer: BufferState, negatives: jax.Array) -> jax.Array:
     if not buffer.samples.shape[0]:
         return jnp.asarray(jnp.nan, negatives.dtype)
     return jnp.std(negatives.reshape(negatives.shape[0], -1), axis=0).mean()
+
+
+def training_metrics(loss: jax.Array, grads: Any, finite: jax.Array, **values: jax.Array) -> dict[str, jax.Array]:
+    """The one metrics definition of a training step: the :data:`METRICS` keys plus any further ``values``.
+
+    ``values`` may give ``energy_pos``, ``energy_neg`` (mean energies of ``x⁺``
+    and ``x⁻``; ``cd_gap`` is their difference), ``energy_noise``,
+    ``acceptance_rate``, ``reinit_fraction`` and ``buffer_std``; those not
+    given are nan. Any other named value (a loss term's ``cross_entropy``, the
+    negative phase's ``step_size``) is added as it is. Floating values take
+    the loss's dtype.
+
+    Examples
+    --------
+    >>> m = training_metrics(jnp.float32(1.0), {"w": jnp.ones(4)}, jnp.asarray(True),
+    ...                      energy_pos=jnp.float32(-1.0), energy_neg=jnp.float32(0.5), accuracy=jnp.float32(0.9))
+    >>> float(m["cd_gap"]), float(m["grad_norm"]), bool(jnp.isnan(m["buffer_std"])), sorted(set(m) - set(METRICS))
+    (-1.5, 2.0, True, ['accuracy'])
+    """
+    dtype = jnp.result_type(loss)
+    nan = jnp.asarray(jnp.nan, dtype)
+    get = lambda name: jnp.asarray(values.pop(name, nan), dtype)  # noqa: E731
+    e_pos, e_neg = get("energy_pos"), get("energy_neg")
+    metrics = {
+        "loss": loss,
+        "cd_gap": e_pos - e_neg,
+        "energy_pos": e_pos,
+        "energy_neg": e_neg,
+        "energy_noise": get("energy_noise"),
+        "grad_norm": optax.tree.norm(grads),
+        "acceptance_rate": get("acceptance_rate"),
+        "reinit_fraction": get("reinit_fraction"),
+        "buffer_std": get("buffer_std"),
+        "finite": finite,
+    }
+    for name, value in values.items():
+        metrics[name] = jnp.asarray(value, dtype) if jnp.issubdtype(jnp.result_type(value), jnp.floating) else value
+    return metrics

@@ -20,21 +20,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from ebmppl._validation import check_energy, check_sampler_params
-from ebmppl.buffer import ChainInit, replay_buffer
+from ebmppl._validation import check_energy
+from ebmppl.buffer import ChainInit
 from ebmppl.energy import Energy
-from ebmppl.sharding import constrain_leading
-from ebmppl.objectives.base import Trainer, TrainState, all_finite, apply_gradients, buffer_spread, initial_state
+from ebmppl.objectives.trainer import NOISE_PROBE, LossTerm, Objective, negative_chains
 from ebmppl.samplers.base import Sampler
-from ebmppl.samplers.registry import get_sampler
+# negative-chain sampling lives in the inference layer; importable from here as before
+from ebmppl.samplers.negatives import kernel_parameters, sample_negatives
 
-__all__ = ["cd_loss", "contrastive_divergence", "sample_negatives", "kernel_parameters"]
+__all__ = ["cd_loss", "contrastive_divergence", "ContrastiveDivergence", "check_cd_options", "sample_negatives",
+           "kernel_parameters", "NOISE_PROBE"]
 
-NOISE_PROBE = 16  # noise points per step behind the ``energy_noise`` metric
 ADAPT_RATE = 0.05  # default gain of the step-size adaptation (``target_acceptance``)
 
 
@@ -69,61 +70,52 @@ def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alp
     return loss, (e_pos.mean(), e_neg.mean())
 
 
-def sample_negatives(energy: Energy, sampler: Sampler, kernel_params: dict[str, Any], num_steps: int,
-                     key: jax.Array, params: Any, x0: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Run ``num_steps`` sampler steps from ``x0`` under the current θ; return (negatives, mean acceptance).
+class ContrastiveDivergence(LossTerm):
+    """The contrastive-divergence loss term, :func:`cd_loss` on ``x⁺`` and ``x⁻`` (the α penalty and energy clip).
 
-    The sampler state is initialised from the positions under ``params``, so
-    no cached log-density or gradient from an older θ is ever used.
+    Attributes
+    ----------
+    alpha
+        Weight of the L2 energy penalty (a regulariser; ``0``: maximum likelihood).
+    energy_clip
+        Clamp energies to ``[-c, c]`` inside the loss (``None``: off).
 
     Examples
     --------
-    >>> from ebmppl import Energy, samplers
-    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
-    >>> s = samplers.mala(step_size=0.5)
-    >>> x, acc = sample_negatives(e, s, kernel_parameters(s, 2, None), 10, jax.random.key(0), e.params,
-    ...                           jnp.full((64, 2), 3.0))
-    >>> x.shape, bool(jnp.abs(x.mean()) < 1.0), 0.0 < float(acc) <= 1.0
-    ((64, 2), True, True)
+    >>> from ebmppl import Energy
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: p * jnp.sum(x**2), jnp.float32(1.0), event_shape=(1,))
+    >>> loss, aux = ContrastiveDivergence(alpha=0.0)(e, Phases(None, jnp.zeros((4, 1)), jnp.ones((4, 1)), None), {})
+    >>> float(loss), float(aux["energy_neg"])
+    (-1.0, 1.0)
     """
-    model = energy.with_params(jax.lax.stop_gradient(params))
-    logdensity = lambda x: -model.energy_fn(model.params, x) / model.temperature  # noqa: E731
-    x0 = constrain_leading(x0)  # no-op unless fit(devices=...) shards the chains
-    # every chain's key for every step in one split, outside the loop: a split inside the
-    # loop is one more threefry pass per step, ~8 % of a small MLP's Langevin step on CPU
-    keys = jax.random.split(key, (num_steps + 1, x0.shape[0]))
-    states = jax.vmap(sampler.init, in_axes=(0, 0, None))(keys[0], x0, logdensity)
-    step_all = jax.vmap(sampler.step, in_axes=(0, 0, None, None))
 
-    def body(states, step_keys):
-        states, stats = step_all(step_keys, states, logdensity, kernel_params)
-        return states, stats.acceptance_rate.mean()
+    alpha: float = eqx.field(static=True, default=0.1)
+    energy_clip: float | None = eqx.field(static=True, default=None)
 
-    states, acceptance = jax.lax.scan(body, states, keys[1:])
-    return jax.lax.stop_gradient(sampler.position(states)), acceptance.mean()
+    def __call__(self, model, phases, extra):
+        loss, (e_pos, e_neg) = cd_loss(model, model.params, phases.positive, phases.negative, self.alpha,
+                                       self.energy_clip)
+        return loss, {"energy_pos": e_pos, "energy_neg": e_neg}
 
 
-def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | None) -> dict[str, jax.Array]:
-    """The sampler's default kernel parameters with ``overrides``, validated.
+def check_cd_options(alpha: float, energy_clip: float | None = None) -> tuple[float, float | None]:
+    """``(alpha, energy_clip)`` as floats, or a ValueError naming the one out of range.
 
     Examples
     --------
-    >>> from ebmppl import samplers
-    >>> p = kernel_parameters(samplers.mala(), 2, {"step_size": 0.2})
-    >>> round(float(p["step_size"]), 3)
-    0.2
-    >>> kernel_parameters(samplers.mala(), 2, {"step_size": -1.0})
+    >>> check_cd_options(0.1, None)
+    (0.1, None)
+    >>> check_cd_options(-1.0)
     Traceback (most recent call last):
     ...
-    ValueError: sampler_params['step_size'] must be > 0, got -1.0.
+    ValueError: alpha must be >= 0, got -1.0.
     """
-    defaults = sampler.default_params(dim)
-    params = {**defaults, **check_sampler_params(overrides, defaults)}
-    params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
-    for name, value in params.items():
-        if name in ("step_size", "noise_scale") and not float(value) > 0:
-            raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value)!r}.")
-    return params
+    if not float(alpha) >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
+    if energy_clip is not None and not float(energy_clip) > 0:
+        raise ValueError(f"energy_clip must be > 0 (or None), got {energy_clip!r}.")
+    return float(alpha), None if energy_clip is None else float(energy_clip)
 
 
 def contrastive_divergence(
@@ -138,7 +130,7 @@ def contrastive_divergence(
     energy_clip: float | None = None,
     target_acceptance: float | None = None,
     adapt_rate: float = ADAPT_RATE,
-) -> Trainer:
+) -> Objective:
     """A contrastive-divergence trainer: K sampler steps for negatives, then one Optax update.
 
     Parameters
@@ -195,7 +187,10 @@ def contrastive_divergence(
 
     Returns
     -------
-    Trainer
+    Objective
+        The one trainer (:class:`~ebmppl.objectives.Objective`) configured
+        with a :class:`~ebmppl.objectives.DataPhase`, :func:`~ebmppl.objectives.negative_chains`
+        and the :class:`ContrastiveDivergence` term; it hashes by value.
         ``init(key, params)`` and ``step(state, batch)``; metrics per step:
         ``loss``, ``cd_gap`` (mean E(x⁺) - mean E(x⁻)), ``energy_pos``,
         ``energy_neg``, ``energy_noise`` (mean energy of 16 fresh noise points; nan for CD-k),
@@ -216,69 +211,7 @@ def contrastive_divergence(
     ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg', 'energy_noise']
     """
     check_energy(energy)
-    if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
-        raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
-    if not float(alpha) >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
-    if energy_clip is not None and not float(energy_clip) > 0:
-        raise ValueError(f"energy_clip must be > 0 (or None), got {energy_clip!r}.")
-    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    chain_init = chain_init or replay_buffer()
-    kernel_params = kernel_parameters(sampler, energy.dim, sampler_params)
-    if target_acceptance is not None:
-        if not 0 < float(target_acceptance) < 1:
-            raise ValueError(f"target_acceptance must be in (0, 1) (or None: a fixed step), got {target_acceptance!r}.")
-        if "step_size" not in kernel_params:
-            raise ValueError(f"target_acceptance adapts the sampler's step_size, but sampler {sampler.name!r} has "
-                             f"none (its parameters: {sorted(kernel_params)}); pass target_acceptance=None.")
-        if not float(adapt_rate) > 0:
-            raise ValueError(f"adapt_rate must be > 0, got {adapt_rate!r}.")
-    adapt = target_acceptance is not None
-
-    def init(key: jax.Array, params: Any) -> TrainState:
-        state = initial_state(key, params, optimizer, chain_init, energy.event_shape)
-        if adapt:  # log of the factor on the step: 0 = the step as given
-            state = state._replace(buffer=state.buffer._replace(log_step_scale=jnp.zeros((), jnp.result_type(float))))
-        return state
-
-    def step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, k_start, k_chain, k_noise = jax.random.split(state.key, 4)
-        x0, aux = chain_init.start(k_start, state.buffer, batch)
-        params_k = kernel_params
-        if adapt:  # exp(0) is exactly 1: while the step is not shrunk it is bit for bit the one given
-            params_k = {**kernel_params, "step_size": kernel_params["step_size"] * jnp.exp(state.buffer.log_step_scale)}
-        x_neg, acceptance = sample_negatives(energy, sampler, params_k, num_mcmc_steps, k_chain, state.params, x0)
-        x_neg = jax.lax.stop_gradient(x_neg)
-        (loss, (e_pos, e_neg)), grads = jax.value_and_grad(
-            lambda p: cd_loss(energy, p, batch, x_neg, alpha, energy_clip), has_aux=True
-        )(state.params)
-        buffer = chain_init.finish(state.buffer, aux, x_neg)
-        if adapt:
-            shift = adapt_rate * (jnp.nan_to_num(acceptance, nan=target_acceptance) - target_acceptance)
-            buffer = buffer._replace(log_step_scale=jnp.minimum(0.0, state.buffer.log_step_scale + shift)
-                                     .astype(state.buffer.log_step_scale.dtype))
-        guarded, ok = apply_gradients(state, grads, loss, optimizer, buffer, key, all_finite(x_neg))
-        if chain_init.noise is not None:  # energy of fresh noise: where the model puts "nothing"
-            # a small probe: a health signal averaged over steps, not worth a batch-sized forward pass
-            probe = chain_init.noise(k_noise, (min(NOISE_PROBE, batch.shape[0]), *batch.shape[1:]))
-            e_noise = energy.with_params(state.params).energy(probe).mean()
-        else:
-            e_noise = jnp.asarray(jnp.nan, e_pos.dtype)
-        metrics = {
-            "loss": loss,
-            "cd_gap": e_pos - e_neg,
-            "energy_pos": e_pos,
-            "energy_neg": e_neg,
-            "energy_noise": e_noise,
-            "grad_norm": optax.tree.norm(grads),
-            "acceptance_rate": acceptance,
-            "reinit_fraction": jnp.asarray(chain_init.reinit_prob, jnp.float32),
-            # spread of the persistent negatives (nan without a buffer): collapsing or
-            # exploding buffers show up here first
-            "buffer_std": buffer_spread(buffer, x_neg),
-            "step_size": jnp.asarray(params_k.get("step_size", jnp.nan), e_pos.dtype),
-            "finite": ok,
-        }
-        return guarded, metrics
-
-    return Trainer("cd", init, step)
+    alpha, energy_clip = check_cd_options(alpha, energy_clip)
+    negative = negative_chains(sampler, energy.dim, sampler_params=sampler_params, num_mcmc_steps=num_mcmc_steps,
+                               chain_init=chain_init, target_acceptance=target_acceptance, adapt_rate=adapt_rate)
+    return Objective("cd", energy, optimizer, ContrastiveDivergence(alpha, energy_clip), negative=negative)

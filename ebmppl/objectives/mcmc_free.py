@@ -1,7 +1,7 @@
 """MCMC-free objectives: denoising and sliced score matching, and noise-contrastive estimation.
 
 They fit the same energies as contrastive divergence through the same
-:class:`~ebmppl.objectives.Trainer` interface (``fit(..., objective="dsm")``),
+:class:`~ebmppl.objectives.Objective` (``fit(..., objective="dsm")``), as its loss terms,
 without sampling the model during training:
 
 * **Denoising score matching** (Vincent 2011): match the model score
@@ -23,19 +23,20 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
 from ebmppl.energy import Energy
-from ebmppl.objectives.base import Trainer, apply_gradients, initial_state
+from ebmppl.objectives.trainer import LossTerm, Objective, freeze_arrays, thaw_arrays
 
 __all__ = ["denoising_score_matching", "sliced_score_matching", "noise_contrastive_estimation", "dsm_loss",
-           "ssm_loss", "nce_loss"]
+           "ssm_loss", "nce_loss", "DenoisingScoreMatching", "SlicedScoreMatching", "NoiseContrastive"]
 
 
 def _score_fn(energy: Energy, params: Any) -> Callable[[jax.Array], jax.Array]:
-    return jax.grad(lambda x: -energy.energy_fn(params, x) / energy.temperature)
+    return jax.grad(energy.with_params(params).logdensity_fn)
 
 
 def dsm_loss(energy: Energy, params: Any, x: jax.Array, key: jax.Array, sigma: float) -> jax.Array:
@@ -102,27 +103,95 @@ def nce_loss(energy: Energy, params: Any, log_c: jax.Array, x: jax.Array, noise:
     return jnp.mean(jax.nn.softplus(-logit(x))) + nu * jnp.mean(jax.nn.softplus(logit(noise)))
 
 
-def _trainer(name, energy, optimizer, loss_fn, wrap=lambda p: p, unwrap=lambda p: p):
-    """A Trainer for a loss ``loss_fn(train_params, batch, key) -> scalar`` (no negatives, no buffer)."""
+class DenoisingScoreMatching(LossTerm):
+    """The denoising-score-matching term, :func:`dsm_loss` on ``x⁺`` with noise scale ``sigma``.
 
-    def init(key, params):
-        return initial_state(key, wrap(params), optimizer, None, energy.event_shape)
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2) / p, jnp.float32(1.0), event_shape=(1,))
+    >>> loss, _ = DenoisingScoreMatching(0.1)(e, Phases(None, jnp.zeros((4096, 1)), None, jax.random.key(0)), {})
+    >>> float(loss) < 0.6
+    True
+    """
 
-    def step(state, batch):
-        key, k_loss = jax.random.split(state.key)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, k_loss)
-        guarded, ok = apply_gradients(state, grads, loss, optimizer, state.buffer, key)
-        e_pos = energy.with_params(unwrap(state.params)).energy(batch).mean()
-        nan = jnp.asarray(jnp.nan, e_pos.dtype)
-        metrics = {"loss": loss, "cd_gap": nan, "energy_pos": e_pos, "energy_neg": nan, "energy_noise": nan,
-                   "grad_norm": optax.tree.norm(grads), "acceptance_rate": nan, "reinit_fraction": nan,
-                   "buffer_std": nan, "finite": ok}
-        return guarded, metrics
+    sigma: float = eqx.field(static=True)
+    needs_key = True
 
-    return Trainer(name, init, step, unwrap)
+    def __call__(self, model, phases, extra):
+        return dsm_loss(model, model.params, phases.positive, phases.key, self.sigma), {}
 
 
-def denoising_score_matching(energy: Energy, optimizer: optax.GradientTransformation, *, sigma: float = 0.1) -> Trainer:
+class SlicedScoreMatching(LossTerm):
+    """The sliced-score-matching term, :func:`ssm_loss` on ``x⁺`` with ``num_projections`` directions.
+
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    >>> x = jax.random.normal(jax.random.key(0), (20000, 2))
+    >>> round(float(SlicedScoreMatching()(e, Phases(None, x, None, jax.random.key(1)), {})[0]), 1)
+    -1.0
+    """
+
+    num_projections: int = eqx.field(static=True, default=1)
+    needs_key = True
+
+    def __call__(self, model, phases, extra):
+        return ssm_loss(model, model.params, phases.positive, phases.key, self.num_projections), {}
+
+
+class NoiseContrastive(LossTerm):
+    """The NCE term against Gaussian noise ``N(mean, scale²)``, ``noise_ratio`` noise draws per example.
+
+    It trains the model's log-normaliser ``log_c`` (starting at 0) with the energy.
+
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(1,))
+    >>> term = NoiseContrastive.gaussian((1,), 0.0, 1.0)
+    >>> x = jax.random.normal(jax.random.key(0), (4000, 1))
+    >>> loss, _ = term(e, Phases(None, x, None, jax.random.key(1)), {"log_c": jnp.float32(0.919)})  # model = noise
+    >>> round(float(loss), 2)
+    1.39
+    """
+
+    mean: tuple = eqx.field(static=True)
+    scale: tuple = eqx.field(static=True)
+    noise_ratio: int = eqx.field(static=True, default=1)
+    needs_key = True
+
+    @classmethod
+    def gaussian(cls, event_shape: tuple[int, ...], mean: Any = 0.0, scale: Any = 1.0,
+                 noise_ratio: int = 1) -> NoiseContrastive:
+        """The term for noise ``N(mean, scale²)`` (scalars or arrays broadcast to ``event_shape``), validated."""
+        if int(noise_ratio) < 1:
+            raise ValueError(f"noise_ratio must be >= 1, got {noise_ratio!r}.")
+        mean = jnp.broadcast_to(jnp.asarray(mean, jnp.float32), event_shape)
+        scale = jnp.broadcast_to(jnp.asarray(scale, jnp.float32), event_shape)
+        if not bool(jnp.all(scale > 0)):
+            raise ValueError("noise_scale must be > 0.")
+        return cls(freeze_arrays({"mean": mean}), freeze_arrays({"scale": scale}), int(noise_ratio))
+
+    def extra_params(self):
+        return {"log_c": jnp.zeros(())}
+
+    def __call__(self, model, phases, extra):
+        mean, scale = thaw_arrays(self.mean, jnp.float32)["mean"], thaw_arrays(self.scale, jnp.float32)["scale"]
+        d = math.prod(mean.shape)
+
+        def noise_log_prob(z):
+            zz = ((z - mean) / scale).reshape(z.shape[0], -1)
+            return -0.5 * jnp.sum(zz**2, 1) - 0.5 * d * math.log(2 * math.pi) - jnp.sum(jnp.log(scale))
+
+        x = phases.positive
+        y = mean + scale * jax.random.normal(phases.key, (self.noise_ratio * x.shape[0], *x.shape[1:]))
+        return nce_loss(model, model.params, extra["log_c"], x, y, noise_log_prob), {}
+
+
+def denoising_score_matching(energy: Energy, optimizer: optax.GradientTransformation, *,
+                             sigma: float = 0.1) -> Objective:
     """A denoising-score-matching trainer (noise scale ``sigma``); fits the σ-smoothed data density.
 
     Examples
@@ -135,11 +204,11 @@ def denoising_score_matching(energy: Energy, optimizer: optax.GradientTransforma
     """
     if not float(sigma) > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}.")
-    return _trainer("dsm", energy, optimizer, lambda p, x, k: dsm_loss(energy, p, x, k, sigma))
+    return Objective("dsm", energy, optimizer, DenoisingScoreMatching(float(sigma)))
 
 
 def sliced_score_matching(energy: Energy, optimizer: optax.GradientTransformation, *,
-                          num_projections: int = 1) -> Trainer:
+                          num_projections: int = 1) -> Objective:
     """A sliced-score-matching trainer (``num_projections`` random directions per example).
 
     Examples
@@ -152,7 +221,7 @@ def sliced_score_matching(energy: Energy, optimizer: optax.GradientTransformatio
     """
     if int(num_projections) < 1:
         raise ValueError(f"num_projections must be >= 1, got {num_projections!r}.")
-    return _trainer("ssm", energy, optimizer, lambda p, x, k: ssm_loss(energy, p, x, k, int(num_projections)))
+    return Objective("ssm", energy, optimizer, SlicedScoreMatching(int(num_projections)))
 
 
 def noise_contrastive_estimation(
@@ -162,7 +231,7 @@ def noise_contrastive_estimation(
     noise_mean: Any = 0.0,
     noise_scale: Any = 1.0,
     noise_ratio: int = 1,
-) -> Trainer:
+) -> Objective:
     """A noise-contrastive-estimation trainer against Gaussian noise ``N(noise_mean, noise_scale²)``.
 
     The training parameters are ``{"energy": θ, "log_c": c}``; after
@@ -179,21 +248,5 @@ def noise_contrastive_estimation(
     >>> sorted(t.init(jax.random.key(0), e.params).params)
     ['energy', 'log_c']
     """
-    if int(noise_ratio) < 1:
-        raise ValueError(f"noise_ratio must be >= 1, got {noise_ratio!r}.")
-    mean = jnp.broadcast_to(jnp.asarray(noise_mean, jnp.float32), energy.event_shape)
-    scale = jnp.broadcast_to(jnp.asarray(noise_scale, jnp.float32), energy.event_shape)
-    if not bool(jnp.all(scale > 0)):
-        raise ValueError("noise_scale must be > 0.")
-    d = math.prod(energy.event_shape)
-
-    def noise_log_prob(z):
-        zz = ((z - mean) / scale).reshape(z.shape[0], -1)
-        return -0.5 * jnp.sum(zz**2, 1) - 0.5 * d * math.log(2 * math.pi) - jnp.sum(jnp.log(scale))
-
-    def loss(p, x, key):
-        y = mean + scale * jax.random.normal(key, (int(noise_ratio) * x.shape[0], *x.shape[1:]))
-        return nce_loss(energy, p["energy"], p["log_c"], x, y, noise_log_prob)
-
-    return _trainer("nce", energy, optimizer, loss, wrap=lambda p: {"energy": p, "log_c": jnp.zeros(())},
-                    unwrap=lambda p: p["energy"])
+    return Objective("nce", energy, optimizer, NoiseContrastive.gaussian(energy.event_shape, noise_mean, noise_scale,
+                                                                       noise_ratio))

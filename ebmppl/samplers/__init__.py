@@ -1,19 +1,40 @@
 """Samplers for energies, on BlackJAX kernels, behind one interface.
 
+A sampler is a value (:class:`Sampler`, an Equinox module hashing by its
+options); its warm-up strategy is an object (:class:`WindowAdaptation`,
+:class:`StepSizeAdaptation`, :class:`MCLMCTuning`, :class:`NoAdaptation`).
+A new sampler subclasses :class:`Sampler` and is made a name with :func:`register`.
+
 >>> from ebmppl import samplers
 >>> samplers.available()
 ['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'sghmc', 'ula']
 """
 
-from ebmppl.samplers.adaptation import reinit_schedule, warmup, warmup_with_health, window_schedule
+from ebmppl.samplers.adaptation import (
+    MCLMCTuning,
+    NoAdaptation,
+    StepSizeAdaptation,
+    Warmup,
+    WindowAdaptation,
+    reinit_schedule,
+    warmup,
+    warmup_with_health,
+    window_schedule,
+)
 from ebmppl.samplers.base import Sampler, StepStats
-from ebmppl.samplers.kernels import barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula
-from ebmppl.samplers.registry import SAMPLERS, available, get_sampler
+from ebmppl.samplers.kernels import (
+    GHMC, HMC, MALA, MCLMC, NUTS, SGHMC, ULA, Barker, Langevin, PositionState,
+    barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula,
+)
+from ebmppl.samplers.negatives import kernel_parameters, sample_masked, sample_negatives
+from ebmppl.samplers.registry import SAMPLERS, available, get_sampler, register
 from ebmppl.samplers.sample import ChainHealth, ChainHealthWarning, Samples, init_chains, run_chains, sample
 
 __all__ = [
-    "Sampler", "StepStats", "Samples", "sample", "run_chains", "init_chains", "warmup", "window_schedule",
-    "warmup_with_health", "reinit_schedule", "ChainHealth", "ChainHealthWarning",
-    "available", "get_sampler", "SAMPLERS",
+    "Sampler", "StepStats", "PositionState", "Samples", "sample", "run_chains", "init_chains",
+    "Warmup", "WindowAdaptation", "StepSizeAdaptation", "MCLMCTuning", "NoAdaptation",
+    "warmup", "window_schedule", "warmup_with_health", "reinit_schedule", "ChainHealth", "ChainHealthWarning",
+    "available", "get_sampler", "register", "SAMPLERS", "kernel_parameters", "sample_negatives", "sample_masked",
     "barker", "ghmc", "hmc", "langevin", "mala", "mclmc", "nuts", "sghmc", "ula",
+    "MALA", "HMC", "NUTS", "Barker", "GHMC", "MCLMC", "ULA", "Langevin", "SGHMC",
 ]

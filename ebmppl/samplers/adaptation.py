@@ -2,18 +2,25 @@
 
 ebmppl runs many chains at once, so it adapts ONE set of kernel parameters
 for all of them (every chain then samples with the same kernel, which is what
-R-hat assumes):
+R-hat assumes). What a sampler's warm-up tunes is its :attr:`Sampler.warmup
+<ebmppl.samplers.Sampler.warmup>`, a warm-up strategy object:
 
-* **step size** by Nesterov dual averaging (BlackJAX's
-  ``dual_averaging_adaptation``) on the acceptance rate averaged over chains;
-* **mass matrix** (``adaptation="window"``) by Stan's schedule: a fast window
-  (15 %), slow windows doubling in length (75 %) at whose ends the inverse
-  mass matrix becomes the Welford variance of *all chains' positions pooled*,
-  shrunk towards ``1e-3·I`` as Stan does, and a final fast window (10 %);
-* **MCLMC** (``adaptation="mclmc"``): BlackJAX's ``mclmc_find_L_and_step_size``
-  on each chain, then the median of ``L``, step size and preconditioner;
-* ``adaptation="none"`` (ULA, practical Langevin, SGHMC): the chains simply
-  run ``num_warmup`` steps with the user's step size.
+* :class:`WindowAdaptation` (HMC, NUTS, Barker, GHMC): the **step size** by
+  Nesterov dual averaging (BlackJAX's ``dual_averaging_adaptation``) on the
+  acceptance rate averaged over chains, and the **mass matrix** by Stan's
+  schedule: a fast window (15 %), slow windows doubling in length (75 %) at
+  whose ends the inverse mass matrix becomes the covariance of *all chains'
+  positions pooled* (BlackJAX's batched Welford update ``cgl_update_batch``,
+  regularised towards ``1e-3·I`` by BlackJAX's ``mass_matrix_adaptation`` as
+  Stan does), and a final fast window (10 %);
+* :class:`StepSizeAdaptation` (MALA): the step size only;
+* :class:`MCLMCTuning` (MCLMC): BlackJAX's ``mclmc_find_L_and_step_size`` on
+  each chain, then the median of ``L``, step size and preconditioner;
+* :class:`NoAdaptation` (ULA, practical Langevin, SGHMC; every sampler under
+  ``adapt=False``): the chains simply run ``num_warmup`` steps with the
+  user's step size.
+
+A new strategy subclasses :class:`Warmup` and implements :meth:`Warmup.run`.
 
 **Stalled chains are restarted.** One pooled step size cannot suit a chain
 that started far out in the tails (say at ``log σ = -2`` of a scale
@@ -37,19 +44,26 @@ MCLMC (tuned chain by chain) is not restarted.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import abc
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import blackjax
-import math
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState, mass_matrix_adaptation
+from blackjax.adaptation.metric_buffers import MomentBlock, cgl_update_batch
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from ebmppl.samplers.base import LogDensityFn, Sampler
+if TYPE_CHECKING:  # base.py imports the strategies from here
+    from ebmppl.samplers.base import LogDensityFn, Sampler
 
-__all__ = ["window_schedule", "reinit_schedule", "warmup", "warmup_with_health", "STALL_ACCEPTANCE"]
+__all__ = [
+    "Warmup", "WindowAdaptation", "StepSizeAdaptation", "MCLMCTuning", "NoAdaptation", "check_warmup",
+    "window_schedule", "reinit_schedule", "warmup", "warmup_with_health", "STALL_ACCEPTANCE",
+]
 
 #: A chain whose mean acceptance over a warm-up window (or over the draws) is below this is stalled.
 STALL_ACCEPTANCE = 0.01
@@ -106,75 +120,175 @@ def reinit_schedule(num_steps: int) -> np.ndarray:
     return check
 
 
-class _Welford(NamedTuple):
-    count: jax.Array
-    mean: jax.Array
-    m2: jax.Array
+# ------------------------------------------------------------------ strategies
+class Warmup(eqx.Module):
+    """A warm-up strategy: what :func:`warmup` tunes before sampling, and how.
+
+    A sampler names its strategy in its ``warmup`` class attribute (see
+    :class:`~ebmppl.samplers.Sampler`). The built-in strategies are
+    :class:`WindowAdaptation`, :class:`StepSizeAdaptation`,
+    :class:`MCLMCTuning` and :class:`NoAdaptation`; a new one subclasses
+    :class:`Warmup` and implements :meth:`run`. Strategies are Equinox
+    modules: two equal strategies compare and hash equal.
+
+    Attributes
+    ----------
+    adapts
+        Whether the strategy tunes kernel parameters (``False`` for
+        :class:`NoAdaptation`: the user's parameters are used as given).
+
+    Examples
+    --------
+    >>> WindowAdaptation() == WindowAdaptation(), WindowAdaptation() == NoAdaptation()
+    (True, False)
+    >>> WindowAdaptation().adapts, NoAdaptation().adapts
+    (True, False)
+    """
+
+    adapts: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def run(self, sampler: Sampler, logdensity_fn: LogDensityFn, key: jax.Array, states: Any,
+            params: dict[str, jax.Array], num_steps: int,
+            reinit_stalled: bool) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+        """Run ``num_steps`` (> 0) warm-up steps on a batch of chains (leading chain axis).
+
+        Returns ``(states, params, restarted_at)``: the chains' final states,
+        the tuned kernel parameters shared by all chains, and per chain the
+        warm-up step of its last restart (``-1``: never; see
+        :func:`warmup_with_health`). Pure and jit-able.
+        """
 
 
-def _welford_init(dim: int, dense: bool) -> _Welford:
-    return _Welford(jnp.zeros(()), jnp.zeros(dim), jnp.zeros((dim, dim) if dense else dim))
+class _Pooled(Warmup):
+    """Dual averaging of one step size for all chains, and optionally Stan's windows for a pooled mass matrix."""
+
+    tunes_step_size: ClassVar[bool]
+    tunes_metric: ClassVar[bool]
+
+    def run(self, sampler, logdensity_fn, key, states, params, num_steps, reinit_stalled):
+        return _pooled_warmup(sampler, logdensity_fn, key, states, params, num_steps, self.tunes_step_size,
+                              self.tunes_metric, reinit_stalled)
 
 
-def _welford_update(w: _Welford, batch: jax.Array, dense: bool) -> _Welford:
-    """Merge a batch (n, dim) into running moments (Chan et al.'s parallel update)."""
-    n_b = batch.shape[0]
-    mean_b = batch.mean(0)
-    centred = batch - mean_b
-    m2_b = centred.T @ centred if dense else jnp.sum(centred**2, 0)
-    n = w.count + n_b
-    delta = mean_b - w.mean
-    mean = w.mean + delta * n_b / n
-    corr = jnp.outer(delta, delta) if dense else delta**2
-    m2 = w.m2 + m2_b + corr * w.count * n_b / n
-    return _Welford(n, mean, m2)
+class WindowAdaptation(_Pooled):
+    """Step size by dual averaging and a mass matrix from all chains pooled, in Stan's windows.
+
+    For samplers whose kernel parameters include ``inverse_mass_matrix``
+    (diagonal, or dense when the default parameters hold a matrix). The
+    target acceptance is the sampler's ``target_acceptance``.
+
+    Examples
+    --------
+    The strategy of HMC, NUTS, Barker and GHMC; a subclass may pick another:
+
+    >>> from ebmppl import samplers
+    >>> class StepOnlyHMC(samplers.HMC):
+    ...     warmup = samplers.StepSizeAdaptation()
+    >>> samplers.hmc().warmup, StepOnlyHMC().warmup.tunes_metric
+    (WindowAdaptation(), False)
+    """
+
+    tunes_step_size = True
+    tunes_metric = True
 
 
-def _welford_metric(w: _Welford, dense: bool) -> jax.Array:
-    n = w.count
-    cov = w.m2 / jnp.maximum(n - 1, 1)
-    reg = 1e-3 * (jnp.eye(cov.shape[0]) if dense else jnp.ones_like(cov))
-    return (n / (n + 5.0)) * cov + (5.0 / (n + 5.0)) * reg  # Stan's shrinkage
+class StepSizeAdaptation(_Pooled):
+    """The step size only, by dual averaging on the acceptance rate averaged over chains
+    (towards the sampler's ``target_acceptance``). MALA's strategy.
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> isinstance(samplers.mala().warmup, StepSizeAdaptation), samplers.mala().target_acceptance
+    (True, 0.574)
+    """
+
+    tunes_step_size = True
+    tunes_metric = False
 
 
-def _flat_positions(sampler: Sampler, states: Any) -> jax.Array:
-    positions = sampler.position(states)
-    leaves = jax.tree.leaves(positions)
-    return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+class MCLMCTuning(Warmup):
+    """BlackJAX's ``mclmc_find_L_and_step_size`` on every chain; the median ``L``, step size and
+    diagonal preconditioner are kept. Chains are not restarted (each is tuned on its own).
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> samplers.mclmc().warmup
+    MCLMCTuning()
+    """
+
+    def run(self, sampler, logdensity_fn, key, states, params, num_steps, reinit_stalled):
+        states, params = _mclmc_warmup(sampler, logdensity_fn, key, states, params, num_steps)
+        return states, params, _never(states)
 
 
-def warmup(
-    sampler: Sampler,
-    logdensity_fn: LogDensityFn,
-    key: jax.Array,
-    states: Any,
-    params: dict[str, jax.Array],
-    num_steps: int,
-    adapt: bool = True,
-    reinit_stalled: bool = True,
-) -> tuple[Any, dict[str, jax.Array]]:
+class NoAdaptation(_Pooled):
+    """No tuning: the chains run ``num_steps`` steps with the parameters given (stalled chains are
+    still restarted). The strategy of the unadjusted samplers, and of every sampler under ``adapt=False``.
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> [name for name in samplers.available() if not samplers.get_sampler(name).warmup.adapts]
+    ['langevin', 'sghmc', 'ula']
+    """
+
+    adapts: ClassVar[bool] = False
+    tunes_step_size = False
+    tunes_metric = False
+
+
+_STRATEGIES = "WindowAdaptation(), StepSizeAdaptation(), MCLMCTuning() or NoAdaptation()"
+
+
+def check_warmup(value: Any, name: str = "warmup") -> Warmup:
+    """``value`` if it is a warm-up strategy, else a ``TypeError`` naming the choices.
+
+    Examples
+    --------
+    >>> check_warmup(NoAdaptation())
+    NoAdaptation()
+    >>> check_warmup("window", "MySampler.warmup")
+    Traceback (most recent call last):
+    ...
+    TypeError: MySampler.warmup must be a warm-up strategy object: WindowAdaptation(), StepSizeAdaptation(), ...; got 'window'.
+    """
+    if not isinstance(value, Warmup):
+        raise TypeError(f"{name} must be a warm-up strategy object: {_STRATEGIES} (from ebmppl.samplers), or a "
+                        f"subclass of ebmppl.samplers.Warmup; got {value!r}.")
+    return value
+
+
+# ------------------------------------------------------------------ drivers
+def warmup(sampler: Sampler, logdensity_fn: LogDensityFn, key: jax.Array, states: Any, params: dict[str, jax.Array],
+           num_steps: int, adapt: bool = True, reinit_stalled: bool = True) -> tuple[Any, dict[str, jax.Array]]:
     """Run ``num_steps`` warm-up steps on a batch of chains and return ``(states, params)``.
 
-    Pure and jit-able (``num_steps``, ``adapt`` and ``reinit_stalled``
-    static). ``states`` carry a leading chain axis; ``params`` are shared by
-    all chains. With ``reinit_stalled`` a chain that stalls (acceptance below
-    1 % over a window, or a non-finite log-density) is restarted from a
-    healthy chain at the checkpoints of :func:`reinit_schedule` (see the
-    module note); :func:`warmup_with_health` also says which chains were.
+    Pure and jit-able (``sampler``, ``num_steps``, ``adapt`` and
+    ``reinit_stalled`` static). ``states`` carry a leading chain axis;
+    ``params`` are shared by all chains. The sampler's ``warmup`` strategy
+    decides what is tuned (``adapt=False``: nothing, :class:`NoAdaptation`).
+    With ``reinit_stalled`` a chain that stalls (acceptance below 1 % over a
+    window, or a non-finite log-density) is restarted from a healthy chain at
+    the checkpoints of :func:`reinit_schedule` (see the module note);
+    :func:`warmup_with_health` also says which chains were.
 
     Examples
     --------
     >>> from ebmppl import samplers
     >>> from ebmppl.targets import gaussian
     >>> t = gaussian([0.0, 0.0], [[4.0, 0.0], [0.0, 0.25]])
-    >>> ld = lambda x: -t.energy.energy_fn(t.energy.params, x)
     >>> s = samplers.nuts()
-    >>> states = jax.vmap(lambda x: s.init(None, x, ld))(jnp.zeros((8, 2)))
-    >>> states, params = jax.jit(warmup, static_argnums=(0, 1, 5))(s, ld, jax.random.key(0), states, s.default_params(2), 500)
+    >>> states = jax.vmap(lambda x: s.init(None, x, t.energy.logdensity_fn))(jnp.zeros((8, 2)))
+    >>> states, params = jax.jit(warmup, static_argnums=(0, 5))(s, t.energy.logdensity_fn, jax.random.key(0),
+    ...                                                         states, s.default_params(2), 500)
     >>> np.round(params["inverse_mass_matrix"], 1).tolist()   # close to the variances 4 and 0.25
     [3.9..., 0.2...]
     """
-    states, params, _ = warmup_with_health(sampler, logdensity_fn, key, states, params, num_steps, adapt, reinit_stalled)
+    states, params, _ = warmup_with_health(sampler, logdensity_fn, key, states, params, num_steps, adapt,
+                                           reinit_stalled)
     return states, params
 
 
@@ -189,6 +303,11 @@ def warmup_with_health(
     reinit_stalled: bool = True,
 ) -> tuple[Any, dict[str, jax.Array], jax.Array]:
     """:func:`warmup` that also returns, per chain, the warm-up step of its last restart (``-1``: never).
+
+    Raises
+    ------
+    TypeError
+        The sampler's ``warmup`` is not a warm-up strategy object.
 
     Examples
     --------
@@ -207,15 +326,21 @@ def warmup_with_health(
     >>> bool(jnp.abs(states.position[3, 0]) < 5.0)
     True
     """
-    n_chains = jax.tree.leaves(states)[0].shape[0]
-    never = jnp.full((n_chains,), -1, dtype=jnp.int32)
+    strategy = check_warmup(getattr(sampler, "warmup", None), f"{type(sampler).__name__}.warmup")
     if num_steps == 0:
-        return states, params, never
-    if sampler.adaptation == "mclmc" and adapt:
-        states, params = _mclmc_warmup(sampler, logdensity_fn, key, states, params, num_steps)
-        return states, params, never
-    adapting = adapt and sampler.adaptation != "none"
-    return _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapting, reinit_stalled)
+        return states, params, _never(states)
+    return (strategy if adapt else NoAdaptation()).run(sampler, logdensity_fn, key, states, params, num_steps,
+                                                       reinit_stalled)
+
+
+def _never(states: Any) -> jax.Array:
+    return jnp.full((jax.tree.leaves(states)[0].shape[0],), -1, dtype=jnp.int32)
+
+
+def _flat_positions(sampler: Sampler, states: Any) -> jax.Array:
+    positions = sampler.position(states)
+    leaves = jax.tree.leaves(positions)
+    return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
 
 def _vmapped_step(sampler: Sampler, logdensity_fn: LogDensityFn):
@@ -239,11 +364,26 @@ def _restart_stalled(key, states, positions, logdensity, acceptance, has_accepta
     return jax.tree.map(lambda a: a[source], states), restart
 
 
-def _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapting, reinit_stalled):
+def _empty_moments(dim: int, dense: bool) -> MassMatrixAdaptationState:
+    """BlackJAX's mass-matrix adaptation state with no draws yet (a float count, for the batched update)."""
+    init, _, _ = mass_matrix_adaptation(is_diagonal_matrix=not dense)
+    state = init(dim)
+    return state._replace(wc_state=state.wc_state._replace(sample_size=jnp.zeros(())))
+
+
+def _pool(state: MassMatrixAdaptationState, positions: jax.Array) -> MassMatrixAdaptationState:
+    """All chains' positions ``(n, dim)`` merged into the window's moments at once (BlackJAX's
+    ``cgl_update_batch``: Welford's update for a batch, Chan et al.)."""
+    wc = state.wc_state
+    block = cgl_update_batch(MomentBlock(wc.sample_size, wc.mean, wc.m2), positions)
+    return state._replace(wc_state=WelfordAlgorithmState(block.mean, block.m2, block.count))
+
+
+def _pooled_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapt_step_size, adapt_metric,
+                   reinit_stalled):
     step = _vmapped_step(sampler, logdensity_fn)
     da_init, da_update, da_final = dual_averaging_adaptation(sampler.target_acceptance)
-    with_metric = adapting and sampler.adaptation == "window"
-    if with_metric:
+    if adapt_metric:
         collect, window_end = window_schedule(num_steps)
     else:
         collect = window_end = np.zeros(num_steps, dtype=bool)
@@ -252,36 +392,35 @@ def _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, ada
     imm0 = params.get("inverse_mass_matrix")
     dense = imm0 is not None and imm0.ndim == 2
     n_chains, dim = _flat_positions(sampler, states).shape
-    welford0 = _welford_init(dim, dense)
+    moments0 = _empty_moments(dim, dense)
+    _, _, regularised = mass_matrix_adaptation(is_diagonal_matrix=not dense)  # Stan's shrinkage towards 1e-3·I
+    where = lambda c, new, old: jax.tree.map(lambda a, b: jnp.where(c, a, b), new, old)  # noqa: E731
 
     def check(states, da, params, acc_sum, count, logdensity, restarted, t, key):
         positions = _flat_positions(sampler, states)
         states, restart = _restart_stalled(key, states, positions, logdensity, acc_sum / count, has_acceptance)
         restarted = jnp.where(restart, t, restarted)
-        if adapting:  # a chain moved: restart the step-size search from the current step size
-            da = jax.tree.map(lambda fresh, old: jnp.where(jnp.any(restart), fresh, old), da_init(params["step_size"]), da)
+        if adapt_step_size:  # a chain moved: restart the step-size search from the current step size
+            da = where(jnp.any(restart), da_init(params["step_size"]), da)
         return states, da, restarted
 
     def body(carry, xs):
-        states, params, da, welford, acc_sum, count, restarted = carry
+        states, params, da, moments, acc_sum, count, restarted = carry
         key, collect_t, end_t, check_t, t = xs
         states, stats = step(key, states, params)
         # a NaN acceptance (a proposal at a NaN log-density) counts as a rejection
         accepted = jnp.nan_to_num(stats.acceptance_rate, nan=0.0)
         acc_sum, count = acc_sum + accepted, count + 1.0
-        if adapting:
+        if adapt_step_size:
             da = da_update(da, jnp.mean(accepted))
             params = {**params, "step_size": jnp.exp(da.log_step_size)}
-        if with_metric:
-            positions = _flat_positions(sampler, states)
-            welford = jax.tree.map(
-                lambda new, old: jnp.where(collect_t, new, old), _welford_update(welford, positions, dense), welford
-            )
-            metric = jnp.where(end_t, _welford_metric(welford, dense), params["inverse_mass_matrix"])
-            params = {**params, "inverse_mass_matrix": metric}
+        if adapt_metric:
+            moments = where(collect_t, _pool(moments, _flat_positions(sampler, states)), moments)
+            metric = regularised(moments).inverse_mass_matrix
+            params = {**params, "inverse_mass_matrix": jnp.where(end_t, metric, params["inverse_mass_matrix"])}
             # a new metric: restart the moments and the step-size search from here
-            welford = jax.tree.map(lambda fresh, old: jnp.where(end_t, fresh, old), welford0, welford)
-            da = jax.tree.map(lambda fresh, old: jnp.where(end_t, fresh, old), da_init(params["step_size"]), da)
+            moments = where(end_t, moments0, moments)
+            da = where(end_t, da_init(params["step_size"]), da)
         if reinit_stalled:
             states, da, restarted = jax.lax.cond(
                 check_t,
@@ -291,14 +430,14 @@ def _adaptive_warmup(sampler, logdensity_fn, key, states, params, num_steps, ada
             )
             acc_sum = jnp.where(check_t, 0.0, acc_sum)
             count = jnp.where(check_t, 0.0, count)
-        return (states, params, da, welford, acc_sum, count, restarted), None
+        return (states, params, da, moments, acc_sum, count, restarted), None
 
-    restarted0 = jnp.full((n_chains,), -1, dtype=jnp.int32)
-    carry0 = (states, params, da_init(params["step_size"]), welford0, jnp.zeros(n_chains), jnp.zeros(()), restarted0)
+    carry0 = (states, params, da_init(params["step_size"]), moments0, jnp.zeros(n_chains), jnp.zeros(()),
+              _never(states))
     xs = (jax.random.split(key, num_steps), jnp.asarray(collect), jnp.asarray(window_end), jnp.asarray(checkpoint),
           jnp.arange(num_steps, dtype=jnp.int32))
     (states, params, da, _, _, _, restarted), _ = jax.lax.scan(body, carry0, xs)
-    if adapting:
+    if adapt_step_size:
         params = {**params, "step_size": da_final(da)}
     return states, params, restarted
 

@@ -1,19 +1,38 @@
-"""The uniform sampler interface every ebmppl sampler implements.
+"""The sampler contract every ebmppl sampler implements.
 
-A sampler is a :class:`Sampler`: pure functions for ONE chain, in BlackJAX's
-style, except that the log-density is passed at step time. That is what lets
-contrastive divergence change θ between steps without recompiling, and why a
-state's cached log-density and gradient can be rebuilt under a new θ
-(:attr:`Sampler.rebuild`). ebmppl vmaps these functions over chains.
+A sampler is a value: an Equinox module whose options (step size, number of
+leapfrog steps, ...) are static fields, so two samplers built with the same
+options compare and hash equal and a compiled program keyed on one serves the
+other. Its methods are pure functions for ONE chain, in BlackJAX's style,
+except that the log-density is passed at call time (BlackJAX's low-level
+``build_kernel`` form). That is what lets contrastive divergence change θ
+between steps without recompiling: a state made under an older θ is brought
+up to date by :meth:`Sampler.init` at its position under the new
+log-density. ebmppl vmaps these functions over chains.
+
+Adding a sampler
+----------------
+Subclass :class:`Sampler`: give it a ``name``, say whether it is ``exact``,
+pick a ``warmup`` strategy (and the ``target_acceptance`` its step-size
+adaptation aims for), declare its options as static fields
+(``eqx.field(static=True)``), implement ``init``, ``step`` and
+``default_params``. One line, ``ebmppl.samplers.register("name", MySampler)``,
+makes its name work wherever ``sampler=`` is accepted (``sample``, ``fit``,
+``inpaint``, ...). The Design page of the docs walks through a random-walk
+Metropolis sampler, from the class to a fit.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp  # noqa: F401  (used by the docstring examples)
+
+from ebmppl.samplers.adaptation import NoAdaptation, Warmup, check_warmup
 
 __all__ = ["Sampler", "StepStats", "LogDensityFn"]
 
@@ -51,11 +70,16 @@ class StepStats(NamedTuple):
     logdensity: jax.Array
 
 
-class Sampler(NamedTuple):
+class Sampler(eqx.Module):
     """A sampling algorithm for one chain, with the log-density supplied at call time.
 
-    Attributes
-    ----------
+    An abstract Equinox module. A concrete sampler declares its options as
+    static fields (``eqx.field(static=True)``), so samplers with equal options
+    are equal and hash equal: usable as ``jax.jit`` static arguments, and
+    passed to ``jit`` as pytrees they have no leaves.
+
+    Class attributes
+    ----------------
     name
         Registry name, e.g. ``"mala"``.
     exact
@@ -63,23 +87,34 @@ class Sampler(NamedTuple):
         (Metropolis-adjusted); ``False`` for discretised dynamics without
         correction (ULA, practical Langevin, SGHMC, MCLMC), whose bias shrinks
         with the step size.
-    init
-        ``init(key, position, logdensity_fn) -> state``.
-    step
-        ``step(key, state, logdensity_fn, params) -> (state, StepStats)``.
-    position
-        ``position(state) -> x``.
-    rebuild
-        ``rebuild(state, logdensity_fn) -> state`` recomputes cached
-        log-density and gradient under a new ``logdensity_fn`` (new θ).
-    default_params
-        ``default_params(dim) -> params``: kernel parameters before warm-up.
-    adaptation
-        What warm-up tunes: ``"window"`` (step size by dual averaging and a
-        mass matrix from pooled chains), ``"step_size"`` (step size only),
-        ``"mclmc"`` (BlackJAX's MCLMC tuner) or ``"none"`` (user-set step size).
+    warmup
+        The warm-up strategy (an object, see :mod:`ebmppl.samplers.adaptation`):
+        :class:`~ebmppl.samplers.WindowAdaptation` (step size and mass
+        matrix), :class:`~ebmppl.samplers.StepSizeAdaptation`,
+        :class:`~ebmppl.samplers.MCLMCTuning` or
+        :class:`~ebmppl.samplers.NoAdaptation` (the default).
     target_acceptance
-        Acceptance rate the step-size adaptation aims for.
+        Acceptance rate the step-size adaptation aims for (``nan`` for samplers
+        without a Metropolis step).
+
+    Methods
+    -------
+    init(key, position, logdensity_fn) -> state
+        The state at ``position`` under ``logdensity_fn``. Also how a state made
+        under an older θ is brought up to date: ``init`` at its position.
+    step(key, state, logdensity_fn, params) -> (state, StepStats)
+        One transition with kernel parameters ``params``.
+    position(state) -> x
+        The position of a state (default ``state.position``).
+    default_params(dim) -> params
+        The kernel parameters (a dict of arrays) before warm-up, for ``dim`` coordinates.
+
+    Raises
+    ------
+    TypeError
+        At construction: ``name`` is not a string, ``exact`` not a bool,
+        ``warmup`` not a warm-up strategy object, or an option is not hashable
+        (a list, an array: use a tuple, or a static field).
 
     Examples
     --------
@@ -91,16 +126,44 @@ class Sampler(NamedTuple):
     >>> state = s.init(jax.random.key(0), jnp.ones(3), ld)
     >>> for k in jax.random.split(jax.random.key(1), 5):
     ...     state, stats = s.step(k, state, ld, s.default_params(3))
-    >>> s.name, s.exact, s.adaptation, s.position(state).shape
-    ('hmc', True, 'window', (3,))
+    >>> s.name, s.exact, s.warmup, s.position(state).shape
+    ('hmc', True, WindowAdaptation(), (3,))
+    >>> s == hmc(num_integration_steps=10), s == hmc(num_integration_steps=8)
+    (True, False)
     """
 
-    name: str
-    exact: bool
-    init: Callable[[jax.Array, Any, LogDensityFn], Any]
-    step: Callable[[jax.Array, Any, LogDensityFn, Any], tuple[Any, StepStats]]
-    position: Callable[[Any], Any]
-    rebuild: Callable[[Any, LogDensityFn], Any]
-    default_params: Callable[[int], Any]
-    adaptation: str
-    target_acceptance: float = 0.8
+    name: ClassVar[str]
+    exact: ClassVar[bool]
+    warmup: ClassVar[Warmup] = NoAdaptation()
+    target_acceptance: ClassVar[float] = float("nan")
+
+    def __check_init__(self) -> None:
+        cls = type(self).__name__
+        if not isinstance(getattr(self, "name", None), str):
+            raise TypeError(f"{cls}.name must be a string (the registry name, e.g. name = 'rwm').")
+        if not isinstance(getattr(self, "exact", None), bool):
+            raise TypeError(f"{cls}.exact must be True (Metropolis-adjusted) or False (biased dynamics).")
+        check_warmup(self.warmup, f"{cls}.warmup")
+        try:
+            hash(self)
+        except TypeError as err:
+            raise TypeError(f"{cls}: every option of a sampler must be hashable, so that equal samplers hash "
+                            f"equal ({err}); pass tuples instead of lists, and declare array-valued settings "
+                            "as kernel parameters (default_params) instead.") from None
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array | None, position: Any, logdensity_fn: LogDensityFn) -> Any:
+        """The state at ``position`` under ``logdensity_fn`` (``key`` for samplers that draw a momentum)."""
+
+    @abc.abstractmethod
+    def step(self, key: jax.Array, state: Any, logdensity_fn: LogDensityFn,
+             params: dict[str, jax.Array]) -> tuple[Any, StepStats]:
+        """One transition: ``(new state, StepStats)``."""
+
+    def position(self, state: Any) -> Any:
+        """The position of ``state`` (its ``position`` field)."""
+        return state.position
+
+    @abc.abstractmethod
+    def default_params(self, dim: int) -> dict[str, jax.Array]:
+        """Kernel parameters before warm-up, for ``dim`` coordinates."""

@@ -1,8 +1,11 @@
-"""Sampler builders over BlackJAX kernels.
+"""Samplers over BlackJAX kernels.
 
-Each builder returns a :class:`~ebmppl.samplers.Sampler` whose ``step`` takes
+Each sampler is a :class:`~ebmppl.samplers.Sampler` value whose ``step`` takes
 the log-density at call time (BlackJAX's low-level ``build_kernel`` form), so
 the same compiled step serves a target whose parameters θ change every step.
+The lower-case builders (``mala``, ``hmc``, ...) are the classes themselves:
+``mala(step_size=0.1)`` is a :class:`MALA`, equal to any other built with the
+same options.
 
 Exact (Metropolis-adjusted) samplers: :func:`mala`, :func:`hmc`, :func:`nuts`,
 :func:`barker`, :func:`ghmc`. Discretised dynamics without correction (biased,
@@ -12,37 +15,44 @@ EBM Langevin), :func:`sghmc`, :func:`mclmc`.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import blackjax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
+from ebmppl.samplers.adaptation import MCLMCTuning, NoAdaptation, StepSizeAdaptation, WindowAdaptation
+from ebmppl.samplers.base import Sampler, StepStats
 
-__all__ = ["mala", "hmc", "nuts", "barker", "ghmc", "mclmc", "ula", "langevin", "sghmc", "GradientState", "PositionState"]
-
-
-def _cached(builder: Callable[..., Sampler]) -> Callable[..., Sampler]:
-    """Same options, same Sampler object: compiled programs keyed on it are reused."""
-    cached = functools.lru_cache(maxsize=None)(builder)
-
-    @functools.wraps(builder)
-    def build(*args, **kwargs):
-        try:
-            return cached(*args, **kwargs)
-        except TypeError as err:  # unhashable option (e.g. a list): build afresh
-            if "unhashable" not in str(err):
-                raise
-            return builder(*args, **kwargs)
-
-    return build
+__all__ = [
+    "MALA", "HMC", "NUTS", "Barker", "GHMC", "MCLMC", "ULA", "Langevin", "SGHMC",
+    "mala", "hmc", "nuts", "barker", "ghmc", "mclmc", "ula", "langevin", "sghmc", "PositionState",
+]
 
 
 def _f(x: Any) -> jax.Array:
     return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _float_or_none(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _pair_or_none(x: Any) -> tuple[float, float] | None:
+    """A (low, high) option as a tuple of floats (a list would not hash)."""
+    if x is None:
+        return None
+    try:
+        low, high = (float(c) for c in x)
+    except (TypeError, ValueError):
+        raise ValueError(f"clamp must be (low, high) with low < high, got {x!r}.") from None
+    return low, high
+
+
+def _option(default: Any, converter: Any = float) -> Any:
+    """A static, converted option field: samplers with equal options are equal."""
+    return eqx.field(static=True, default=default, converter=converter)
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -50,28 +60,13 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
 
 
-def _identity_metric(dim: int, dense: bool) -> jax.Array:
-    return jnp.eye(dim) if dense else jnp.ones(dim)
+def _check_at_least_one(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}.")
 
 
-class GradientState(NamedTuple):
-    """Position with its cached log-density and gradient (same layout as BlackJAX's ``HMCState``).
-
-    Examples
-    --------
-    >>> state = mala().init(jax.random.key(0), jnp.ones(2), lambda x: -0.5 * jnp.sum(x**2))
-    >>> float(state.logdensity), state.logdensity_grad.tolist()
-    (-1.0, [-1.0, -1.0])
-    """
-
-    position: Any
-    logdensity: jax.Array
-    logdensity_grad: Any
-
-
-def _gradient_state(position: Any, logdensity_fn: LogDensityFn) -> GradientState:
-    value, grad = jax.value_and_grad(logdensity_fn)(position)
-    return GradientState(position, value, grad)
+def _metric_params(step_size: float, dim: int, dense: bool) -> dict[str, jax.Array]:
+    return {"step_size": _f(step_size), "inverse_mass_matrix": jnp.eye(dim) if dense else jnp.ones(dim)}
 
 
 def _stats(acceptance, divergent, grad_evals, logdensity) -> StepStats:
@@ -83,13 +78,31 @@ def _stats(acceptance, divergent, grad_evals, logdensity) -> StepStats:
     )
 
 
+class _Kernel(Sampler):
+    """What the built-in samplers share: a ``step_size`` option (> 0), and an ``init`` from the BlackJAX
+    ``algorithm`` (whose ``init`` takes the key where it draws a momentum)."""
+
+    algorithm: ClassVar[Any]
+    init_takes_key: ClassVar[bool] = False
+
+    def __check_init__(self):
+        _check_positive("step_size", self.step_size)
+
+    def init(self, key, position, logdensity_fn):
+        return self.algorithm.init(position, logdensity_fn, *((key,) if self.init_takes_key else ()))
+
+
 # --------------------------------------------------------------------- MALA
-@_cached
-def mala(step_size: float = 0.1) -> Sampler:
+class MALA(_Kernel):
     """Metropolis-adjusted Langevin (BlackJAX ``mala``): exact; warm-up adapts the step size.
 
     BlackJAX's MALA has no mass matrix, so warm-up tunes the step size only
     (target acceptance 0.574, Roberts & Rosenthal 1998).
+
+    Parameters
+    ----------
+    step_size
+        Step size before warm-up (kernel parameter ``step_size``).
 
     Examples
     --------
@@ -100,31 +113,20 @@ def mala(step_size: float = 0.1) -> Sampler:
     >>> out.positions.shape
     (2, 100, 2)
     """
-    _check_positive("step_size", step_size)
-    kernel = blackjax.mala.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
-        state, info = kernel(key, state, logdensity_fn, params["step_size"])
+    step_size: float = _option(0.1)
+    name, exact, warmup, target_acceptance, algorithm = "mala", True, StepSizeAdaptation(), 0.574, blackjax.mala
+
+    def step(self, key, state, logdensity_fn, params):
+        state, info = blackjax.mala.build_kernel()(key, state, logdensity_fn, params["step_size"])
         return state, _stats(info.acceptance_rate, False, 1, state.logdensity)
 
-    return Sampler(
-        name="mala",
-        exact=True,
-        init=lambda key, x, ld: blackjax.mala.init(x, ld),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: blackjax.mala.init(s.position, ld),
-        default_params=lambda dim: {"step_size": _f(step_size)},
-        adaptation="step_size",
-        target_acceptance=0.574,
-    )
+    def default_params(self, dim):
+        return {"step_size": _f(self.step_size)}
 
 
 # ---------------------------------------------------------------- HMC family
-@_cached
-def hmc(
-    num_integration_steps: int = 16, step_size: float = 0.1, dense_mass: bool = False, jitter: float = 0.5
-) -> Sampler:
+class HMC(_Kernel):
     """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (BlackJAX ``hmc``).
 
     Each transition draws its step size uniformly in ``ε·[1 - jitter, 1 + jitter]``
@@ -134,83 +136,96 @@ def hmc(
     diagonal (or, with ``dense_mass=True``, dense) inverse mass matrix
     estimated from all chains pooled.
 
+    Parameters
+    ----------
+    num_integration_steps
+        Leapfrog steps per transition.
+    step_size
+        Step size before warm-up.
+    dense_mass
+        Adapt a dense inverse mass matrix instead of a diagonal one.
+    jitter
+        Relative jitter of the step size, in ``[0, 1)``.
+
     Examples
     --------
     >>> from ebmppl import samplers
-    >>> samplers.hmc(num_integration_steps=8).name
-    'hmc'
+    >>> samplers.hmc(num_integration_steps=8)
+    HMC(num_integration_steps=8)
     """
-    _check_positive("step_size", step_size)
-    if int(num_integration_steps) < 1:
-        raise ValueError(f"num_integration_steps must be >= 1, got {num_integration_steps!r}.")
-    if not 0.0 <= jitter < 1.0:
-        raise ValueError(f"jitter must be in [0, 1), got {jitter!r}.")
-    n_leapfrog = int(num_integration_steps)
-    kernel = blackjax.hmc.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
+    num_integration_steps: int = _option(16, int)
+    step_size: float = _option(0.1)
+    dense_mass: bool = _option(False, bool)
+    jitter: float = _option(0.5)
+    name, exact, warmup, target_acceptance, algorithm = "hmc", True, WindowAdaptation(), 0.8, blackjax.hmc
+
+    def __check_init__(self):
+        _check_at_least_one("num_integration_steps", self.num_integration_steps)
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}.")
+
+    def step(self, key, state, logdensity_fn, params):
         # Jitter the step size: a fixed trajectory length can resonate with the
         # target's period (e.g. a Gaussian) and stop the chain from mixing.
         eps = params["step_size"]
-        if jitter:  # (no draw at all without jitter: on cheap targets each threefry pass shows)
+        if self.jitter:  # (no draw at all without jitter: on cheap targets each threefry pass shows)
             key_jitter, key = jax.random.split(key)
-            eps = eps * jax.random.uniform(key_jitter, minval=1.0 - jitter, maxval=1.0 + jitter)
-        state, info = kernel(key, state, logdensity_fn, eps, params["inverse_mass_matrix"], n_leapfrog)
-        return state, _stats(info.acceptance_rate, info.is_divergent, n_leapfrog, state.logdensity)
+            eps = eps * jax.random.uniform(key_jitter, minval=1.0 - self.jitter, maxval=1.0 + self.jitter)
+        n = self.num_integration_steps
+        state, info = blackjax.hmc.build_kernel()(key, state, logdensity_fn, eps, params["inverse_mass_matrix"], n)
+        return state, _stats(info.acceptance_rate, info.is_divergent, n, state.logdensity)
 
-    return Sampler(
-        name="hmc",
-        exact=True,
-        init=lambda key, x, ld: blackjax.hmc.init(x, ld),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: blackjax.hmc.init(s.position, ld),
-        default_params=lambda dim: {"step_size": _f(step_size), "inverse_mass_matrix": _identity_metric(dim, dense_mass)},
-        adaptation="window",
-        target_acceptance=0.8,
-    )
+    def default_params(self, dim):
+        return _metric_params(self.step_size, dim, self.dense_mass)
 
 
-@_cached
-def nuts(max_num_doublings: int = 10, step_size: float = 0.1, dense_mass: bool = False) -> Sampler:
-    """The No-U-Turn Sampler (BlackJAX ``nuts``), with window adaptation like :func:`hmc`.
+class NUTS(_Kernel):
+    """The No-U-Turn Sampler (BlackJAX ``nuts``), with window adaptation like :class:`HMC`.
+
+    Parameters
+    ----------
+    max_num_doublings
+        Maximum depth of the trajectory tree (at most ``2**max_num_doublings`` leapfrog steps).
+    step_size, dense_mass
+        As for :class:`HMC`.
 
     Examples
     --------
     >>> from ebmppl import samplers
-    >>> samplers.nuts().adaptation
-    'window'
+    >>> s = samplers.nuts(max_num_doublings=6)
+    >>> s == samplers.nuts(6), s.warmup
+    (True, WindowAdaptation())
     """
-    _check_positive("step_size", step_size)
-    if int(max_num_doublings) < 1:
-        raise ValueError(f"max_num_doublings must be >= 1, got {max_num_doublings!r}.")
-    kernel = blackjax.nuts.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
-        state, info = kernel(
-            key, state, logdensity_fn, params["step_size"], params["inverse_mass_matrix"], int(max_num_doublings)
+    max_num_doublings: int = _option(10, int)
+    step_size: float = _option(0.1)
+    dense_mass: bool = _option(False, bool)
+    name, exact, warmup, target_acceptance, algorithm = "nuts", True, WindowAdaptation(), 0.8, blackjax.nuts
+
+    def __check_init__(self):
+        _check_at_least_one("max_num_doublings", self.max_num_doublings)
+
+    def step(self, key, state, logdensity_fn, params):
+        state, info = blackjax.nuts.build_kernel()(
+            key, state, logdensity_fn, params["step_size"], params["inverse_mass_matrix"], self.max_num_doublings
         )
         return state, _stats(info.acceptance_rate, info.is_divergent, info.num_integration_steps, state.logdensity)
 
-    return Sampler(
-        name="nuts",
-        exact=True,
-        init=lambda key, x, ld: blackjax.nuts.init(x, ld),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: blackjax.nuts.init(s.position, ld),
-        default_params=lambda dim: {"step_size": _f(step_size), "inverse_mass_matrix": _identity_metric(dim, dense_mass)},
-        adaptation="window",
-        target_acceptance=0.8,
-    )
+    def default_params(self, dim):
+        return _metric_params(self.step_size, dim, self.dense_mass)
 
 
-@_cached
-def barker(step_size: float = 0.5, dense_mass: bool = False) -> Sampler:
+class Barker(_Kernel):
     """Barker's proposal (BlackJAX ``barker``; Livingstone & Zanella 2022): a gradient-based,
     Metropolis-adjusted sampler more robust to its step size than MALA.
 
     Warm-up adapts step size (target acceptance 0.4, the Barker optimum) and mass matrix.
+
+    Parameters
+    ----------
+    step_size, dense_mass
+        As for :class:`HMC` (a larger default step size: Barker tolerates it).
 
     Examples
     --------
@@ -218,34 +233,37 @@ def barker(step_size: float = 0.5, dense_mass: bool = False) -> Sampler:
     >>> samplers.barker().target_acceptance
     0.4
     """
-    _check_positive("step_size", step_size)
-    kernel = blackjax.barker.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
+    step_size: float = _option(0.5)
+    dense_mass: bool = _option(False, bool)
+    name, exact, warmup, target_acceptance, algorithm = "barker", True, WindowAdaptation(), 0.4, blackjax.barker
+
+    def step(self, key, state, logdensity_fn, params):
+        kernel = blackjax.barker.build_kernel()
         state, info = kernel(key, state, logdensity_fn, params["step_size"], params["inverse_mass_matrix"])
         return state, _stats(info.acceptance_rate, False, 1, state.logdensity)
 
-    return Sampler(
-        name="barker",
-        exact=True,
-        init=lambda key, x, ld: blackjax.barker.init(x, ld),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: blackjax.barker.init(s.position, ld),
-        default_params=lambda dim: {"step_size": _f(step_size), "inverse_mass_matrix": _identity_metric(dim, dense_mass)},
-        adaptation="window",
-        target_acceptance=0.4,
-    )
+    def default_params(self, dim):
+        return _metric_params(self.step_size, dim, self.dense_mass)
 
 
-@_cached
-def ghmc(step_size: float = 0.1, damping: float = 1.0, dense_mass: bool = False) -> Sampler:
+class GHMC(_Kernel):
     """Generalised HMC with persistent momentum and non-reversible slice acceptance (BlackJAX ``ghmc``).
 
     One leapfrog step per transition. The momentum refresh ``alpha = 1 -
     exp(-2 γ ε)`` and slice drift ``delta = alpha / 2`` follow the step size
     ``ε`` with damping ``γ`` (as in MEADS, Hoffman & Sountsov 2022). Warm-up
-    adapts step size and mass matrix like :func:`hmc`.
+    adapts step size and mass matrix like :class:`HMC`. ``init`` draws the
+    momentum from its key.
+
+    Parameters
+    ----------
+    step_size
+        Step size before warm-up.
+    damping
+        Damping ``γ`` (kernel parameter ``damping``).
+    dense_mass
+        Adapt a dense inverse mass matrix instead of a diagonal one.
 
     Examples
     --------
@@ -253,44 +271,41 @@ def ghmc(step_size: float = 0.1, damping: float = 1.0, dense_mass: bool = False)
     >>> samplers.ghmc(damping=0.5).exact
     True
     """
-    _check_positive("step_size", step_size)
-    _check_positive("damping", damping)
-    kernel = blackjax.ghmc.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
+    step_size: float = _option(0.1)
+    damping: float = _option(1.0)
+    dense_mass: bool = _option(False, bool)
+    name, exact, warmup, target_acceptance, algorithm = "ghmc", True, WindowAdaptation(), 0.8, blackjax.ghmc
+    init_takes_key = True
+
+    def __check_init__(self):
+        _check_positive("damping", self.damping)
+
+    def step(self, key, state, logdensity_fn, params):
         eps, imm = params["step_size"], params["inverse_mass_matrix"]
         alpha = 1.0 - jnp.exp(-2.0 * params["damping"] * eps)
         # a 1-D ``momentum_inverse_scale`` is squared by BlackJAX; a 2-D one is the inverse mass matrix
         scale = imm if imm.ndim == 2 else jnp.sqrt(imm)
-        state, info = kernel(key, state, logdensity_fn, eps, scale, alpha, alpha / 2)
+        state, info = blackjax.ghmc.build_kernel()(key, state, logdensity_fn, eps, scale, alpha, alpha / 2)
         return state, _stats(info.acceptance_rate, info.is_divergent, 1, state.logdensity)
 
-    return Sampler(
-        name="ghmc",
-        exact=True,
-        init=lambda key, x, ld: blackjax.ghmc.init(x, ld, key),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: s._replace(**_gradient_state(s.position, ld)._asdict()),
-        default_params=lambda dim: {
-            "step_size": _f(step_size),
-            "inverse_mass_matrix": _identity_metric(dim, dense_mass),
-            "damping": _f(damping),
-        },
-        adaptation="window",
-        target_acceptance=0.8,
-    )
+    def default_params(self, dim):
+        return {**_metric_params(self.step_size, dim, self.dense_mass), "damping": _f(self.damping)}
 
 
-@_cached
-def mclmc(step_size: float = 0.5, L: float = 1.0) -> Sampler:
+class MCLMC(_Kernel):
     """Microcanonical Langevin Monte Carlo (BlackJAX ``mclmc``; Robnik et al. 2023), unadjusted.
 
     Warm-up runs BlackJAX's ``mclmc_find_L_and_step_size`` on every chain and
     keeps the median ``L``, step size and diagonal preconditioner. Needs
     dimension >= 2. Biased at finite step size (no Metropolis correction); the
     tuner keeps the energy-error variance small so the bias stays below MC
-    error on smooth targets.
+    error on smooth targets. ``init`` draws the momentum from its key.
+
+    Parameters
+    ----------
+    step_size, L
+        Step size and momentum decoherence length before warm-up.
 
     Examples
     --------
@@ -298,25 +313,21 @@ def mclmc(step_size: float = 0.5, L: float = 1.0) -> Sampler:
     >>> samplers.mclmc().exact
     False
     """
-    _check_positive("step_size", step_size)
-    _check_positive("L", L)
-    kernel = blackjax.mclmc.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
+    step_size: float = _option(0.5)
+    L: float = _option(1.0)
+    name, exact, warmup, algorithm, init_takes_key = "mclmc", False, MCLMCTuning(), blackjax.mclmc, True
+
+    def __check_init__(self):
+        _check_positive("L", self.L)
+
+    def step(self, key, state, logdensity_fn, params):
+        kernel = blackjax.mclmc.build_kernel()
         state, _ = kernel(key, state, logdensity_fn, params["inverse_mass_matrix"], params["L"], params["step_size"])
         return state, _stats(jnp.nan, False, 2, state.logdensity)
 
-    return Sampler(
-        name="mclmc",
-        exact=False,
-        init=lambda key, x, ld: blackjax.mclmc.init(x, ld, key),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: s._replace(**_gradient_state(s.position, ld)._asdict()),
-        default_params=lambda dim: {"step_size": _f(step_size), "L": _f(L), "inverse_mass_matrix": jnp.ones(dim)},
-        adaptation="mclmc",
-        target_acceptance=float("nan"),
-    )
+    def default_params(self, dim):
+        return {"step_size": _f(self.step_size), "L": _f(self.L), "inverse_mass_matrix": jnp.ones(dim)}
 
 
 # ------------------------------------------------------------ Langevin family
@@ -333,12 +344,12 @@ class PositionState(NamedTuple):
     position: Any
 
 
-def _overdamped_step(kernel, key, position, logdensity_fn, step_size, temperature, grad_fn=None):
+def _overdamped_step(key, position, logdensity_fn, step_size, temperature, grad_fn=None):
     # BlackJAX's SGLD integrator with the full gradient: x + h ∇log p + sqrt(2 T h) ξ.
     # The gradient is taken at the current position: K steps cost K gradients.
     grad = jax.grad(logdensity_fn)(position)
     grad = grad if grad_fn is None else grad_fn(grad)
-    return kernel(key, position, lambda _x, _batch: grad, None, step_size, temperature)
+    return blackjax.sgld.build_kernel()(key, position, lambda _x, _batch: grad, None, step_size, temperature)
 
 
 def _position_stats(position, logdensity_fn, grad_evals):
@@ -347,8 +358,16 @@ def _position_stats(position, logdensity_fn, grad_evals):
     return _stats(jnp.nan, False, grad_evals, logdensity_fn(position))
 
 
-@_cached
-def ula(step_size: float = 0.01, temperature: float = 1.0) -> Sampler:
+class _Unadjusted(_Kernel):
+    """Position-only state, no Metropolis step, no warm-up: the unadjusted samplers' common part."""
+
+    exact, warmup = False, NoAdaptation()
+
+    def init(self, key, position, logdensity_fn):
+        return PositionState(position)
+
+
+class ULA(_Unadjusted):
     """Exact-form unadjusted Langevin (ULA), i.e. BlackJAX ``sgld`` with the full gradient.
 
     ``x ← x + h ∇log p(x) + sqrt(2 T h) ξ``. With ``temperature=1`` it is the
@@ -356,40 +375,36 @@ def ula(step_size: float = 0.01, temperature: float = 1.0) -> Sampler:
     biased at finite ``h`` (for a Gaussian the stationary covariance is
     ``Σ (I - h Σ⁻¹/2)⁻¹``) and has no warm-up adaptation: choose ``h``.
 
+    Parameters
+    ----------
+    step_size
+        Step size ``h``.
+    temperature
+        ``T``: the noise is ``sqrt(2 T h)``.
+
     Examples
     --------
     >>> from ebmppl import samplers
-    >>> samplers.ula(step_size=0.05).adaptation
-    'none'
+    >>> samplers.ula(step_size=0.05).warmup
+    NoAdaptation()
     """
-    _check_positive("step_size", step_size)
-    _check_positive("temperature", temperature)
-    kernel = blackjax.sgld.build_kernel()
 
-    def step(key, state, logdensity_fn, params):
-        position = _overdamped_step(kernel, key, state.position, logdensity_fn, params["step_size"], params["temperature"])
+    step_size: float = _option(0.01)
+    temperature: float = _option(1.0)
+    name = "ula"
+
+    def __check_init__(self):
+        _check_positive("temperature", self.temperature)
+
+    def step(self, key, state, logdensity_fn, params):
+        position = _overdamped_step(key, state.position, logdensity_fn, params["step_size"], params["temperature"])
         return PositionState(position), _position_stats(position, logdensity_fn, 1)
 
-    return Sampler(
-        name="ula",
-        exact=False,
-        init=lambda key, x, ld: PositionState(x),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: s,
-        default_params=lambda dim: {"step_size": _f(step_size), "temperature": _f(temperature)},
-        adaptation="none",
-        target_acceptance=float("nan"),
-    )
+    def default_params(self, dim):
+        return {"step_size": _f(self.step_size), "temperature": _f(self.temperature)}
 
 
-@_cached
-def langevin(
-    step_size: float = 10.0,
-    noise_scale: float = 0.005,
-    grad_clip: float | None = None,
-    clamp: tuple[float, float] | None = None,
-) -> Sampler:
+class Langevin(_Unadjusted):
     """Practical Langevin as used to train EBMs (Du & Mordatch 2019; Nijkamp et al. 2019).
 
     ``x ← clamp(x + s · clip(∇log p(x)) + σ ξ)``: the gradient step ``s`` and
@@ -413,47 +428,50 @@ def langevin(
     Examples
     --------
     >>> from ebmppl import samplers
-    >>> s = samplers.langevin(step_size=1.0, noise_scale=0.01, clamp=(-1.0, 1.0))
-    >>> s.exact
-    False
+    >>> s = samplers.langevin(step_size=1.0, noise_scale=0.01, clamp=[-1.0, 1.0])
+    >>> s.exact, s.clamp
+    (False, (-1.0, 1.0))
     """
-    _check_positive("step_size", step_size)
-    _check_positive("noise_scale", noise_scale)
-    _check_positive("grad_clip", grad_clip)
-    if clamp is not None:
-        lo, hi = (float(c) for c in clamp)
-        if not lo < hi:
-            raise ValueError(f"clamp must be (low, high) with low < high, got {clamp!r}.")
-    kernel = blackjax.sgld.build_kernel()
 
-    def clip(grad):
-        return grad if grad_clip is None else jax.tree.map(lambda g: jnp.clip(g, -grad_clip, grad_clip), grad)
+    step_size: float = _option(10.0)
+    noise_scale: float = _option(0.005)
+    grad_clip: float | None = _option(None, _float_or_none)
+    clamp: tuple[float, float] | None = _option(None, _pair_or_none)
+    name = "langevin"
 
-    def step(key, state, logdensity_fn, params):
+    def __check_init__(self):
+        _check_positive("noise_scale", self.noise_scale)
+        _check_positive("grad_clip", self.grad_clip)
+        if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
+            raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp!r}.")
+
+    def step(self, key, state, logdensity_fn, params):
         s, sigma = params["step_size"], params["noise_scale"]
-        position = _overdamped_step(kernel, key, state.position, logdensity_fn, s, sigma**2 / (2.0 * s), grad_fn=clip)
-        if clamp is not None:
-            position = jax.tree.map(lambda p: jnp.clip(p, clamp[0], clamp[1]), position)
+        clip = None
+        if self.grad_clip is not None:
+            clip = lambda g: jax.tree.map(lambda a: jnp.clip(a, -self.grad_clip, self.grad_clip), g)  # noqa: E731
+        position = _overdamped_step(key, state.position, logdensity_fn, s, sigma**2 / (2.0 * s), grad_fn=clip)
+        if self.clamp is not None:
+            position = jax.tree.map(lambda p: jnp.clip(p, *self.clamp), position)
         return PositionState(position), _position_stats(position, logdensity_fn, 1)
 
-    return Sampler(
-        name="langevin",
-        exact=False,
-        init=lambda key, x, ld: PositionState(x),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: s,
-        default_params=lambda dim: {"step_size": _f(step_size), "noise_scale": _f(noise_scale)},
-        adaptation="none",
-        target_acceptance=float("nan"),
-    )
+    def default_params(self, dim):
+        return {"step_size": _f(self.step_size), "noise_scale": _f(self.noise_scale)}
 
 
-@_cached
-def sghmc(step_size: float = 0.01, num_integration_steps: int = 10, friction: float = 0.01) -> Sampler:
+class SGHMC(_Unadjusted):
     """Stochastic-gradient HMC (BlackJAX ``sghmc``) with the full gradient: underdamped
     Langevin dynamics, Euler-discretised, momentum refreshed every transition; no
     Metropolis correction, no adaptation (choose the step size).
+
+    Parameters
+    ----------
+    step_size
+        Step size.
+    num_integration_steps
+        Integration steps per transition.
+    friction
+        Friction ``α`` of BlackJAX's ``sghmc``.
 
     Examples
     --------
@@ -461,26 +479,27 @@ def sghmc(step_size: float = 0.01, num_integration_steps: int = 10, friction: fl
     >>> samplers.sghmc(step_size=0.05).name
     'sghmc'
     """
-    _check_positive("step_size", step_size)
-    _check_positive("friction", friction)
-    if int(num_integration_steps) < 1:
-        raise ValueError(f"num_integration_steps must be >= 1, got {num_integration_steps!r}.")
-    n_steps = int(num_integration_steps)
-    kernel = blackjax.sghmc.build_kernel(alpha=float(friction))
 
-    def step(key, state, logdensity_fn, params):
+    step_size: float = _option(0.01)
+    num_integration_steps: int = _option(10, int)
+    friction: float = _option(0.01)
+    name = "sghmc"
+
+    def __check_init__(self):
+        _check_positive("friction", self.friction)
+        _check_at_least_one("num_integration_steps", self.num_integration_steps)
+
+    def step(self, key, state, logdensity_fn, params):
         grad_fn = jax.grad(logdensity_fn)
-        position = kernel(key, state.position, lambda x, _batch: grad_fn(x), None, params["step_size"], n_steps)
-        return PositionState(position), _position_stats(position, logdensity_fn, n_steps)
+        kernel = blackjax.sghmc.build_kernel(alpha=self.friction)
+        n = self.num_integration_steps
+        position = kernel(key, state.position, lambda x, _batch: grad_fn(x), None, params["step_size"], n)
+        return PositionState(position), _position_stats(position, logdensity_fn, n)
 
-    return Sampler(
-        name="sghmc",
-        exact=False,
-        init=lambda key, x, ld: PositionState(x),
-        step=step,
-        position=lambda s: s.position,
-        rebuild=lambda s, ld: s,
-        default_params=lambda dim: {"step_size": _f(step_size)},
-        adaptation="none",
-        target_acceptance=float("nan"),
-    )
+    def default_params(self, dim):
+        return {"step_size": _f(self.step_size)}
+
+
+# The builders: the classes themselves, under the names the registry and the docs use.
+mala, hmc, nuts, barker, ghmc, mclmc = MALA, HMC, NUTS, Barker, GHMC, MCLMC
+ula, langevin, sghmc = ULA, Langevin, SGHMC

@@ -1,4 +1,4 @@
-"""Samplers by name."""
+"""Samplers by name: the one table every ``sampler="name"`` argument reads."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from collections.abc import Callable
 from ebmppl.samplers import kernels
 from ebmppl.samplers.base import Sampler
 
-__all__ = ["SAMPLERS", "available", "get_sampler"]
+__all__ = ["SAMPLERS", "available", "get_sampler", "register"]
 
+#: Name → builder (a :class:`~ebmppl.samplers.Sampler` subclass, or any callable returning one).
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
-    "langevin": kernels.langevin,
-    "ula": kernels.ula,
-    "mala": kernels.mala,
-    "hmc": kernels.hmc,
-    "nuts": kernels.nuts,
-    "barker": kernels.barker,
-    "mclmc": kernels.mclmc,
-    "ghmc": kernels.ghmc,
-    "sghmc": kernels.sghmc,
+    "langevin": kernels.Langevin,
+    "ula": kernels.ULA,
+    "mala": kernels.MALA,
+    "hmc": kernels.HMC,
+    "nuts": kernels.NUTS,
+    "barker": kernels.Barker,
+    "mclmc": kernels.MCLMC,
+    "ghmc": kernels.GHMC,
+    "sghmc": kernels.SGHMC,
 }
 
 
@@ -33,6 +34,55 @@ def available() -> list[str]:
     return sorted(SAMPLERS)
 
 
+def register(name: str, builder: Callable[..., Sampler], *, overwrite: bool = False) -> Callable[..., Sampler]:
+    """Make ``name`` a sampler name everywhere (``sample``, ``fit``, ``inpaint``, the CLI, ...).
+
+    Parameters
+    ----------
+    name
+        The registry name (a new one, unless ``overwrite``).
+    builder
+        A :class:`~ebmppl.samplers.Sampler` subclass, or any callable whose
+        call with no arguments (or with the options given to
+        :func:`get_sampler`) returns a Sampler.
+    overwrite
+        Replace an existing entry of that name.
+
+    Returns
+    -------
+    The builder, unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is taken (and ``overwrite`` is false).
+    TypeError
+        ``name`` is not a string or ``builder`` not callable.
+
+    Examples
+    --------
+    >>> class SlowMALA(kernels.MALA):
+    ...     name = "slow_mala"
+    >>> _ = register("slow_mala", SlowMALA)
+    >>> get_sampler("slow_mala", step_size=0.01)
+    SlowMALA(step_size=0.01)
+    >>> register("mala", SlowMALA)
+    Traceback (most recent call last):
+    ...
+    ValueError: sampler name 'mala' is taken (by MALA); pick another name, or pass overwrite=True.
+    >>> del SAMPLERS["slow_mala"]
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}.")
+    if not callable(builder):
+        raise TypeError(f"builder must be a Sampler subclass or a callable returning a Sampler, got {builder!r}.")
+    if name in SAMPLERS and not overwrite:
+        taken = getattr(SAMPLERS[name], "__name__", repr(SAMPLERS[name]))
+        raise ValueError(f"sampler name {name!r} is taken (by {taken}); pick another name, or pass overwrite=True.")
+    SAMPLERS[name] = builder
+    return builder
+
+
 def get_sampler(name: str, **options) -> Sampler:
     """Build the sampler registered as ``name`` with its default (or given) options.
 
@@ -40,6 +90,8 @@ def get_sampler(name: str, **options) -> Sampler:
     --------
     >>> get_sampler("hmc", num_integration_steps=8).name
     'hmc'
+    >>> get_sampler("hmc") == get_sampler("hmc")   # samplers are values
+    True
     >>> get_sampler("gibbs")
     Traceback (most recent call last):
     ...
@@ -47,4 +99,8 @@ def get_sampler(name: str, **options) -> Sampler:
     """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(available())}.")
-    return SAMPLERS[name](**options)
+    sampler = SAMPLERS[name](**options)
+    if not isinstance(sampler, Sampler):
+        raise TypeError(f"the builder registered as {name!r} returned {type(sampler).__name__}, not an "
+                        "ebmppl.samplers.Sampler.")
+    return sampler

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -18,6 +20,7 @@ from ebmppl._validation import check_energy, check_examples, check_int, check_ke
 from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
+from ebmppl.samplers.negatives import kernel_parameters
 from ebmppl.samplers.registry import get_sampler
 from ebmppl.sharding import check_divisible, replicate, resolve_mesh, shard_leading
 
@@ -138,13 +141,9 @@ class Samples(NamedTuple):
         >>> idata.posterior["x"].shape
         (2, 50, 1)
         """
-        from ebmppl.diagnostics import to_inference_data
+        from ebmppl._arviz import to_inference_data
 
         return to_inference_data(self, var_name=var_name)
-
-
-def _logdensity(energy: Energy) -> LogDensityFn:
-    return lambda x: -energy.energy_fn(energy.params, x) / energy.temperature
 
 
 def init_chains(sampler: Sampler, logdensity_fn: LogDensityFn, key: jax.Array, positions: jax.Array) -> Any:
@@ -233,7 +232,7 @@ def _assemble(positions, stats, num_samples):
 
 def _start(sampler, energy, init, key):
     """Initial states, and whether each chain's log-density and its gradient are finite there."""
-    ld = _logdensity(energy)
+    ld = energy.logdensity_fn
     states = init_chains(sampler, ld, key, init)
     value, grad = jax.vmap(jax.value_and_grad(ld))(init)
     n = init.shape[0]
@@ -299,25 +298,85 @@ def _health_report(sampler, health, num_warmup, divergent=None):
     return ChainHealthWarning(f"{sampler}: " + " ".join(lines))
 
 
-class _Compiled:
-    """Ahead-of-time compiled programs, cached by program and argument signature.
+def _warm(sampler, num_warmup, adapt, reinit_stalled, energy, states, params, key):
+    return warmup_with_health(sampler, energy.logdensity_fn, key, states, params, num_warmup, adapt, reinit_stalled)
 
-    Compile time is measured apart from run time, and a second ``sample``
-    call with the same sampler and shapes reuses the compiled program.
-    """
 
-    _cache: dict[Any, Any] = {}
+def _draw(sampler, num_draws, thinning, energy, states, params, key):
+    return run_chains(sampler, energy.logdensity_fn, key, states, params, num_draws, thinning)
 
-    @classmethod
-    def get(cls, name: Any, fn: Callable, *args: Any) -> tuple[Any, float]:
-        leaves, tree = jax.tree.flatten(args)
-        signature = (name, tree, tuple((np.shape(x), jnp.result_type(x)) for x in leaves))
-        if signature in cls._cache:
-            return cls._cache[signature], 0.0
-        t0 = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile()
-        cls._cache[signature] = compiled
-        return compiled, time.perf_counter() - t0
+
+# Compiled programs live exactly as long as the energy function they were compiled for.
+#
+# jax keeps its traced and compiled programs in caches keyed *weakly* on the jitted function and
+# strongly on everything else in the call signature (the pytree structure of the arguments, which
+# holds an Energy's static ``energy_fn``). One module-level jitted function would therefore pin the
+# programs of every energy ever sampled (an unbounded leak in a long-running process: ~3 MB per
+# program). Instead each energy function gets its own jitted runner, registered here under a weak
+# reference: the energy is passed to it without its function (rebuilt inside from the weak
+# reference), so nothing jax caches refers back to the function. While the function lives, its
+# programs are reused by every ``sample`` call (same sampler value, shapes and options); when it is
+# collected, the entry goes, the runner goes, and jax's weak caches drop the programs.
+_RUNNERS: dict[int, tuple[weakref.ref, Callable]] = {}
+
+
+def _run(fn_ref, program, options, spec, dynamic, *args):
+    cls, static, names = spec
+    energy = object.__new__(cls)  # the Energy rebuilt field by field, as jax unflattens a pytree
+    for name, value in (("energy_fn", fn_ref()), *static, *zip(names, dynamic)):
+        object.__setattr__(energy, name, value)
+    return program(*options, energy, *args)
+
+
+def _split(energy: Energy) -> tuple[tuple, tuple]:
+    """The energy without its function: (class, static fields, names of the others), (the others' values)."""
+    fields = [f for f in dataclasses.fields(energy) if f.name != "energy_fn"]
+    static = tuple((f.name, getattr(energy, f.name)) for f in fields if f.metadata.get("static", False))
+    names = tuple(f.name for f in fields if not f.metadata.get("static", False))
+    return (type(energy), static, names), tuple(getattr(energy, name) for name in names)
+
+
+def _runner(energy_fn: Callable) -> Callable:
+    """The jitted runner of ``sample``'s programs for energies with this function (see ``_RUNNERS``)."""
+    key = id(energy_fn)
+    entry = _RUNNERS.get(key)
+    if entry is not None and entry[0]() is energy_fn:
+        return entry[1]
+
+    def forget(ref, key=key):
+        if _RUNNERS.get(key, (None,))[0] is ref:
+            del _RUNNERS[key]
+
+    try:
+        ref = weakref.ref(energy_fn, forget)
+    except TypeError:  # not weak-referenceable: a runner for this call only, collected after it
+        return jax.jit(functools.partial(_run, lambda: energy_fn), static_argnums=(0, 1, 2))
+    runner = jax.jit(functools.partial(_run, ref), static_argnums=(0, 1, 2))
+    _RUNNERS[key] = (ref, runner)
+    return runner
+
+
+def _compile(energy: Energy, program: Callable, options: tuple, *args: Any) -> tuple[Callable, float]:
+    """``program(*options, energy, *args)`` compiled ahead of time, and the seconds that took (tracing,
+    lowering and XLA; ~0 when jax's caches hold the program already). Nothing is stored here: the
+    compiled object is used by the caller and dropped."""
+    spec, dynamic = _split(energy)
+    t0 = time.perf_counter()
+    compiled = _runner(energy.energy_fn).lower(program, options, spec, dynamic, *args).compile()
+    seconds = time.perf_counter() - t0
+    return functools.partial(compiled, dynamic), seconds
+
+
+def _kernel_params(sampler: Sampler, dim: int, overrides: dict[str, Any] | None) -> dict[str, jax.Array]:
+    """The sampler's default kernel parameters with the ``sampler_params`` overrides, validated."""
+    params = kernel_parameters(sampler, dim, overrides)
+    defaults = sampler.default_params(dim)
+    for name in overrides or {}:
+        shape, expected = np.shape(params[name]), np.shape(defaults[name])
+        if shape != expected and not (name == "inverse_mass_matrix" and shape in ((dim,), (dim, dim))):
+            raise ValueError(f"sampler_params[{name!r}] has shape {shape}, but {sampler.name}'s {name} has shape "
+                             f"{expected} for this energy's {dim} coordinates; pass one of that shape.")
+    return params
 
 
 def _validate(energy, num_chains, num_samples, num_warmup, thinning, init):
@@ -337,6 +396,7 @@ def sample(
     key: jax.Array,
     *,
     sampler: str | Sampler = "nuts",
+    sampler_params: dict[str, Any] | None = None,
     num_chains: int = 4,
     num_samples: int = 1000,
     num_warmup: int = 1000,
@@ -374,6 +434,11 @@ def sample(
         A registered name (see :func:`ebmppl.samplers.available`) or a
         :class:`~ebmppl.samplers.Sampler` from a builder such as
         ``samplers.hmc(num_integration_steps=32)``.
+    sampler_params
+        Kernel parameters overriding the sampler's ``default_params`` before
+        warm-up, e.g. ``{"step_size": 0.05}`` (with ``adapt=False``, exactly
+        the parameters used). An unknown name is a ``ValueError`` listing the
+        sampler's parameters.
     num_chains, num_samples, num_warmup, thinning
         Chains; kept draws per chain; warm-up steps; steps per kept draw.
     init
@@ -410,8 +475,9 @@ def sample(
     Raises
     ------
     ValueError
-        Unknown sampler name; non-positive counts; ``init`` of the wrong shape
-        or not finite; the energy or its gradient not finite at the starting
+        Unknown sampler name; an unknown ``sampler_params`` name, a
+        non-positive step size or a parameter of the wrong shape; non-positive
+        counts; ``init`` of the wrong shape or not finite; the energy or its gradient not finite at the starting
         position of some chains (the message names them).
     FloatingPointError
         The draws of some chains are not finite (the chains diverged).
@@ -456,40 +522,33 @@ def sample(
         center, scale = energy.typical_region()
         init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
         origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
-    params = sampler.default_params(energy.dim)
+    params = _kernel_params(sampler, energy.dim, sampler_params)
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
 
-    start_c, t_compile_start = _Compiled.get(("start", sampler, mesh), functools.partial(_start, sampler), energy, init, k_states)
-    states, init_ok = start_c(energy, init, k_states)
+    start_c, t_compile_start = _compile(energy, _start, (sampler,), init, k_states)
+    states, init_ok = start_c(init, k_states)
     init_ok = np.asarray(init_ok)
     if not init_ok.all():
         raise _init_error(np.flatnonzero(~init_ok), num_chains, init, origin)
 
-    def warm(energy, states, params, k_warm):
-        return warmup_with_health(sampler, _logdensity(energy), k_warm, states, params, num_warmup, adapt, reinit_stalled)
-
     num_chunks = min(10, num_samples)  # independent of progress_bar: same key, same draws
     chunk = -(-num_samples // num_chunks)
-
-    def draw_chunk(energy, states, params, key):
-        return run_chains(sampler, _logdensity(energy), key, states, params, chunk, thinning)
-
-    warm_c, t_compile_warm = _Compiled.get(("warmup", sampler, num_warmup, adapt, reinit_stalled, mesh), warm,
-                                           energy, states, params, k_warm)
+    warm_c, t_compile_warm = _compile(energy, _warm, (sampler, num_warmup, adapt, reinit_stalled), states, params,
+                                      k_warm)
     bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup", disable=not progress_bar, leave=False)
     t0 = time.perf_counter()
-    states, params, restarted_at = jax.block_until_ready(warm_c(energy, states, params, k_warm))
+    states, params, restarted_at = jax.block_until_ready(warm_c(states, params, k_warm))
     t_warm = time.perf_counter() - t0
     bar.update(num_warmup)
 
-    draw_c, t_compile_draw = _Compiled.get(("draws", sampler, chunk, thinning, mesh), draw_chunk, energy, states, params, k_draw)
+    draw_c, t_compile_draw = _compile(energy, _draw, (sampler, chunk, thinning), states, params, k_draw)
     bar.set_description(f"{sampler.name} sampling")
     positions, stats = [], []
     chunk_keys = list(jax.block_until_ready(jax.random.split(k_draw, num_chunks)))
     t0 = time.perf_counter()  # times the compiled sampling program only
     for key_chunk in chunk_keys:
-        states, xs, st = draw_c(energy, states, params, key_chunk)
+        states, xs, st = draw_c(states, params, key_chunk)
         positions.append(xs)
         stats.append(st)
         if progress_bar:

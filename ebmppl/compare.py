@@ -1,5 +1,9 @@
 """Compare samplers on one energy: same chains, same budget, same keys; one table.
 
+A workflow (it runs :func:`ebmppl.sample` and reads :mod:`ebmppl.targets`), so
+it sits above :mod:`ebmppl.diagnostics` rather than inside it;
+``ebmppl.diagnostics.compare`` is its deprecated old address.
+
 A run is *converged* when its chains agree (split R-hat), carry enough
 information (bulk and tail ESS) and, where a truth is known, reproduce it: every
 mean and standard deviation within ``max_mcse`` Monte-Carlo standard errors of
@@ -19,8 +23,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from ebmppl import _arviz as azb
+from ebmppl._deprecation import UNSET, EbmpplDeprecationWarning
 from ebmppl._validation import check_energy, check_int, check_key
-from ebmppl.diagnostics import arviz as azb
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, Samples, get_sampler, sample
 from ebmppl.targets import Target
@@ -115,7 +120,7 @@ class Comparison:
     --------
     >>> import jax
     >>> from ebmppl.targets import gaussian
-    >>> result = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), ["mala"], key=jax.random.key(0),
+    >>> result = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), jax.random.key(0), ["mala"],
     ...                  num_warmup=200, num_samples=200, progress_bar=False)
     >>> result.name, list(result.table["sampler"]), result.samples["mala"].positions.shape
     ('gaussian', ['mala'], (4, 200, 2))
@@ -138,7 +143,7 @@ class Comparison:
         --------
         >>> import jax
         >>> from ebmppl.targets import gaussian
-        >>> result = compare(gaussian([0.0], [[1.0]]), ["mala"], key=jax.random.key(0), num_warmup=100,
+        >>> result = compare(gaussian([0.0], [[1.0]]), jax.random.key(0), ["mala"], num_warmup=100,
         ...                  num_samples=100, progress_bar=False)
         >>> result.to_markdown().splitlines()[0].startswith("| sampler")
         True
@@ -275,11 +280,39 @@ def _known_source(mean, std) -> str:
     return "exact moments"
 
 
+def _key_and_samplers(key: Any, samplers: Any, keywords: dict[str, Any]) -> tuple[Any, Any]:
+    """``(key, samplers)`` from ``compare``'s arguments, new order ``(target, key, samplers)`` or the old
+    ``(target, samplers, key=key)`` (deprecated: one release)."""
+    unknown = sorted(set(keywords) - {"key", "samplers"})
+    if unknown:
+        raise TypeError(f"compare() got unexpected keyword arguments {unknown}.")
+    if "key" in keywords:
+        if samplers is not UNSET or ("samplers" in keywords and key is not UNSET):
+            raise TypeError("compare: pass the key once, as the 2nd positional argument: "
+                            "compare(target, key, samplers).")
+        if key is not UNSET:  # the old order: compare(target, samplers, key=key)
+            warnings.warn("compare: compare(target, samplers, key=key) is deprecated; the key is the 2nd positional "
+                          "argument: compare(target, key, samplers). The old order will be removed in the next "
+                          "release.", EbmpplDeprecationWarning, stacklevel=3)
+            samplers = key
+        key = keywords["key"]
+    if "samplers" in keywords:
+        if samplers is not UNSET:
+            raise TypeError("compare: samplers given twice (positionally and as samplers=).")
+        samplers = keywords["samplers"]
+    if key is UNSET:
+        raise TypeError("compare: missing the key: compare(target, jax.random.key(0), ['mala', 'nuts']).")
+    if samplers is UNSET:
+        raise TypeError("compare: missing the samplers: compare(target, key, ['mala', 'nuts']).")
+    return key, samplers
+
+
 def compare(
     target: Energy | Target,
-    samplers: Mapping[str, str | Sampler] | Sequence[str],
+    key: jax.Array = UNSET,
+    samplers: Mapping[str, str | Sampler] | Sequence[str] = UNSET,
+    /,
     *,
-    key: jax.Array,
     num_chains: int = 4,
     num_warmup: int = 1000,
     num_samples: int = 1000,
@@ -292,6 +325,7 @@ def compare(
     reference_samples: int | None = None,
     name: str | None = None,
     progress_bar: bool = True,
+    **keywords: Any,
 ) -> Comparison:
     """Run several samplers on the same energy with the same chains, budget and keys, and tabulate.
 
@@ -300,11 +334,15 @@ def compare(
     target
         An :class:`~ebmppl.Energy`, or a :class:`~ebmppl.targets.Target`
         (whose exact mean and standard deviations are then used).
+    key
+        One key: every sampler gets the same initial positions and the same sampling key
+        (also accepted as ``key=``).
     samplers
         Names (``["mala", "nuts"]``) or a mapping from a label to a name or a
-        :class:`~ebmppl.samplers.Sampler` (``{"hmc-32": samplers.hmc(32)}``).
-    key
-        One key: every sampler gets the same initial positions and the same sampling key.
+        :class:`~ebmppl.samplers.Sampler` (``{"hmc-32": samplers.hmc(32)}``)
+        (also accepted as ``samplers=``). The old order ``compare(target,
+        samplers, key=key)`` works for one release with an
+        :class:`~ebmppl._deprecation.EbmpplDeprecationWarning`.
     num_chains, num_warmup, num_samples
         The common budget.
     rhat_threshold, min_ess
@@ -347,7 +385,7 @@ def compare(
     Examples
     --------
     >>> from ebmppl.targets import banana
-    >>> c = compare(banana(), ["mala", "nuts"], key=jax.random.key(0), num_warmup=200, num_samples=200,
+    >>> c = compare(banana(), jax.random.key(0), ["mala", "nuts"], num_warmup=200, num_samples=200,
     ...             progress_bar=False)
     >>> list(c.table["sampler"])
     ['mala', 'nuts']
@@ -358,13 +396,14 @@ def compare(
 
     >>> from ebmppl import samplers
     >>> from ebmppl.targets import gaussian
-    >>> c = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), {"ula": samplers.ula(step_size=0.5)},
-    ...             key=jax.random.key(0), num_warmup=300, num_samples=1000, progress_bar=False)
+    >>> c = compare(gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]]), jax.random.key(0),
+    ...             {"ula": samplers.ula(step_size=0.5)}, num_warmup=300, num_samples=1000, progress_bar=False)
     >>> bool(c.table.loc[0, "converged"]), "sd[" in c.table.loc[0, "flag"]
     (False, True)
     """
     import pandas as pd
 
+    key, samplers = _key_and_samplers(key, samplers, keywords)
     if isinstance(target, Target):
         energy, name = target.energy, name or target.name
         true_mean = target.mean if true_mean is None else true_mean

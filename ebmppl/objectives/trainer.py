@@ -1,0 +1,530 @@
+"""The one trainer: a positive phase, a negative phase and loss terms, composed; one step skeleton.
+
+Every training objective of ebmppl is an :class:`Objective`, built from small
+pieces in the way Optax builds an optimizer:
+
+* a **positive phase** turns the batch into the examples whose energy goes
+  down, ``x⁺``: :class:`DataPhase` (the data batch itself), or the recovery
+  chains of :func:`~ebmppl.objectives.recovery_contrastive_divergence` that
+  complete incomplete examples; posterior chains plug in the same way
+  (``__call__(keys, model, batch) -> x⁺``);
+* a **negative phase**, :class:`NegativeChains`, turns ``x⁺`` into model
+  samples ``x⁻``: chains started by a chain-initialisation strategy
+  (:class:`~ebmppl.buffer.ChainInit`), driven by any sampler, with its
+  optional step-size adaptation; ``None`` for MCMC-free objectives;
+* **loss terms** (:class:`LossTerm`) map the current model and the phases to a
+  scalar and named auxiliary values; the loss is their sum. Contrastive
+  divergence with the α penalty, JEM's cross-entropy, denoising and sliced
+  score matching and noise-contrastive estimation are terms; :class:`Scaled`
+  weighs one.
+
+:meth:`Objective.step` is the one step skeleton: split the key, positive
+phase, negative phase, ``value_and_grad`` of the summed terms, one Optax
+update behind the one divergence guard
+(:func:`~ebmppl.objectives.base.apply_gradients`), and the one metrics
+definition (:func:`~ebmppl.objectives.base.training_metrics`).
+
+An :class:`Objective` is an Equinox module whose options are static fields
+and which holds no arrays (the energy is kept without its parameters, kernel
+parameters as numbers), so it hashes and compares by value: two objectives
+built alike are equal, and ``jax.jit`` (and :func:`ebmppl.fit`) reuse one
+compiled step for both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ebmppl.buffer import BufferState, ChainInit, replay_buffer
+from ebmppl.energy import Energy
+from ebmppl.objectives.base import TrainState, all_finite, apply_gradients, buffer_spread, initial_state, \
+    training_metrics
+from ebmppl.samplers.negatives import kernel_parameters, sample_negatives
+
+__all__ = ["Objective", "Phases", "LossTerm", "Scaled", "PositivePhase", "DataPhase", "NegativeChains",
+           "negative_chains", "freeze_arrays", "thaw_arrays"]
+
+NOISE_PROBE = 16  # noise points per step behind the ``energy_noise`` metric
+
+
+# ---------------------------------------------------------------- arrays as hashable numbers
+def freeze_arrays(arrays: dict[str, Any]) -> tuple[tuple[str, tuple[int, ...], tuple[float, ...]], ...]:
+    """A dict of arrays as a hashable tuple ``((name, shape, values), ...)`` (exact for float32 values).
+
+    What lets a trainer keep kernel parameters in a static field and hash by value.
+
+    Examples
+    --------
+    >>> frozen = freeze_arrays({"step_size": jnp.float32(0.1), "m": jnp.ones(2)})
+    >>> frozen[0][:2], hash(frozen) == hash(freeze_arrays({"step_size": jnp.float32(0.1), "m": jnp.ones(2)}))
+    (('m', (2,)), True)
+    """
+    out = []
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        out.append((str(name), tuple(a.shape), tuple(float(v) for v in a.ravel())))
+    return tuple(out)
+
+
+def thaw_arrays(frozen: tuple, dtype: Any = None) -> dict[str, jax.Array]:
+    """The dict of arrays :func:`freeze_arrays` froze (default float dtype), bit for bit.
+
+    Examples
+    --------
+    >>> thaw_arrays(freeze_arrays({"step_size": jnp.float32(0.1)}))["step_size"] == jnp.float32(0.1)
+    Array(True, dtype=bool)
+    """
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return {name: jnp.asarray(np.asarray(values, dtype).reshape(shape)) for name, shape, values in frozen}
+
+
+def _template(energy: Energy) -> Energy:
+    """``energy`` without its parameters (the trainer gets them from its state) and at a Python-float temperature."""
+    template = energy.with_params(None)
+    if not isinstance(template.temperature, (int, float)) and not isinstance(template.temperature, jax.core.Tracer):
+        template = template.with_temperature(float(template.temperature))
+    return template
+
+
+# ---------------------------------------------------------------- what loss terms see
+class Phases(NamedTuple):
+    """What one training step hands its loss terms.
+
+    Attributes
+    ----------
+    batch
+        The batch as the driver gave it: examples, ``(examples, labels)`` or ``(examples, mask)``.
+    positive
+        ``x⁺``, the examples whose energy the step lowers (constants).
+    negative
+        ``x⁻``, the model samples whose energy it raises (constants), or ``None`` without a negative phase.
+    key
+        A PRNG key for terms that draw (noise, projections); shared by the terms of one step
+        (a second drawing term should ``fold_in`` its own stream).
+
+    Examples
+    --------
+    >>> p = Phases(jnp.ones((4, 2)), jnp.ones((4, 2)), None, jax.random.key(0))
+    >>> p.positive.shape, p.negative is None
+    ((4, 2), True)
+    """
+
+    batch: Any
+    positive: jax.Array
+    negative: jax.Array | None
+    key: jax.Array | None
+
+
+class LossTerm(eqx.Module):
+    """One term of a training loss: ``term(model, phases, extra) -> (loss, aux)``.
+
+    Subclass it with the term's options as (static) fields and implement
+    ``__call__``: ``model`` is the energy at the parameters being
+    differentiated, ``phases`` the step's :class:`Phases`, ``extra`` the
+    term's own trained parameters (:meth:`extra_params`; e.g. NCE's ``log_c``).
+    ``aux`` is a dict of scalars recorded as metrics; ``energy_pos`` and
+    ``energy_neg`` (mean energies of ``x⁺`` and ``x⁻``) feed the shared
+    ``cd_gap``.
+
+    Examples
+    --------
+    >>> class MeanEnergy(LossTerm):
+    ...     def __call__(self, model, phases, extra):
+    ...         e = model.energy(phases.positive).mean()
+    ...         return e, {"energy_pos": e}
+    >>> e = Energy(lambda p, x: p * jnp.sum(x**2), jnp.float32(2.0), event_shape=(2,))
+    >>> loss, aux = MeanEnergy()(e, Phases(None, jnp.ones((3, 2)), None, None), {})
+    >>> float(loss)
+    4.0
+    """
+
+    #: whether the term draws random numbers (then ``phases.key`` is a key)
+    needs_key: ClassVar[bool] = False
+
+    def extra_params(self) -> dict[str, jax.Array]:
+        """Parameters the term trains besides the energy's (default none): ``{name: initial value}``."""
+        return {}
+
+    @abc.abstractmethod
+    def __call__(self, model: Energy, phases: Phases, extra: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class Scaled(LossTerm):
+    """A term times a constant ``weight`` (its aux values unscaled).
+
+    Examples
+    --------
+    >>> class One(LossTerm):
+    ...     def __call__(self, model, phases, extra):
+    ...         return jnp.float32(1.0), {"one": jnp.float32(1.0)}
+    >>> loss, aux = Scaled(One(), 0.5)(None, None, {})
+    >>> float(loss), float(aux["one"])
+    (0.5, 1.0)
+    """
+
+    term: LossTerm
+    weight: float = eqx.field(static=True)
+
+    @property
+    def needs_key(self) -> bool:  # type: ignore[override]
+        return self.term.needs_key
+
+    def extra_params(self) -> dict[str, jax.Array]:
+        return self.term.extra_params()
+
+    def __call__(self, model, phases, extra):
+        loss, aux = self.term(model, phases, extra)
+        return self.weight * loss, aux
+
+
+# ---------------------------------------------------------------- positive phase
+class PositivePhase(eqx.Module):
+    """Where ``x⁺`` comes from: ``phase(keys, model, batch) -> x⁺`` with ``num_keys`` keys.
+
+    ``model`` is the energy at the current parameters, held constant. Data
+    batches (:class:`DataPhase`), recovery chains and posterior chains are
+    positive phases.
+
+    Examples
+    --------
+    >>> DataPhase()((), None, (jnp.ones((3, 2)), jnp.zeros(3, jnp.int32))).shape
+    (3, 2)
+    """
+
+    num_keys: ClassVar[int] = 0
+
+    @abc.abstractmethod
+    def __call__(self, keys: Sequence[jax.Array], model: Energy, batch: Any) -> jax.Array:
+        raise NotImplementedError
+
+
+class DataPhase(PositivePhase):
+    """``x⁺`` is the batch's examples (the batch, or its first element for ``(examples, labels)``).
+
+    Examples
+    --------
+    >>> DataPhase()((), None, jnp.ones((4, 2))).shape
+    (4, 2)
+    """
+
+    def __call__(self, keys, model, batch):
+        return batch[0] if isinstance(batch, tuple) else batch
+
+
+# ---------------------------------------------------------------- negative phase
+class NegativeChains(eqx.Module):
+    """The negative phase: chains from a :class:`~ebmppl.buffer.ChainInit`, run by a sampler under θ.
+
+    Build it with :func:`negative_chains` (which validates the options).
+
+    Attributes
+    ----------
+    sampler
+        The sampler (any object with ``init``, ``step``, ``position``, ``default_params``, ``name``).
+    sampler_params
+        Its kernel parameters, frozen (:func:`freeze_arrays`); :attr:`params` gives the dict.
+    num_mcmc_steps
+        Sampler steps per training step.
+    chain_init
+        Where chains start (``None``: :func:`~ebmppl.buffer.replay_buffer` with its defaults).
+    target_acceptance, adapt_rate
+        Step-size adaptation during training (``None``: off); the log of the
+        factor on the step lives in ``state.buffer.log_step_scale``.
+    noise_probe
+        Fresh noise points per step whose mean energy is the ``energy_noise`` metric (0: none).
+    probe_key
+        ``"split"``: the probe has its own key (a third key of the phase); ``"fold_in"``: it folds
+        the start key (two keys).
+    run
+        ``False`` keeps the buffer in the state but runs no chains (JEM with ``generative_weight=0``).
+
+    Examples
+    --------
+    >>> from ebmppl import samplers
+    >>> neg = negative_chains(samplers.mala(step_size=0.2), 2, num_mcmc_steps=5)
+    >>> neg.num_keys, bool(neg.params["step_size"] == jnp.float32(0.2))
+    (3, True)
+    """
+
+    sampler: Any = eqx.field(static=True)
+    sampler_params: tuple = eqx.field(static=True)
+    num_mcmc_steps: int = eqx.field(static=True)
+    chain_init: ChainInit | None = eqx.field(static=True, default=None)
+    target_acceptance: float | None = eqx.field(static=True, default=None)
+    adapt_rate: float = eqx.field(static=True, default=0.05)
+    noise_probe: int = eqx.field(static=True, default=NOISE_PROBE)
+    probe_key: str = eqx.field(static=True, default="split")
+    run: bool = eqx.field(static=True, default=True)
+
+    @property
+    def num_keys(self) -> int:
+        """Keys the phase takes from the step's split: start, chains (and the noise probe's with ``"split"``)."""
+        return 3 if self.noise_probe and self.probe_key == "split" else 2
+
+    @property
+    def strategy(self) -> ChainInit:
+        """The chain-initialisation strategy (the default replay buffer when none was given)."""
+        return self.chain_init if self.chain_init is not None else replay_buffer()
+
+    @property
+    def params(self) -> dict[str, jax.Array]:
+        """The kernel parameters as a dict of arrays."""
+        return thaw_arrays(self.sampler_params)
+
+    def init(self, key: jax.Array, event_shape: tuple[int, ...]) -> BufferState:
+        """The initial :class:`~ebmppl.buffer.BufferState` (with ``log_step_scale = 0`` when adapting)."""
+        buffer = self.strategy.init(key, event_shape)
+        if self.target_acceptance is not None:  # log of the factor on the step: 0 = the step as given
+            buffer = buffer._replace(log_step_scale=jnp.zeros((), jnp.result_type(float)))
+        return buffer
+
+    def __call__(self, keys: Sequence[jax.Array], energy: Energy, params: Any, buffer: BufferState,
+                 x_pos: jax.Array) -> tuple[jax.Array | None, BufferState, dict[str, jax.Array]]:
+        """Run the chains: ``(x⁻, new buffer, metrics)`` with ``acceptance_rate``, ``reinit_fraction``,
+        ``buffer_std``, ``step_size`` and ``energy_noise`` (``x⁻`` is ``None`` when ``run`` is False)."""
+        strategy, dtype = self.strategy, x_pos.dtype
+        nan = jnp.asarray(jnp.nan, dtype)
+        kernel = self.params
+        if self.target_acceptance is not None:  # exp(0) is exactly 1: unshrunk, the step is bit for bit the one given
+            kernel = {**kernel, "step_size": kernel["step_size"] * jnp.exp(buffer.log_step_scale)}
+        if self.run:
+            x0, aux = strategy.start(keys[0], buffer, x_pos)
+            x_neg, acceptance = sample_negatives(energy, self.sampler, kernel, self.num_mcmc_steps, keys[1], params,
+                                                 x0)
+            new_buffer = strategy.finish(buffer, aux, x_neg)
+            if self.target_acceptance is not None:
+                target = self.target_acceptance
+                shift = self.adapt_rate * (jnp.nan_to_num(acceptance, nan=target) - target)
+                new_buffer = new_buffer._replace(log_step_scale=jnp.minimum(0.0, buffer.log_step_scale + shift)
+                                                 .astype(buffer.log_step_scale.dtype))
+            metrics = {"acceptance_rate": acceptance, "reinit_fraction": jnp.asarray(strategy.reinit_prob, dtype),
+                       # spread of the persistent negatives (nan without a buffer): collapsing or exploding
+                       # buffers show up here first
+                       "buffer_std": buffer_spread(new_buffer, x_neg)}
+        else:
+            x_neg, new_buffer = None, buffer
+            metrics = {"acceptance_rate": nan, "reinit_fraction": nan, "buffer_std": nan}
+        metrics["step_size"] = jnp.asarray(kernel.get("step_size", jnp.nan), dtype)
+        metrics["energy_noise"] = nan
+        if self.noise_probe and strategy.noise is not None:  # energy of fresh noise: where the model puts "nothing"
+            # a small probe: a health signal averaged over steps, not worth a batch-sized forward pass
+            k_probe = keys[2] if self.probe_key == "split" else jax.random.fold_in(keys[0], 1)
+            probe = strategy.noise(k_probe, (min(self.noise_probe, x_pos.shape[0]), *x_pos.shape[1:]))
+            metrics["energy_noise"] = energy.with_params(params).energy(probe).mean().astype(dtype)
+        return x_neg, new_buffer, metrics
+
+
+def negative_chains(sampler: Any, dim: int, *, sampler_params: dict[str, Any] | None = None,
+                    num_mcmc_steps: int = 20, chain_init: ChainInit | None = None,
+                    target_acceptance: float | None = None, adapt_rate: float = 0.05,
+                    noise_probe: int = NOISE_PROBE, probe_key: str = "split", run: bool = True) -> NegativeChains:
+    """A validated :class:`NegativeChains`: ``sampler_params`` checked against the sampler, options in range.
+
+    Parameters
+    ----------
+    sampler
+        A sampler (a registry name is resolved with :func:`ebmppl.samplers.get_sampler`).
+    dim
+        Coordinates of one example (the kernel parameters' defaults depend on it).
+    sampler_params, num_mcmc_steps, chain_init, target_acceptance, adapt_rate
+        As in :func:`~ebmppl.objectives.contrastive_divergence`.
+    noise_probe, probe_key, run
+        See :class:`NegativeChains`.
+
+    Examples
+    --------
+    >>> negative_chains("mala", 2, target_acceptance=0.6).target_acceptance
+    0.6
+    >>> negative_chains("mala", 2, target_acceptance=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: target_acceptance must be in (0, 1) (or None: a fixed step), got 1.5.
+    """
+    from ebmppl.samplers.registry import get_sampler
+
+    if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, (int, np.integer)) or num_mcmc_steps < 1:
+        raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
+    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
+    kernel = kernel_parameters(sampler, dim, sampler_params)
+    if target_acceptance is not None:
+        if not 0 < float(target_acceptance) < 1:
+            raise ValueError(f"target_acceptance must be in (0, 1) (or None: a fixed step), got {target_acceptance!r}.")
+        if "step_size" not in kernel:
+            raise ValueError(f"target_acceptance adapts the sampler's step_size, but sampler {sampler.name!r} has "
+                             f"none (its parameters: {sorted(kernel)}); pass target_acceptance=None.")
+        if not float(adapt_rate) > 0:
+            raise ValueError(f"adapt_rate must be > 0, got {adapt_rate!r}.")
+        target_acceptance = float(target_acceptance)
+    if probe_key not in ("split", "fold_in"):
+        raise ValueError(f"probe_key must be 'split' or 'fold_in', got {probe_key!r}.")
+    return NegativeChains(sampler, freeze_arrays(kernel), int(num_mcmc_steps), chain_init, target_acceptance,
+                          float(adapt_rate), int(noise_probe), probe_key, bool(run))
+
+
+# ---------------------------------------------------------------- the one trainer
+class Objective(eqx.Module):
+    """The one trainer: positive phase + negative phase + loss terms, behind one step skeleton.
+
+    It is what every builder of :mod:`ebmppl.objectives` (and
+    :func:`ebmppl.jem.jem_hybrid`) returns and what :func:`ebmppl.fit` drives
+    (``fit(energy, key, data, objective=...)``), with the
+    :class:`~ebmppl.objectives.Trainer` contract: ``name``, ``init(key,
+    params)``, ``step(state, batch) -> (state, metrics)``, ``energy_params``
+    and ``check_data``.
+
+    Parameters
+    ----------
+    name
+        The objective's name (``"cd"``, ...), shown in messages.
+    energy
+        The energy trained (its parameters are not kept: ``init`` takes the starting ones).
+    optimizer
+        Any Optax transformation.
+    loss
+        A :class:`LossTerm` or a sequence of them; the loss is their sum.
+    positive
+        The positive phase (default :class:`DataPhase`).
+    negative
+        The negative phase (:func:`negative_chains`) or ``None`` (MCMC-free objectives).
+    check_data
+        ``check_data(data)`` run by :func:`ebmppl.fit` on the data before the first step, or ``None``;
+        a hashable callable (e.g. an Equinox module) keeps the objective hashing by value.
+
+    Notes
+    -----
+    One step: the state's key is split into ``[next key, *negative keys,
+    *positive keys, loss key]``; ``x⁺ = positive(...)`` under the current θ
+    (held constant); ``x⁻ = negative(...)`` from the buffer's starts; the
+    terms' summed loss is differentiated; one Optax update. The divergence
+    guard keeps the previous state (advancing only key and step) when the
+    loss, the new parameters, ``x⁺`` or ``x⁻`` are not finite, and reports
+    ``finite = False``. The metrics are those of
+    :func:`~ebmppl.objectives.base.training_metrics` plus the terms' aux
+    values and the negative phase's ``step_size``.
+
+    Examples
+    --------
+    A toy objective: CD plus a small pull of the data's energy towards zero.
+
+    >>> from ebmppl import Energy
+    >>> from ebmppl.objectives import ContrastiveDivergence
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> class Pull(LossTerm):
+    ...     weight: float = eqx.field(static=True, default=0.01)
+    ...     def __call__(self, model, phases, extra):
+    ...         return self.weight * jnp.mean(model.energy(phases.positive) ** 2), {}
+    >>> opt = optax.adam(1e-2)
+    >>> trainer = Objective("cd+pull", e, opt, (ContrastiveDivergence(alpha=0.0), Pull()),
+    ...                     negative=negative_chains("mala", 2, num_mcmc_steps=5))
+    >>> state = trainer.init(jax.random.key(0), e.params)
+    >>> state, metrics = jax.jit(trainer.step)(state, jnp.ones((16, 2)))
+    >>> bool(metrics["finite"]), int(state.step)
+    (True, 1)
+    >>> trainer == Objective("cd+pull", e, opt, (ContrastiveDivergence(alpha=0.0), Pull()),
+    ...                      negative=negative_chains("mala", 2, num_mcmc_steps=5))
+    True
+    """
+
+    name: str = eqx.field(static=True)
+    energy: Energy
+    optimizer: optax.GradientTransformation = eqx.field(static=True)
+    loss: tuple[LossTerm, ...]
+    positive: PositivePhase
+    negative: NegativeChains | None
+    check_data: Callable[[Any], None] | None = eqx.field(static=True)
+
+    def __init__(self, name: str, energy: Energy, optimizer: optax.GradientTransformation,
+                 loss: LossTerm | Sequence[LossTerm], *, positive: PositivePhase | None = None,
+                 negative: NegativeChains | None = None, check_data: Callable[[Any], None] | None = None):
+        terms = (loss,) if isinstance(loss, LossTerm) else tuple(loss)
+        if not terms or not all(isinstance(t, LossTerm) for t in terms):
+            raise TypeError("loss must be a LossTerm or a non-empty sequence of LossTerms (ebmppl.objectives."
+                            f"LossTerm subclasses), got {loss!r}.")
+        if not isinstance(energy, Energy):
+            raise TypeError(f"energy must be an ebmppl.Energy, got {type(energy).__name__}.")
+        if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+            raise TypeError(f"optimizer must be an Optax GradientTransformation, got {type(optimizer).__name__}.")
+        self.name = str(name)
+        self.energy = _template(energy)
+        self.optimizer = optimizer
+        self.loss = terms
+        self.positive = DataPhase() if positive is None else positive
+        self.negative = negative
+        self.check_data = check_data
+
+    # ------------------------------------------------------------ parameters
+    def _extras(self) -> dict[str, jax.Array]:
+        extras: dict[str, jax.Array] = {}
+        for term in self.loss:
+            extras.update(term.extra_params())
+        return extras
+
+    def energy_params(self, params: Any) -> Any:
+        """The energy's parameters within the trained ones (``params["energy"]`` when a term trains extras).
+
+        Examples
+        --------
+        >>> from ebmppl.objectives import noise_contrastive_estimation
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+        >>> t = noise_contrastive_estimation(e, optax.adam(1e-2))
+        >>> t.energy_params(t.init(jax.random.key(0), e.params).params).shape
+        (2,)
+        """
+        return params["energy"] if self._extras() else params
+
+    def init(self, key: jax.Array, params: Any) -> TrainState:
+        """A fresh :class:`~ebmppl.objectives.TrainState` from the energy's starting ``params``."""
+        extras = self._extras()
+        params = {"energy": params, **extras} if extras else params
+        if self.negative is None:
+            return initial_state(key, params, self.optimizer, None, self.energy.event_shape)
+        k_buffer, key = jax.random.split(key)
+        buffer = self.negative.init(k_buffer, self.energy.event_shape)
+        return TrainState(params, self.optimizer.init(params), buffer, key, jnp.zeros((), jnp.int32))
+
+    # ------------------------------------------------------------ the step skeleton
+    def step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One jit-able training step: ``(state, batch) -> (state, metrics)``."""
+        num_neg = self.negative.num_keys if self.negative is not None else 0
+        num_pos = self.positive.num_keys
+        needs_key = any(term.needs_key for term in self.loss)
+        keys = jax.random.split(state.key, 1 + num_neg + num_pos + int(needs_key))
+        key, k_neg = keys[0], list(keys[1:1 + num_neg])
+        k_pos = list(keys[1 + num_neg:1 + num_neg + num_pos])
+        k_loss = keys[1 + num_neg + num_pos] if needs_key else None
+
+        theta = self.energy_params(state.params)
+        frozen = self.energy.with_params(jax.lax.stop_gradient(theta))
+        x_pos = jax.lax.stop_gradient(self.positive(k_pos, frozen, batch))
+        buffer, phase_metrics, x_neg = state.buffer, {}, None
+        if self.negative is not None:
+            x_neg, buffer, phase_metrics = self.negative(k_neg, self.energy, theta, state.buffer, x_pos)
+        phases = Phases(batch, x_pos, x_neg, k_loss)
+        extra_names = tuple(self._extras())
+
+        def loss_fn(params):
+            model = self.energy.with_params(self.energy_params(params))
+            extra = {name: params[name] for name in extra_names}
+            total, aux = None, {}
+            for term in self.loss:
+                value, term_aux = term(model, phases, extra)
+                total = value if total is None else total + value
+                aux.update(term_aux)
+            return total, aux
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        finite = all_finite(x_pos) if x_neg is None else all_finite(x_neg) & all_finite(x_pos)
+        guarded, ok = apply_gradients(state, grads, loss, self.optimizer, buffer, key, finite)
+        if self.negative is None and "energy_pos" not in aux:  # MCMC-free: E(x⁺) as a health signal
+            aux["energy_pos"] = self.energy.with_params(theta).energy(x_pos).mean()
+        metrics = training_metrics(loss, grads, ok, **{**phase_metrics, **aux})
+        return guarded, metrics
