@@ -83,7 +83,7 @@ def test_fit_run_passes_the_new_names_to_fit(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_fit(energy, data, **kw):
+    def fake_fit(energy, key, data, **kw):
         seen.update(kw)
         raise KeyboardInterrupt  # stop before training: only the wiring is checked here
 

@@ -83,7 +83,7 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     # digits: the pixel range; else fit's "density" recipe, whose chains live in standardised units
     health = TrainingHealth(energy if digits else recipes.confined(energy), emit=False)
     result = fit(
-        energy, train, key=jax.random.key(cfg.seed + 1), num_steps=cfg.steps, batch_size=cfg.batch_size,
+        energy, jax.random.key(cfg.seed + 1), train, num_steps=cfg.steps, batch_size=cfg.batch_size,
         optimizer=optimizer(cfg), sampler=negative_sampler(cfg), chain_init=chain_init(cfg),
         num_mcmc_steps=cfg.num_mcmc_steps, alpha=cfg.alpha, checkpoint_dir=run, resume=resume,
         progress_bar=progress_bar, config=cfg.to_json(), callbacks=[health, *callbacks], health=health,
