@@ -46,7 +46,6 @@ def ais_schedule(num_temperatures: int, power: float = 4.0) -> jax.Array:
     return (jnp.arange(num_temperatures + 1) / num_temperatures) ** power
 
 
-
 _TARGET_ACCEPTANCE = {"hmc": 0.65}
 """Acceptance the pilot tunes to where it differs from the sampler's own warm-up target: for HMC the
 asymptotically optimal 0.651 (Beskos et al. 2013), not the more cautious 0.8 of warm-up."""
@@ -75,15 +74,14 @@ def _retemper(sampler: Sampler, key, state, base: _Base, logdensity_fn, b_prev, 
     (the same for gradients), exact and without evaluating the energy. Only
     the base, which is cheap, is evaluated.
     """
+    x = sampler.position(state)
     fields = getattr(state, "_fields", ())
     if "logdensity" in fields and "logdensity_grad" in fields:
-        x = sampler.position(state)
         log_q, grad_q = jax.value_and_grad(base.log_prob)(x)
         r = b_next / b_prev
         p_part = state.logdensity - log_q  # β_prev · (log p̃ - log q)(x)
         grad = jax.tree.map(lambda g, gq: gq + r * (g - gq), state.logdensity_grad, grad_q)
         return state._replace(logdensity=log_q + r * p_part, logdensity_grad=grad), (r - 1) * p_part
-    x = sampler.position(state)
     increment = (b_next - b_prev) * (logdensity_fn(x) - base.log_prob(x))
     return sampler.init(key, x, _tempered(base, logdensity_fn, b_next)), increment
 
