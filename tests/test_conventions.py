@@ -280,10 +280,11 @@ def _classes(code: str) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("section, test_file", [("How to add a sampler", "test_kernels_as_values.py"),
-                                                ("How to add an objective", "test_one_trainer.py")])
-def test_design_page_examples_are_the_tested_ones(section, test_file):
-    """The classes of the Design page's worked examples stand, line for line, in the test that runs them."""
+@pytest.mark.parametrize("section, test_file, whole", [("How to add a sampler", "test_kernels_as_values.py", False),
+                                                       ("How to add an objective", "test_one_trainer.py", True)])
+def test_design_page_examples_are_the_tested_ones(section, test_file, whole):
+    """The classes of the Design page's worked examples stand, line for line, in the test that runs them (and,
+    for the objective, every other statement too; the sampler's test calls ``sample`` on a fixture)."""
     page = (ROOT / "docs" / "design.md").read_text()
     text = page.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
     (code,) = _code_blocks(text)
@@ -293,3 +294,8 @@ def test_design_page_examples_are_the_tested_ones(section, test_file):
     assert classes, f"no class in the Design page's '{section}' example"
     for lines in classes:
         assert "\n".join(lines) in joined, f"{lines[0]} of the Design page is not the one {test_file} runs"
+    if whole:
+        statements = [line.strip() for line in code.splitlines()
+                      if line.strip() and not line.startswith(("import ", "from "))]
+        missing = [line for line in statements if line not in tested]
+        assert not missing, f"these lines of the Design page are not in {test_file}: {missing}"
