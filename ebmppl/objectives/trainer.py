@@ -406,7 +406,7 @@ class Objective(eqx.Module):
     (held constant); ``x⁻ = negative(...)`` from the buffer's starts; the
     terms' summed loss is differentiated; one Optax update. The divergence
     guard keeps the previous state (advancing only key and step) when the
-    loss, the new parameters, ``x⁺`` or ``x⁻`` are not finite, and reports
+    loss, the new parameters, ``x⁻`` or chain-made ``x⁺`` are not finite, and reports
     ``finite = False``. The metrics are those of
     :func:`~ebmppl.objectives.base.training_metrics` plus the terms' aux
     values and the negative phase's ``step_size``.
@@ -522,7 +522,9 @@ class Objective(eqx.Module):
             return total, aux
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        finite = all_finite(x_pos) if x_neg is None else all_finite(x_neg) & all_finite(x_pos)
+        # chains can diverge; the data were validated before training (and a NaN in them makes the loss NaN)
+        finite = jnp.asarray(True) if isinstance(self.positive, DataPhase) else all_finite(x_pos)
+        finite = finite if x_neg is None else all_finite(x_neg) & finite
         guarded, ok = apply_gradients(state, grads, loss, self.optimizer, buffer, key, finite)
         if self.negative is None and "energy_pos" not in aux:  # MCMC-free: E(x⁺) as a health signal
             aux["energy_pos"] = self.energy.with_params(theta).energy(x_pos).mean()
