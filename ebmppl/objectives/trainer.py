@@ -150,7 +150,14 @@ class LossTerm(eqx.Module):
     needs_key: ClassVar[bool] = False
 
     def extra_params(self) -> dict[str, jax.Array]:
-        """Parameters the term trains besides the energy's (default none): ``{name: initial value}``."""
+        """Parameters the term trains besides the energy's (default none): ``{name: initial value}``.
+
+        Examples
+        --------
+        >>> from ebmppl.objectives import ContrastiveDivergence
+        >>> ContrastiveDivergence().extra_params()
+        {}
+        """
         return {}
 
     @abc.abstractmethod
@@ -281,7 +288,16 @@ class NegativeChains(eqx.Module):
         return thaw_arrays(self.sampler_params)
 
     def init(self, key: jax.Array, event_shape: tuple[int, ...]) -> BufferState:
-        """The initial :class:`~ebmppl.buffer.BufferState` (with ``log_step_scale = 0`` when adapting)."""
+        """The initial :class:`~ebmppl.buffer.BufferState` (with ``log_step_scale = 0`` when adapting).
+
+        Examples
+        --------
+        >>> from ebmppl.buffer import replay_buffer
+        >>> chains = negative_chains("mala", 2, chain_init=replay_buffer(100), target_acceptance=0.6)
+        >>> buffer = chains.init(jax.random.key(0), (2,))
+        >>> buffer.samples.shape, float(buffer.log_step_scale)
+        ((100, 2), 0.0)
+        """
         buffer = self.strategy.init(key, event_shape)
         if self.target_acceptance is not None:  # log of the factor on the step: 0 = the step as given
             buffer = buffer._replace(log_step_scale=jnp.zeros((), jnp.result_type(float)))
@@ -482,7 +498,16 @@ class Objective(eqx.Module):
         return params["energy"] if self._extras() else params
 
     def init(self, key: jax.Array, params: Any) -> TrainState:
-        """A fresh :class:`~ebmppl.objectives.TrainState` from the energy's starting ``params``."""
+        """A fresh :class:`~ebmppl.objectives.TrainState` from the energy's starting ``params``.
+
+        Examples
+        --------
+        >>> from ebmppl.objectives import contrastive_divergence
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+        >>> state = contrastive_divergence(e, optax.adam(1e-2)).init(jax.random.key(0), e.params)
+        >>> int(state.step), state.params.shape
+        (0, (2,))
+        """
         extras = self._extras()
         params = {"energy": params, **extras} if extras else params
         if self.negative is None:
@@ -493,7 +518,17 @@ class Objective(eqx.Module):
 
     # ------------------------------------------------------------ the step skeleton
     def step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One jit-able training step: ``(state, batch) -> (state, metrics)``."""
+        """One jit-able training step: ``(state, batch) -> (state, metrics)``.
+
+        Examples
+        --------
+        >>> from ebmppl.objectives import denoising_score_matching
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+        >>> trainer = denoising_score_matching(e, optax.adam(1e-2), sigma=0.1)
+        >>> state, metrics = jax.jit(trainer.step)(trainer.init(jax.random.key(0), e.params), jnp.ones((8, 2)))
+        >>> int(state.step), bool(metrics["finite"])
+        (1, True)
+        """
         num_neg = self.negative.num_keys if self.negative is not None else 0
         num_pos = self.positive.num_keys
         needs_key = any(term.needs_key for term in self.loss)
