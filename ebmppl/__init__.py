@@ -5,7 +5,9 @@ potential that NumPyro and BlackJAX both understand, samples it with many
 vectorised chains, and reports diagnostics through ArviZ.
 """
 
-from ebmppl import buffer, data, diagnostics, nn, objectives, samplers, targets
+# every documented module is an attribute of the package after ``import ebmppl`` (ebmppl.conditional.inpaint, ...)
+from ebmppl import (buffer, compose, conditional, data, diagnostics, evaluation, jem, latent, nn, numpyro, objectives,
+                    samplers, structured, targets)
 from ebmppl._version import __version__
 from ebmppl.compare import Comparison, compare
 from ebmppl.energy import Energy
@@ -17,7 +19,8 @@ from ebmppl.samplers import ChainHealthWarning, Samples, sample
 
 __all__ = [
     "Energy", "sample", "Samples", "fit", "save", "load", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
-    "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "__version__", "ChainHealthWarning",
+    "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "compose", "conditional",
+    "evaluation", "jem", "latent", "numpyro", "structured", "__version__", "ChainHealthWarning",
     "assert_normalisable", "NotNormalisableError",
     "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison",
 ]

@@ -27,7 +27,7 @@ from ebmppl import _arviz as azb
 from ebmppl._deprecation import UNSET, EbmpplDeprecationWarning
 from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.energy import Energy
-from ebmppl.samplers import Sampler, Samples, get_sampler, sample
+from ebmppl.samplers import Sampler, Samples, as_sampler, sample
 from ebmppl.targets import Target
 
 __all__ = ["compare", "Comparison", "COLUMNS", "moment_threshold"]
@@ -198,7 +198,8 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
         "ess_bulk_min": float(np.min(ess_bulk)),
         "ess_tail_min": float(np.min(ess_tail)),
         "grad_evals": grads,
-        "ess_per_1k_grads": 1000.0 * float(np.min(ess_bulk)) / max(grads, 1),
+        # a gradient-free sampler has no efficiency per gradient (nan shows as n/a), not an infinite one
+        "ess_per_1k_grads": 1000.0 * float(np.min(ess_bulk)) / grads if grads > 0 else float("nan"),
         "ess_per_s": float(np.min(ess_bulk)) / max(out.timings["sampling"], 1e-9),
         "compile_s": out.timings["compile"],
         "sampling_s": out.timings["sampling"],
@@ -431,7 +432,7 @@ def compare(
     if truth.mean is not None or truth.std is not None:
         # say which moments are judged: a mean-only truth cannot catch a wrong spread
         truth = truth._replace(source=_known_source(truth.mean, truth.std))
-    resolved = {label: get_sampler(s) if isinstance(s, str) else s for label, s in samplers.items()}
+    resolved = {label: as_sampler(s, f"samplers[{label!r}]") for label, s in samplers.items()}
     k_init, k_run = jax.random.split(key)
     center, scale = energy.typical_region()  # [-2, 2] unless the energy declares where its mass is
     init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
@@ -441,7 +442,7 @@ def compare(
             ref_out, ref_label = reference, f"given, {reference.sampler}"
         else:
             ref_label = reference if isinstance(reference, str) else "sampler"
-            ref_sampler = get_sampler(reference) if isinstance(reference, str) else reference
+            ref_sampler = as_sampler(reference, "reference")
             k_ref_init, k_ref = jax.random.split(jax.random.fold_in(key, 0x5EF))  # apart from the compared runs
             ref_init = center + scale * jax.random.uniform(k_ref_init, (num_chains, *energy.event_shape),
                                                            minval=-2.0, maxval=2.0)

@@ -29,7 +29,7 @@ import numpy as np
 from ebmppl._deprecation import UNSET, renamed
 from ebmppl._validation import check_energy, check_int, check_key, check_sampler_params
 from ebmppl.energy import Energy
-from ebmppl.samplers import ChainHealthWarning, Sampler, get_sampler, hmc, langevin, run_chains
+from ebmppl.samplers import ChainHealthWarning, Sampler, as_sampler, hmc, langevin, run_chains
 from ebmppl.samplers.adaptation import warmup_with_health
 from blackjax.diagnostics import ess_bulk
 
@@ -436,10 +436,8 @@ def inpaint(
     if sampler is None:
         sampler = (_default_exact_sampler(energy.dim) if recipe == "exact"
                    else langevin(step_size=10.0, noise_scale=0.005, clamp=(low, high)))
-    elif isinstance(sampler, str):
-        sampler = get_sampler(sampler)
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a name or an ebmppl.samplers.Sampler, got {type(sampler).__name__}.")
+    else:
+        sampler = as_sampler(sampler)
     adapts = sampler.warmup.adapts
     # several chains per example for tuned samplers of the exact recipe: pooled adaptation and the mixing check
     chains = check_int("num_chains", (_DEFAULT_CHAINS if recipe == "exact" and adapts else 1)

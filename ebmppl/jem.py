@@ -388,7 +388,7 @@ def _half_width(lo: np.ndarray, hi: np.ndarray) -> float:
     return half if half > 0 else 1.0
 
 
-class _BoxClamped(eqx.Module):
+class _BoxClamped(Sampler):
     """A sampler whose positions are clamped per coordinate into ``[low, high]`` after each step.
 
     The clamped position is re-initialised under the same log-density, so a

@@ -57,7 +57,7 @@ import numpy as np
 
 from ebmppl import buffer as buffers
 from ebmppl.energy import Energy, SamplerSettings
-from ebmppl.samplers import get_sampler, langevin, mala
+from ebmppl.samplers import as_sampler, langevin, mala
 from ebmppl.samplers.negatives import kernel_parameters
 
 __all__ = ["RECIPES", "DENSITY_STEP", "DENSITY_TARGET_ACCEPTANCE", "DENSITY_ALPHA", "NONE_STEP", "CONFINE_SCALE", "Standardized", "Recipe", "resolve_recipe",
@@ -315,7 +315,7 @@ def training_sampler_settings(recipe: str, objective: Any, options: dict[str, An
         return None
     try:
         sampler = options.get("sampler", "langevin")
-        sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
+        sampler = as_sampler(sampler)
         params = kernel_parameters(sampler, dim, options.get("sampler_params"))
         num_mcmc_steps = int(options.get("num_mcmc_steps", 20))
     except (TypeError, ValueError, AttributeError):  # the objective's builder raises the error that names the fix

@@ -60,7 +60,7 @@ from ebmppl.logz.grid import GRID_OUTER_TOLERANCE, GRID_TOLERANCE, _grid, grid_l
 from ebmppl.logz.importance import _importance
 from ebmppl.logz.reverse import MAX_RHAT, MIN_SAMPLE_ESS, _reverse_starts
 from ebmppl.normalisability import assert_normalisable
-from ebmppl.samplers import Sampler, available, get_sampler, hmc
+from ebmppl.samplers import Sampler, available, as_sampler, get_sampler, hmc
 
 __all__ = ["LogZEstimate", "LogZBracket", "LogZWarning", "log_partition", "ais_bracket", "ais_schedule",
            "pareto_k", "grid_log_partition"]
@@ -305,8 +305,8 @@ def _resolve_sampler(energy: Energy, sampler: Any, sampler_params: Any, transiti
             if leapfrog is not None:
                 raise TypeError(f"num_leapfrog= applies to sampler='hmc' only, not {sampler!r}.")
             sampler = get_sampler(sampler)
-    elif not (hasattr(sampler, "init") and hasattr(sampler, "step") and hasattr(sampler, "default_params")):
-        raise TypeError(f"{what} must be a sampler name or an ebmppl.samplers Sampler, got {type(sampler).__name__}.")
+    elif not isinstance(sampler, Sampler):
+        sampler = as_sampler(sampler, what)  # a Sampler class, or not a sampler at all: the error says which
     elif leapfrog is not None:
         raise TypeError("num_leapfrog= does not apply to a Sampler value; build it with "
                         "samplers.hmc(num_integration_steps=...).")

@@ -173,7 +173,7 @@ def _f_quantile(dof: int, level: float) -> float:
 
 
 _ADVICE = {
-    "ais": "add temperatures (num_temperatures) or transitions per temperature (num_mcmc_steps, transition='hmc'), "
+    "ais": "add temperatures (num_temperatures) or transitions per temperature (num_mcmc_steps, sampler='hmc'), "
            "or give a base fitted to where the mass is (data= training data or samples of the energy)",
     "ais-reverse": "check that the samples come from the energy (converged chains: R-hat <= 1.01), add temperatures "
                    "(num_temperatures) or transitions per temperature (num_mcmc_steps)",

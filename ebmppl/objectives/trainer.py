@@ -365,11 +365,11 @@ def negative_chains(sampler: Any, dim: int, *, sampler_params: dict[str, Any] | 
     ...
     ValueError: target_acceptance must be in (0, 1) (or None: a fixed step), got 1.5.
     """
-    from ebmppl.samplers.registry import get_sampler
+    from ebmppl.samplers.registry import as_sampler
 
     if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, (int, np.integer)) or num_mcmc_steps < 1:
         raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
-    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
+    sampler = as_sampler(sampler)
     kernel = kernel_parameters(sampler, dim, sampler_params)
     if target_acceptance is not None:
         if not 0 < float(target_acceptance) < 1:

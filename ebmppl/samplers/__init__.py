@@ -27,14 +27,14 @@ from ebmppl.samplers.kernels import (
     barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula,
 )
 from ebmppl.samplers.negatives import kernel_parameters, sample_masked, sample_negatives
-from ebmppl.samplers.registry import SAMPLERS, available, get_sampler, register
+from ebmppl.samplers.registry import SAMPLERS, available, get_sampler, register, as_sampler
 from ebmppl.samplers.sample import ChainHealth, ChainHealthWarning, Samples, init_chains, run_chains, sample
 
 __all__ = [
     "Sampler", "StepStats", "PositionState", "Samples", "sample", "run_chains", "init_chains",
     "Warmup", "WindowAdaptation", "StepSizeAdaptation", "MCLMCTuning", "NoAdaptation",
     "warmup", "window_schedule", "warmup_with_health", "reinit_schedule", "ChainHealth", "ChainHealthWarning",
-    "available", "get_sampler", "register", "SAMPLERS", "kernel_parameters", "sample_negatives", "sample_masked",
+    "available", "get_sampler", "register", "as_sampler", "SAMPLERS", "kernel_parameters", "sample_negatives", "sample_masked",
     "barker", "ghmc", "hmc", "langevin", "mala", "mclmc", "nuts", "sghmc", "ula",
     "MALA", "HMC", "NUTS", "Barker", "GHMC", "MCLMC", "ULA", "Langevin", "SGHMC",
 ]

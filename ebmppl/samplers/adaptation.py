@@ -157,6 +157,18 @@ class Warmup(eqx.Module):
         the tuned kernel parameters shared by all chains, and per chain the
         warm-up step of its last restart (``-1``: never; see
         :func:`warmup_with_health`). Pure and jit-able.
+
+        Examples
+        --------
+        MALA's strategy tunes the step size of four chains on a standard normal:
+
+        >>> from ebmppl import samplers
+        >>> s, ld = samplers.mala(), lambda x: -0.5 * jnp.sum(x**2)
+        >>> states = jax.vmap(lambda x: s.init(None, x, ld))(jnp.zeros((4, 2)))
+        >>> states, params, restarted = s.warmup.run(s, ld, jax.random.key(0), states, s.default_params(2), 100,
+        ...                                          reinit_stalled=True)
+        >>> states.position.shape, sorted(params), restarted.tolist()
+        ((4, 2), ['step_size'], [-1, -1, -1, -1])
         """
 
 

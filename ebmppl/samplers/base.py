@@ -97,17 +97,11 @@ class Sampler(eqx.Module):
         Acceptance rate the step-size adaptation aims for (``nan`` for samplers
         without a Metropolis step).
 
-    Methods
-    -------
-    init(key, position, logdensity_fn) -> state
-        The state at ``position`` under ``logdensity_fn``. Also how a state made
-        under an older θ is brought up to date: ``init`` at its position.
-    step(key, state, logdensity_fn, params) -> (state, StepStats)
-        One transition with kernel parameters ``params``.
-    position(state) -> x
-        The position of a state (default ``state.position``).
-    default_params(dim) -> params
-        The kernel parameters (a dict of arrays) before warm-up, for ``dim`` coordinates.
+    A sampler implements :meth:`init` (the state at a position; also how a
+    state made under an older θ is brought up to date), :meth:`step` (one
+    transition with the kernel parameters ``params``), :meth:`default_params`
+    (those parameters before warm-up) and, where its state has no
+    ``position`` field, :meth:`position`.
 
     Raises
     ------
@@ -153,17 +147,67 @@ class Sampler(eqx.Module):
 
     @abc.abstractmethod
     def init(self, key: jax.Array | None, position: Any, logdensity_fn: LogDensityFn) -> Any:
-        """The state at ``position`` under ``logdensity_fn`` (``key`` for samplers that draw a momentum)."""
+        """The state of one chain at ``position`` under ``logdensity_fn``.
+
+        ``key`` is used by the samplers that draw a momentum (GHMC, MCLMC);
+        the others accept ``None``. A state made under an older θ is brought
+        up to date by ``init`` at its position under the new log-density:
+        cached values (log-density, gradient) are recomputed.
+
+        Examples
+        --------
+        >>> from ebmppl.samplers import hmc
+        >>> s = hmc()
+        >>> state = s.init(None, jnp.ones(2), lambda x: -0.5 * jnp.sum(x**2))
+        >>> state.position.tolist(), float(state.logdensity)
+        ([1.0, 1.0], -1.0)
+        >>> float(s.init(None, state.position, lambda x: -jnp.sum(x**2)).logdensity)  # a new θ
+        -2.0
+        """
 
     @abc.abstractmethod
     def step(self, key: jax.Array, state: Any, logdensity_fn: LogDensityFn,
              params: dict[str, jax.Array]) -> tuple[Any, StepStats]:
-        """One transition: ``(new state, StepStats)``."""
+        """One transition of one chain: ``(new state, StepStats)``.
+
+        ``params`` are the kernel parameters, a dict of arrays such as
+        :meth:`default_params` returns (or warm-up tunes). Pure and jit-able;
+        vmap it over chains.
+
+        Examples
+        --------
+        >>> from ebmppl.samplers import mala
+        >>> s, ld = mala(step_size=0.5), lambda x: -0.5 * jnp.sum(x**2)
+        >>> state = s.init(None, jnp.zeros(2), ld)
+        >>> state, stats = s.step(jax.random.key(0), state, ld, s.default_params(2))
+        >>> s.position(state).shape, int(stats.num_grad_evals), bool(stats.is_divergent)
+        ((2,), 1, False)
+        """
 
     def position(self, state: Any) -> Any:
-        """The position of ``state`` (its ``position`` field)."""
+        """The position of ``state``: its ``position`` field, unless a sampler says otherwise.
+
+        Examples
+        --------
+        >>> from ebmppl.samplers import ula
+        >>> s = ula()
+        >>> s.position(s.init(None, jnp.arange(3.0), lambda x: -jnp.sum(x**2))).tolist()
+        [0.0, 1.0, 2.0]
+        """
         return state.position
 
     @abc.abstractmethod
     def default_params(self, dim: int) -> dict[str, jax.Array]:
-        """Kernel parameters before warm-up, for ``dim`` coordinates."""
+        """The kernel parameters before warm-up, for ``dim`` coordinates: a dict of arrays.
+
+        They come from the sampler's options (its ``step_size``, ...) and a
+        unit mass matrix where the kernel has one (dense with ``dense_mass=True``).
+
+        Examples
+        --------
+        >>> from ebmppl.samplers import hmc, mala
+        >>> {k: v.tolist() for k, v in mala(step_size=0.25).default_params(3).items()}
+        {'step_size': 0.25}
+        >>> {k: v.shape for k, v in hmc(dense_mass=True).default_params(3).items()}
+        {'step_size': (), 'inverse_mass_matrix': (3, 3)}
+        """

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebmppl._validation import check_sampler_params
 from ebmppl.energy import Energy
@@ -64,7 +65,25 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
     for name, value in params.items():
         if name in ("step_size", "noise_scale") and not float(value) > 0:
             raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value)!r}.")
+    _check_metric(params.get("inverse_mass_matrix"))
     return params
+
+
+def _check_metric(metric: jax.Array | None) -> None:
+    """An inverse mass matrix must be a finite positive vector (diagonal) or a symmetric positive-definite matrix."""
+    if metric is None:
+        return
+    m = np.asarray(metric, np.float64)
+    if not np.all(np.isfinite(m)):
+        bad = True
+    elif m.ndim == 1:
+        bad = not np.all(m > 0)
+    else:
+        bad = not np.allclose(m, m.T, rtol=1e-5, atol=1e-8) or not np.all(np.linalg.eigvalsh(0.5 * (m + m.T)) > 0)
+    if bad:
+        raise ValueError("sampler_params['inverse_mass_matrix'] must be finite and positive: a vector of positive "
+                         "entries (a diagonal metric) or a symmetric positive-definite matrix; pass e.g. the "
+                         "variances of the target's coordinates.")
 
 
 def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str, Any], num_mcmc_steps: int,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ebmppl.samplers import kernels
 from ebmppl.samplers.base import Sampler
 
-__all__ = ["SAMPLERS", "available", "get_sampler", "register"]
+__all__ = ["SAMPLERS", "available", "get_sampler", "register", "as_sampler"]
 
 #: Name → builder (a :class:`~ebmppl.samplers.Sampler` subclass, or any callable returning one).
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
@@ -104,3 +104,35 @@ def get_sampler(name: str, **options) -> Sampler:
         raise TypeError(f"the builder registered as {name!r} returned {type(sampler).__name__}, not an "
                         "ebmppl.samplers.Sampler.")
     return sampler
+
+
+def as_sampler(value: str | Sampler, argument: str = "sampler") -> Sampler:
+    """The :class:`~ebmppl.samplers.Sampler` that ``value`` names or is: every ``sampler=`` argument goes through here.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the registered ones).
+    TypeError
+        A Sampler *class* rather than a value (``samplers.MALA`` for ``samplers.MALA()``), or anything else.
+
+    Examples
+    --------
+    >>> as_sampler("mala") == kernels.MALA()
+    True
+    >>> as_sampler(kernels.HMC)
+    Traceback (most recent call last):
+    ...
+    TypeError: sampler=HMC is a Sampler class; pass a value: HMC() (options as keywords, e.g. HMC(step_size=0.1)) or the name 'hmc'.
+    """
+    if isinstance(value, str):
+        return get_sampler(value)
+    if isinstance(value, Sampler):
+        return value
+    if isinstance(value, type) and issubclass(value, Sampler):
+        name = getattr(value, "name", None)
+        by_name = f" or the name {name!r}" if isinstance(name, str) and SAMPLERS.get(name) is value else ""
+        raise TypeError(f"{argument}={value.__name__} is a Sampler class; pass a value: {value.__name__}() (options "
+                        f"as keywords, e.g. {value.__name__}(step_size=0.1)){by_name}.")
+    raise TypeError(f"{argument} must be a sampler name (one of {', '.join(available())}) or an ebmppl.samplers "
+                    f"Sampler value such as samplers.mala(step_size=0.1), got {type(value).__name__}.")

@@ -21,7 +21,7 @@ from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
 from ebmppl.samplers.negatives import kernel_parameters
-from ebmppl.samplers.registry import get_sampler
+from ebmppl.samplers.registry import as_sampler
 from ebmppl.sharding import check_divisible, replicate, resolve_mesh, shard_leading
 
 __all__ = ["sample", "run_chains", "init_chains", "Samples", "ChainHealth", "ChainHealthWarning"]
@@ -258,9 +258,32 @@ def _init_error(bad, num_chains, init, origin):
     )
 
 
-def _health_report(sampler, health, num_warmup, divergent=None):
+#: warm-up shrinking the step size below this fraction of where it started is reported (a collapse)
+STEP_COLLAPSE = 1e-5
+
+
+def _collapse(initial: float | None, adapted: Any, positions: jax.Array) -> str | None:
+    """A sentence when warm-up shrank the step size by more than ``1 / STEP_COLLAPSE`` AND the chains sit apart
+    (each chain's draws spread far less than the chains' means: a tiny target scale alone is not reported)."""
+    if initial is None or adapted is None or positions.shape[0] < 2:
+        return None
+    final = float(np.min(np.asarray(adapted)))
+    if not final < STEP_COLLAPSE * initial:
+        return None
+    x = np.asarray(positions, np.float64).reshape(positions.shape[0], positions.shape[1], -1)
+    within, between = x.var(axis=1).mean(axis=0), x.mean(axis=1).var(axis=0)
+    if not np.any(between > 100.0 * within):  # chains agree: a small step that suits a small target
+        return None
+    return (f"warm-up shrank the step size from {initial:.3g} to {final:.3g}: chains that move that little "
+            "cannot have explored the target, whatever their acceptance, and their draws are not from it. Check "
+            "the energy (a scale error, a NaN or cliff region, a kernel whose proposal ignores the step), "
+            "start the chains elsewhere (init=...), or give a step size that suits the target's scale "
+            "(sampler_params={'step_size': ...}) with adapt=False.")
+
+
+def _health_report(sampler, health, num_warmup, divergent=None, collapse=None):
     """A ChainHealthWarning naming every unhealthy chain (and divergent transitions), or None."""
-    lines = []
+    lines = [collapse] if collapse else []
     per_chain = np.zeros(0) if divergent is None else divergent.reshape(divergent.shape[0], -1).sum(1)
     if per_chain.sum():
         chains = np.flatnonzero(per_chain)
@@ -507,9 +530,7 @@ def sample(
     check_key(key)
     mesh = resolve_mesh(devices)
     check_divisible("num_chains", num_chains, mesh)
-    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a name or an ebmppl.samplers.Sampler, got {type(sampler).__name__}.")
+    sampler = as_sampler(sampler)
 
     k_init, k_states, k_warm, k_draw = jax.random.split(key, 4)
     # an energy made by ebmppl.numpyro.model_energy knows its model: NumPyro's init and post-processing
@@ -523,6 +544,7 @@ def sample(
         init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
         origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
     params = _kernel_params(sampler, energy.dim, sampler_params)
+    initial_step = float(params["step_size"]) if "step_size" in params else None
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
 
@@ -566,7 +588,8 @@ def sample(
             "for overflow."
         )
     health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
-    report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent))
+    report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent),
+                            _collapse(initial_step, params.get("step_size"), positions))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
