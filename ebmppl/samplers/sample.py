@@ -556,12 +556,15 @@ def sample(
 
     num_chunks = min(10, num_samples)  # independent of progress_bar: same key, same draws
     chunk = -(-num_samples // num_chunks)
-    warm_c, t_compile_warm = _compile(energy, _warm, (sampler, num_warmup, adapt, reinit_stalled), states, params,
-                                      k_warm)
     bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup", disable=not progress_bar, leave=False)
-    t0 = time.perf_counter()
-    states, params, restarted_at = jax.block_until_ready(warm_c(states, params, k_warm))
-    t_warm = time.perf_counter() - t0
+    if num_warmup:
+        warm_c, t_compile_warm = _compile(energy, _warm, (sampler, num_warmup, adapt, reinit_stalled), states,
+                                          params, k_warm)
+        t0 = time.perf_counter()
+        states, params, restarted_at = jax.block_until_ready(warm_c(states, params, k_warm))
+        t_warm = time.perf_counter() - t0
+    else:  # no warm-up, no program to compile for it (chains continued by hand, JEM's conditional draws, ...)
+        t_compile_warm, t_warm, restarted_at = 0.0, 0.0, np.full(num_chains, -1, np.int32)
     bar.update(num_warmup)
 
     draw_c, t_compile_draw = _compile(energy, _draw, (sampler, chunk, thinning), states, params, k_draw)
