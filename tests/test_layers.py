@@ -62,6 +62,9 @@ LAYERS = {
     # 4. objectives: the trainer and its loss terms
     "ebmppl.objectives": OBJECTIVES,
     "ebmppl.jem": OBJECTIVES,
+    # energies learned inside NumPyro models: sites and MCEM use the trainer; the exchange kernel only samples
+    "ebmppl.models": OBJECTIVES,
+    "ebmppl.models.exchange": INFERENCE,
     # 5. workflows
     "ebmppl.recipes": WORKFLOWS,
     "ebmppl.fit": WORKFLOWS,

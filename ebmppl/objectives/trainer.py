@@ -213,6 +213,33 @@ class PositivePhase(eqx.Module):
     def __call__(self, keys: Sequence[jax.Array], model: Energy, batch: Any) -> jax.Array:
         raise NotImplementedError
 
+    def init(self, key: jax.Array, event_shape: tuple[int, ...]) -> Any:
+        """The phase's own state, kept in ``TrainState.positive`` (default ``None``: stateless).
+
+        A phase that keeps chains (persistent posterior chains) overrides it and :meth:`run`.
+
+        Examples
+        --------
+        >>> DataPhase().init(jax.random.key(0), (2,)) is None
+        True
+        """
+        return None
+
+    def run(self, keys: Sequence[jax.Array], model: Energy, batch: Any,
+            state: TrainState) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
+        """One step's ``(x⁺, new phase state, metrics)``; ``state`` is the whole training state before the step.
+
+        The default calls the stateless ``phase(keys, model, batch)`` and keeps ``state.positive``. The
+        new phase state is kept only when the step is finite (the divergence guard).
+
+        Examples
+        --------
+        >>> x, kept, metrics = DataPhase().run((), None, jnp.ones((3, 2)), None)
+        >>> x.shape, kept, metrics
+        ((3, 2), None, {})
+        """
+        return self(keys, model, batch), getattr(state, "positive", None), {}
+
 
 class DataPhase(PositivePhase):
     """``x⁺`` is the batch's examples (the batch, or its first element for ``(examples, labels)``).
@@ -370,7 +397,8 @@ def negative_chains(sampler: Any, dim: int, *, sampler_params: dict[str, Any] | 
     if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, (int, np.integer)) or num_mcmc_steps < 1:
         raise ValueError(f"num_mcmc_steps must be an int >= 1, got {num_mcmc_steps!r}.")
     sampler = as_sampler(sampler)
-    kernel = kernel_parameters(sampler, dim, sampler_params)
+    with jax.ensure_compile_time_eval():  # built inside a traced model (ebm_sample), the defaults stay concrete
+        kernel = kernel_parameters(sampler, dim, sampler_params)
     if target_acceptance is not None:
         if not 0 < float(target_acceptance) < 1:
             raise ValueError(f"target_acceptance must be in (0, 1) (or None: a fixed step), got {target_acceptance!r}.")
@@ -510,11 +538,14 @@ class Objective(eqx.Module):
         """
         extras = self._extras()
         params = {"energy": params, **extras} if extras else params
+        # a folded key: stateless phases (positive None) leave every other draw as it was
+        positive = self.positive.init(jax.random.fold_in(key, 0x505), self.energy.event_shape)
         if self.negative is None:
-            return initial_state(key, params, self.optimizer, None, self.energy.event_shape)
+            return initial_state(key, params, self.optimizer, None, self.energy.event_shape)._replace(
+                positive=positive)
         k_buffer, key = jax.random.split(key)
         buffer = self.negative.init(k_buffer, self.energy.event_shape)
-        return TrainState(params, self.optimizer.init(params), buffer, key, jnp.zeros((), jnp.int32))
+        return TrainState(params, self.optimizer.init(params), buffer, key, jnp.zeros((), jnp.int32), positive)
 
     # ------------------------------------------------------------ the step skeleton
     def step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -539,7 +570,8 @@ class Objective(eqx.Module):
 
         theta = self.energy_params(state.params)
         frozen = self.energy.with_params(jax.lax.stop_gradient(theta))
-        x_pos = jax.lax.stop_gradient(self.positive(k_pos, frozen, batch))
+        x_pos, positive_state, positive_metrics = self.positive.run(k_pos, frozen, batch, state)
+        x_pos = jax.lax.stop_gradient(x_pos)
         buffer, phase_metrics, x_neg = state.buffer, {}, None
         if self.negative is not None:
             x_neg, buffer, phase_metrics = self.negative(k_neg, self.energy, theta, state.buffer, x_pos)
@@ -561,7 +593,10 @@ class Objective(eqx.Module):
         finite = jnp.asarray(True) if isinstance(self.positive, DataPhase) else all_finite(x_pos)
         finite = finite if x_neg is None else all_finite(x_neg) & finite
         guarded, ok = apply_gradients(state, grads, loss, self.optimizer, buffer, key, finite)
+        if positive_state is not None:  # the phase's chains move on only with a finite step, like the buffer
+            guarded = guarded._replace(positive=jax.tree.map(lambda n, o: jnp.where(ok, n, o), positive_state,
+                                                             state.positive))
         if self.negative is None and "energy_pos" not in aux:  # MCMC-free: E(x⁺) as a health signal
             aux["energy_pos"] = self.energy.with_params(theta).energy(x_pos).mean()
-        metrics = training_metrics(loss, grads, ok, **{**phase_metrics, **aux})
+        metrics = training_metrics(loss, grads, ok, **{**positive_metrics, **phase_metrics, **aux})
         return guarded, metrics

@@ -1,0 +1,31 @@
+"""Energies learned inside probabilistic programs.
+
+Three routes, one model convention (an energy registered with
+:func:`energy_module`, a site drawn with :func:`ebm_sample`):
+
+* **SVI** (:mod:`ebmppl.models.sites`): NumPyro's own ``SVI`` learns the
+  energy's θ with the model's other parameters; :func:`ebm_sample` supplies
+  the gradient of the missing ``-log Z_θ`` from persistent negative chains.
+* **Monte-Carlo EM** (:mod:`ebmppl.models.mcem`): posterior chains over the
+  latents as the positive phase of ebmppl's one trainer, prior chains as the
+  negative phase, driven by :func:`ebmppl.fit`.
+* **Bayesian θ** (:mod:`ebmppl.models.exchange`): the exchange algorithm, a
+  NumPyro MCMC kernel for ``θ ~ prior; x ~ EBM(θ)``.
+
+See the guide page "Learning energies inside models".
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ebmppl.models.sites import chain_report, ebm_sample, energy_module, prior_chains
+
+_LAZY = {}  # name -> submodule, filled as the routes land
+__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ebmppl.models.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ebmppl.models' has no attribute {name!r}")

@@ -1,0 +1,267 @@
+"""Energy sites whose parameters NumPyro learns: the missing ``-log Z_θ`` supplied by persistent chains.
+
+A model with an energy-based site ``z ~ p_θ(z) = exp(-E_θ(z)/T) / Z_θ`` has
+the log joint ``log p(x, z) = -E_θ(z)/T - log Z_θ + log p(x | z)``. NumPyro
+only sees what a site's ``log_prob`` returns, and an energy gives ``-E_θ/T``
+alone: maximise that over θ (SVI, MAP) and the energy runs off to ``-∞``.
+``log Z_θ`` itself is intractable, but its gradient is an expectation under
+the model::
+
+    ∇_θ (-log Z_θ) = E_{z ~ p_θ}[∇_θ E_θ(z) / T]
+
+:func:`ebm_sample` adds exactly that gradient: next to the sample site it
+keeps persistent negative chains (any ebmppl sampler, any chain-initialisation
+strategy of :func:`ebmppl.objectives.negative_chains`) in ``numpyro.mutable``
+state, advances them a few steps under the current θ (held constant) at every
+evaluation of the model, and adds the factor ``mean_k E_θ(z⁻_k)/T`` (its value
+subtracted, so the factor is 0 and only its gradient counts) once per draw of
+the site. NumPyro's own ``SVI`` (any guide, any ELBO with one particle), its
+optimizers and its plates then learn θ together with every other
+``numpyro.param`` of the model.
+
+:func:`energy_module` registers an energy's parameters as one
+``numpyro.param``, in the spirit of NumPyro's ``eqx_module``.
+
+The factor is added only where NumPyro runs the model with a random key (a
+``seed`` handler: SVI, ``Predictive``); where it evaluates a log density
+without one (the potential of ``MCMC`` over the latents, with θ fixed) the term
+is a constant and is left out. The ELBO that SVI reports therefore leaves out
+``N log Z_θ``: compare models by a marginal likelihood with ``log Z`` from
+:func:`ebmppl.log_partition`, not by the ELBO's value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.handlers import seed
+from numpyro.primitives import _PYRO_STACK, mutable
+
+from ebmppl._validation import check_energy
+from ebmppl.buffer import gaussian_noise, replay_buffer
+from ebmppl.energy import Energy
+from ebmppl.numpyro import EnergyDistribution
+from ebmppl.objectives.trainer import NegativeChains, negative_chains
+from ebmppl.samplers.sample import ChainHealthWarning
+
+__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report"]
+
+CHAINS_SUFFIX = "$chains"
+LOG_Z_SUFFIX = "$log_Z"
+
+
+def energy_module(name: str, energy: Energy) -> Energy:
+    """Register ``energy``'s parameters as the ``numpyro.param`` site ``name``; the energy at those values.
+
+    The site holds the floating-point arrays of ``energy.params`` (any pytree:
+    an Equinox network, a dict, one array; non-array leaves such as activation
+    functions stay with the energy), so ``SVI`` learns them with the model's
+    other parameters and ``svi.get_params(state)[name]`` returns them.
+    Substituting ``{name: θ}`` (``numpyro.handlers.substitute``) evaluates the
+    model at θ. The energy's own ``params`` are the starting point.
+
+    Parameters
+    ----------
+    name
+        The parameter site's name.
+    energy
+        An :class:`~ebmppl.Energy` with parameters.
+
+    Returns
+    -------
+    Energy
+        ``energy`` with the site's current values as its parameters.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from numpyro.handlers import seed, trace
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p["mean"]) ** 2), {"mean": jnp.zeros(2)}, event_shape=(2,))
+    >>> tr = trace(seed(lambda: energy_module("prior", e), 0)).get_trace()
+    >>> tr["prior"]["type"], tr["prior"]["value"]["mean"].shape
+    ('param', (2,))
+    """
+    check_energy(energy)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str (the numpyro.param site), got {name!r}.")
+    arrays, static = eqx.partition(energy.params, eqx.is_inexact_array)
+    if not jax.tree_util.tree_leaves(arrays):
+        raise ValueError(f"energy_module({name!r}, ...): the energy has no floating-point parameters to learn "
+                         f"(its params are {type(energy.params).__name__}). Build the Energy with its parameters "
+                         "as its second argument: Energy(energy_fn, params, event_shape=...).")
+    arrays = numpyro.param(name, arrays)
+    return energy.with_params(eqx.combine(arrays, static))
+
+
+def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 20, capacity: int = 1000,
+                 reinit_prob: float = 0.0, noise_scale: float = 1.0, sampler_params: dict[str, Any] | None = None,
+                 target_acceptance: float | None = 0.6) -> NegativeChains:
+    """The default negative chains of :func:`ebm_sample`: persistent chains (a replay buffer of ``capacity``).
+
+    Each evaluation of the model starts as many chains as the site has draws
+    from stored states (a fraction ``reinit_prob`` from fresh Gaussian noise
+    of scale ``noise_scale``), runs ``num_mcmc_steps`` steps of ``sampler``
+    under the current θ and stores them back. The sampler's step adapts
+    downwards towards ``target_acceptance`` (``None``: fixed). Any
+    :func:`ebmppl.objectives.negative_chains` value works as ``negative=`` too.
+
+    Parameters
+    ----------
+    sampler
+        Any ebmppl sampler or registry name.
+    dim
+        Coordinates of one draw of the site (the kernel defaults depend on it).
+    num_mcmc_steps, capacity, reinit_prob, noise_scale, sampler_params, target_acceptance
+        As above; ``sampler_params`` as in :func:`ebmppl.sample`.
+
+    Examples
+    --------
+    >>> chains = prior_chains("mala", 3, num_mcmc_steps=10, capacity=500)
+    >>> chains.num_mcmc_steps, chains.strategy.capacity, chains.target_acceptance
+    (10, 500, 0.6)
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        raise ValueError(f"capacity must be an int >= 1 (stored chains), got {capacity!r}.")
+    strategy = replay_buffer(int(capacity), reinit_prob, gaussian_noise(noise_scale))
+    return negative_chains(sampler, dim, sampler_params=sampler_params, num_mcmc_steps=num_mcmc_steps,
+                           chain_init=strategy, target_acceptance=target_acceptance, noise_probe=0)
+
+
+def _seeded() -> bool:
+    """Whether NumPyro runs the model under a ``seed`` handler (SVI, Predictive), i.e. a key can be drawn."""
+    return any(isinstance(handler, seed) for handler in _PYRO_STACK)
+
+
+def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = None,
+               obs: jax.Array | None = None) -> jax.Array:
+    """A sample site ``name ~ p_θ ∝ exp(-E_θ/T)`` whose θ NumPyro can learn (``-log Z_θ``'s gradient supplied).
+
+    Use it like ``numpyro.sample`` (inside plates, observed with ``obs=`` or
+    latent): the site's ``log_prob`` is ``-E_θ(z)/T``
+    (:class:`~ebmppl.numpyro.EnergyDistribution`). Under a ``seed`` handler
+    (SVI) it also advances the persistent negative chains kept in the
+    ``numpyro.mutable`` site ``name + "$chains"`` and adds the factor
+    ``name + "$log_Z"``: value 0, gradient ``E_{p_θ}[∇_θ E_θ/T]`` per draw
+    of the site, which is the gradient of the missing ``-log Z_θ``. Learn θ
+    by registering the energy with :func:`energy_module` and running
+    NumPyro's ``SVI`` (``Trace_ELBO`` with one particle, or any ELBO that
+    keeps mutable state).
+
+    Parameters
+    ----------
+    name
+        The site's name.
+    energy
+        The energy at the current θ (usually :func:`energy_module`'s result).
+    negative
+        The negative chains: :func:`prior_chains` (default: MALA, 20 steps,
+        1000 persistent chains from ``N(0, I)``) or any
+        :func:`ebmppl.objectives.negative_chains` value.
+    obs
+        Observed values (then θ is fitted to them by maximum likelihood).
+
+    Returns
+    -------
+    jax.Array
+        The site's value: ``(*plates, *event_shape)``.
+
+    Examples
+    --------
+    The maximum-likelihood mean of observed data, learned by NumPyro's SVI:
+
+    >>> import jax, jax.numpy as jnp, numpyro, optax
+    >>> from numpyro.infer import SVI, Trace_ELBO
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> x = 3.0 + jax.random.normal(jax.random.key(1), (200, 2))
+    >>> def model(x):
+    ...     prior = energy_module("theta", e)
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         ebm_sample("x", prior, obs=x, negative=prior_chains("mala", 2, num_mcmc_steps=5))
+    >>> svi = SVI(model, lambda x: None, optax.adam(0.05), Trace_ELBO())
+    >>> result = svi.run(jax.random.key(0), 400, x, progress_bar=False)
+    >>> bool(jnp.allclose(result.params["theta"], x.mean(0), atol=0.25))
+    True
+    """
+    check_energy(energy)
+    event_ndim = len(energy.event_shape)
+    value = numpyro.sample(name, EnergyDistribution(energy), obs=obs)
+    if not _seeded():  # a log density without a key (MCMC's potential): -log Z_θ is a constant there
+        return value
+    dim = int(np.prod(energy.event_shape)) if event_ndim else 1
+    chains = prior_chains("mala", dim) if negative is None else negative
+    if not isinstance(chains, NegativeChains):
+        raise TypeError(f"ebm_sample({name!r}, negative=...) must be ebmppl.models.prior_chains(...) or "
+                        f"ebmppl.objectives.negative_chains(...), got {type(chains).__name__}.")
+    draws = jnp.reshape(jax.lax.stop_gradient(value), (-1, *energy.event_shape))
+    k_init, k_start, k_run = jax.random.split(numpyro.prng_key(), 3)
+    state = mutable(name + CHAINS_SUFFIX, {"buffer": chains.init(k_init, energy.event_shape),
+                                                  "acceptance_rate": jnp.zeros(()), "finite": jnp.asarray(True)})
+    theta = jax.lax.stop_gradient(energy.params)
+    x_neg, buffer, metrics = chains([k_start, k_run], energy.with_params(None), theta, state["buffer"], draws)
+    finite = jnp.all(jnp.isfinite(x_neg))
+    # never store a diverged chain: keep the old buffer, and let the NaN reach the loss, where SVI shows it
+    state["buffer"] = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), buffer, state["buffer"])
+    state["acceptance_rate"] = metrics["acceptance_rate"]
+    state["finite"] = finite
+    energies = -energy.logdensity(x_neg)  # E_θ(z⁻)/T, differentiable in θ; z⁻ is a constant
+    surrogate = jnp.mean(energies) - jax.lax.stop_gradient(jnp.mean(energies))
+    batch_shape = jnp.shape(value)[:jnp.ndim(value) - event_ndim]
+    numpyro.factor(name + LOG_Z_SUFFIX, jnp.broadcast_to(surrogate, batch_shape))
+    return value
+
+
+def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
+    """The health of site ``name``'s negative chains after SVI: acceptance, step scale, spread; warns when unhealthy.
+
+    Pass ``svi_state.mutable_state`` (or ``svi.run(...).state.mutable_state``).
+    A ``ChainHealthWarning`` is raised as a warning when the last step's
+    chains were not finite (the update was skipped and the loss is NaN) or
+    the acceptance rate is below 0.2 (the chains barely move: ``-log Z_θ``'s
+    gradient is then stale; lower ``sampler_params={"step_size": ...}`` or
+    raise ``num_mcmc_steps``).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro, optax
+    >>> from numpyro.infer import SVI, Trace_ELBO
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> def model(x):
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         ebm_sample("x", energy_module("theta", e), obs=x, negative=prior_chains("mala", 2, num_mcmc_steps=5))
+    >>> svi = SVI(model, lambda x: None, optax.adam(0.05), Trace_ELBO())
+    >>> result = svi.run(jax.random.key(0), 50, jnp.ones((64, 2)), progress_bar=False)
+    >>> report = chain_report(result.state.mutable_state, "x")
+    >>> sorted(report), report["finite"]
+    (['acceptance_rate', 'chain_std', 'finite', 'step_scale'], True)
+    """
+    key = name + CHAINS_SUFFIX
+    if not mutable_state or key not in mutable_state:
+        known = sorted(k[:-len(CHAINS_SUFFIX)] for k in (mutable_state or {}) if k.endswith(CHAINS_SUFFIX))
+        raise KeyError(f"no negative chains for site {name!r} in this mutable state; ebm_sample sites found: {known}. "
+                       "Pass svi_state.mutable_state of an SVI run whose model calls ebm_sample(name, ...).")
+    state = mutable_state[key]
+    buffer = state["buffer"]
+    scale = buffer.log_step_scale
+    report = {"acceptance_rate": float(state["acceptance_rate"]), "finite": bool(state["finite"]),
+              "step_scale": float(jnp.exp(scale)) if scale is not None else 1.0,
+              "chain_std": float(jnp.mean(jnp.std(buffer.samples, axis=0))) if buffer.samples.shape[0] else
+              float("nan")}
+    if not report["finite"]:
+        warnings.warn(f"site {name!r}: the negative chains diverged (non-finite) at the last step; their update was "
+                      "skipped and the loss is NaN. Lower the sampler's step (sampler_params={'step_size': ...} in "
+                      "prior_chains) or the learning rate.", ChainHealthWarning, stacklevel=2)
+    elif report["acceptance_rate"] < 0.2:
+        warnings.warn(f"site {name!r}: the negative chains accept {report['acceptance_rate']:.2f} of their moves; "
+                      "-log Z's gradient then comes from chains that barely move. Lower the step "
+                      "(sampler_params={'step_size': ...}) or raise num_mcmc_steps in prior_chains.",
+                      ChainHealthWarning, stacklevel=2)
+    return report

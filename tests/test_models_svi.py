@@ -1,0 +1,121 @@
+"""The SVI route of issue 17: NumPyro's SVI learns an energy's θ inside a model (ebmppl.models.ebm_sample)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+import pytest
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from numpyro.infer.util import log_density
+
+from ebmppl import Energy
+from ebmppl.models import chain_report, ebm_sample, energy_module, prior_chains
+from ebmppl.samplers.sample import ChainHealthWarning
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _svi_closed_form import CHAINS, ENERGY, data, mle, model, run_svi, z_scores  # noqa: E402
+
+SCRIPT = pathlib.Path(__file__).parent / "scripts" / "svi_two_devices.py"
+
+
+@pytest.fixture(scope="module")
+def closed_form():
+    x = data()
+    state, means, log_scales = run_svi(x, jax.random.key(1))
+    return x, state, means, log_scales
+
+
+def test_svi_recovers_the_marginal_mle(closed_form):
+    x, _, means, log_scales = closed_form
+    z = z_scores(x, means, log_scales)
+    # tail-averaged θ against the closed-form MLE, in units of its Monte-Carlo standard error
+    assert np.all(np.abs(z) < 4), z
+
+
+def test_svi_negative_chains_are_healthy(closed_form):
+    _, state, _, _ = closed_form
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChainHealthWarning)
+        report = chain_report(state.mutable_state, "z")
+    assert report["finite"] and report["acceptance_rate"] > 0.5
+    # the stored chains are draws of the learned prior: spread ≈ the mean of the MLE scales
+    assert abs(report["chain_std"] - np.exp(mle(data())[1]).mean()) < 0.15
+
+
+def test_factor_without_the_log_z_correction_fails():
+    x = data()
+    _, _, log_scales = run_svi(x, jax.random.key(1), correct=False, num_steps=1500)
+    _, ls_hat = mle(x)
+    # -E_θ/T alone rewards flattening the energy: the scales run away from the MLE (and keep going)
+    assert np.all(log_scales[-1] > ls_hat + 1.0), (log_scales[-1], ls_hat)
+    assert np.all(log_scales[-1] > log_scales[-500] + 0.1)
+
+
+def test_no_log_z_factor_without_a_key():
+    # MCMC over the latents evaluates the log density without a seed: the constant term is left out
+    x = data()[:10]
+    params = {"prior": ENERGY.params, "z": jnp.zeros((10, 3))}
+    logp, tr = log_density(model, (x,), {}, params)
+    assert "z$log_Z" not in tr and "z$chains" not in tr
+    assert np.isfinite(float(logp))
+
+
+def test_latents_under_numpyro_mcmc_with_theta_fixed():
+    # with θ fixed the same model runs under NUTS: p(z | x) is Gaussian, mean x·s²/(s²+σ²) + μ·σ²/(s²+σ²)
+    x = data()[:4]
+    fixed = numpyro.handlers.substitute(model, {"prior": {"mean": jnp.zeros(3), "log_scale": jnp.zeros(3)}})
+    mcmc = MCMC(NUTS(fixed), num_warmup=300, num_samples=1000, progress_bar=False)
+    mcmc.run(jax.random.key(0), x)
+    z = np.asarray(mcmc.get_samples()["z"])
+    exact = np.asarray(x) * 1.0 / (1.0 + 0.25)
+    se = z.std(0) / np.sqrt(np.asarray(numpyro.diagnostics.effective_sample_size(z[None])))
+    assert np.all(np.abs(z.mean(0) - exact) < 4 * se)
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="no floating-point parameters"):
+        numpyro.handlers.seed(lambda: energy_module("p", Energy(lambda p, x: jnp.sum(x**2), event_shape=(2,))),
+                              0)()
+    with pytest.raises(TypeError, match="negative="):
+        numpyro.handlers.seed(lambda: ebm_sample("z", ENERGY, negative="mala", obs=jnp.zeros(3)), 0)()
+    with pytest.raises(ValueError, match="capacity"):
+        prior_chains("mala", 3, capacity=0)
+    with pytest.raises(KeyError, match="ebm_sample sites found"):
+        chain_report({"z$chains": None}, "y")
+
+
+def test_diverging_negative_chains_are_said_aloud():
+    e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    huge = prior_chains("ula", 2, num_mcmc_steps=20, sampler_params={"step_size": 50.0}, target_acceptance=None)
+
+    def m(x):
+        with numpyro.plate("data", x.shape[0]):
+            ebm_sample("x", energy_module("theta", e), obs=x, negative=huge)
+
+    svi = SVI(m, lambda x: None, optax.adam(0.01), Trace_ELBO())
+    result = svi.run(jax.random.key(0), 3, jnp.ones((32, 2)), progress_bar=False)
+    assert not np.isfinite(result.losses[-1])  # the NaN reaches the loss: SVI shows it
+    with pytest.warns(ChainHealthWarning, match="diverged"):
+        chain_report(result.state.mutable_state, "x")
+    assert np.all(np.isfinite(result.state.mutable_state["x$chains"]["buffer"].samples))  # never stored
+
+
+@pytest.mark.slow
+def test_svi_route_runs_sharded_on_two_devices():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    assert out["buffer_devices"] == 2
+    assert np.all(np.abs(out["z_one"]) < 4) and np.all(np.abs(out["z_two"]) < 4), out
+    assert out["first_step_diff"] < 1e-5, out  # same draws, same arithmetic up to reduction order
