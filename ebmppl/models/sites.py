@@ -108,8 +108,10 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
     Each evaluation of the model starts as many chains as the site has draws
     from stored states (a fraction ``reinit_prob`` from fresh Gaussian noise
     of scale ``noise_scale``), runs ``num_mcmc_steps`` steps of ``sampler``
-    under the current θ and stores them back. The sampler's step adapts
-    downwards towards ``target_acceptance`` (``None``: fixed). Any
+    under the current θ and stores them back. A sampler given by name
+    without a ``step_size`` starts at ``noise_scale² · dim^(-1/3)`` (sized for
+    a prior of scale ``noise_scale``); the step adapts downwards towards
+    ``target_acceptance`` (``None``: fixed). Any
     :func:`ebmppl.objectives.negative_chains` value works as ``negative=`` too.
 
     Parameters
@@ -130,6 +132,10 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be an int >= 1 (stored chains), got {capacity!r}.")
     strategy = replay_buffer(int(capacity), reinit_prob, gaussian_noise(noise_scale))
+    if isinstance(sampler, str) and "step_size" not in (sampler_params or {}):
+        # a sampler named without a step: one sized for a prior of scale noise_scale (MALA's optimal scaling
+        # ε ∝ d^(-1/3)); the adaptation towards target_acceptance only ever shrinks it
+        sampler_params = {**(sampler_params or {}), "step_size": float(noise_scale) ** 2 * max(int(dim), 1) ** (-1 / 3)}
     return negative_chains(sampler, dim, sampler_params=sampler_params, num_mcmc_steps=num_mcmc_steps,
                            chain_init=strategy, target_acceptance=target_acceptance, noise_probe=0)
 
