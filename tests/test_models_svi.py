@@ -119,3 +119,18 @@ def test_svi_route_runs_sharded_on_two_devices():
     assert out["buffer_devices"] == 2
     assert np.all(np.abs(out["z_one"]) < 4) and np.all(np.abs(out["z_two"]) < 4), out
     assert out["first_step_diff"] < 1e-5, out  # same draws, same arithmetic up to reduction order
+
+
+def test_learned_site_energy_gives_log_z_when_asked(closed_form):
+    # the value of log Z_θ is never computed in training; ask for it (AIS) and compare with the Gaussian's
+    from ebmppl import log_partition
+    from ebmppl.models import site_energy
+
+    x, _, means, log_scales = closed_form
+    theta = {"mean": jnp.asarray(means[-1]), "log_scale": jnp.asarray(log_scales[-1])}
+    learned = site_energy(model, {"prior": theta}, "z", x)
+    estimate = log_partition(learned, jax.random.key(3))
+    exact = float(np.sum(learned.params["log_scale"]) + 1.5 * np.log(2 * np.pi))
+    assert estimate.reliable
+    assert abs(float(estimate.log_z) - exact) < 4 * float(estimate.stderr) + 1e-3, (estimate, exact)
+

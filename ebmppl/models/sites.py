@@ -50,7 +50,7 @@ from ebmppl.numpyro import EnergyDistribution
 from ebmppl.objectives.trainer import NegativeChains, negative_chains
 from ebmppl.samplers.sample import ChainHealthWarning
 
-__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report"]
+__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy"]
 
 CHAINS_SUFFIX = "$chains"
 LOG_Z_SUFFIX = "$log_Z"
@@ -271,3 +271,47 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
                       "(sampler_params={'step_size': ...}) or raise num_mcmc_steps in prior_chains.",
                       ChainHealthWarning, stacklevel=2)
     return report
+
+
+def site_energy(model: Any, params: dict[str, Any], name: str, *args: Any, **kwargs: Any) -> Energy:
+    """The :class:`~ebmppl.Energy` of the energy site ``name`` of ``model`` at the parameters ``params``.
+
+    What to hand to :func:`ebmppl.log_partition` (a marginal likelihood needs
+    ``log Z_θ``, which training never computes), :func:`ebmppl.sample` (draws
+    of the learned prior) or any other ebmppl function after SVI or
+    :func:`ebmppl.fit` learned θ. ``params`` are the model's parameter values
+    (``svi.get_params(state)``); ``args``/``kwargs`` are the model's.
+    Latent sites are set to zeros while the model is traced (only the site's
+    distribution is read).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> def model(n):
+    ...     with numpyro.plate("data", n):
+    ...         ebm_sample("z", energy_module("theta", e))
+    >>> learned = site_energy(model, {"theta": jnp.ones(2)}, "z", 5)
+    >>> learned.params.tolist(), learned.event_shape
+    ([1.0, 1.0], (2,))
+    """
+    from numpyro.handlers import substitute, trace
+
+    def zeros(msg):  # a placeholder for every latent site: only the site's distribution is read
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            return jnp.zeros(msg["fn"].shape(msg["kwargs"].get("sample_shape", ())))
+        return None
+
+    with trace() as tr, substitute(data=params), substitute(substitute_fn=zeros):
+        model(*args, **kwargs)
+    if name not in tr or tr[name]["type"] != "sample":
+        sites = [k for k, v in tr.items() if v["type"] == "sample"]
+        raise KeyError(f"site_energy: model has no sample site {name!r}; its sample sites: {sites}.")
+    fn = tr[name]["fn"]
+    while not isinstance(fn, EnergyDistribution) and hasattr(fn, "base_dist"):  # plates wrap it (expand, mask)
+        fn = fn.base_dist
+    if not isinstance(fn, EnergyDistribution):
+        raise TypeError(f"site_energy: site {name!r} is a {type(tr[name]['fn']).__name__}, not an energy site "
+                        "(ebm_sample or EnergyDistribution).")
+    return fn.energy
