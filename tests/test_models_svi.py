@@ -134,3 +134,22 @@ def test_learned_site_energy_gives_log_z_when_asked(closed_form):
     assert estimate.reliable
     assert abs(float(estimate.log_z) - exact) < 4 * float(estimate.stderr) + 1e-3, (estimate, exact)
 
+
+
+def test_equinox_energy_is_learned_and_read_back():
+    # an Equinox network's array part is callable: energy_module must store it, not call it
+    from ebmppl.models import site_energy
+    from ebmppl.nn import MLPEnergy
+
+    e = Energy.from_equinox(MLPEnergy(2, (8,), key=jax.random.key(0)), event_shape=(2,))
+
+    def m(x):
+        with numpyro.plate("data", x.shape[0]):
+            ebm_sample("x", energy_module("prior", e), obs=x, negative=prior_chains("mala", 2, num_mcmc_steps=3))
+
+    x = 2.0 * jax.random.normal(jax.random.key(1), (64, 2))
+    result = SVI(m, lambda x: None, optax.adam(1e-2), Trace_ELBO()).run(jax.random.key(0), 20, x, progress_bar=False)
+    learned = site_energy(m, result.params, "x", x)
+    assert type(learned.params).__name__ == "MLPEnergy"
+    assert np.all(np.isfinite(result.losses))
+    assert not np.allclose(learned.energy(x), e.energy(x))  # θ moved

@@ -96,7 +96,9 @@ def energy_module(name: str, energy: Energy) -> Energy:
         raise ValueError(f"energy_module({name!r}, ...): the energy has no floating-point parameters to learn "
                          f"(its params are {type(energy.params).__name__}). Build the Energy with its parameters "
                          "as its second argument: Energy(energy_fn, params, event_shape=...).")
-    arrays = numpyro.param(name, arrays)
+    # an Equinox network's array part is itself callable, and numpyro.param calls a callable init value
+    # (with a key) instead of storing it: hand such values over through an init function
+    arrays = numpyro.param(name, (lambda _: arrays) if callable(arrays) else arrays)
     return energy.with_params(eqx.combine(arrays, static))
 
 
