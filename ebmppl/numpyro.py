@@ -92,16 +92,83 @@ def energy_factor(name: str, energy: Energy, x: jax.Array) -> None:
     numpyro.factor(name, energy.logdensity(x))
 
 
+class _FiniteSet(constraints.Constraint):
+    """The support of an :class:`EnergyDistribution` over a finite state set: one of the rows of ``states``."""
+
+    is_discrete = True
+
+    def __init__(self, states: jax.Array, event_dim: int):
+        self.states = states
+        self.event_dim = event_dim
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x)
+        event = self.states.shape[1:]
+        flat = x.reshape((-1, 1, *event))
+        axes = tuple(range(2, 2 + len(event)))
+        inside = jnp.any(jnp.all(flat == self.states[None], axis=axes), axis=1)
+        return inside.reshape(x.shape[: x.ndim - len(event)])
+
+    def __repr__(self) -> str:
+        return f"FiniteSet(num_states={self.states.shape[0]}, event_shape={tuple(self.states.shape[1:])})"
+
+    def feasible_like(self, prototype: jax.Array) -> jax.Array:
+        return jnp.broadcast_to(self.states[0], jnp.shape(prototype)).astype(jnp.result_type(prototype))
+
+    def tree_flatten(self):
+        return (self.states,), (("states",), {"event_dim": self.event_dim})
+
+
+def _check_states(states: Any, event_shape: tuple[int, ...]) -> jax.Array:
+    """``states`` as a float array ``(S, *event_shape)``, else a ValueError/TypeError that says what to pass."""
+    try:
+        states = jnp.asarray(states)
+    except TypeError:
+        raise TypeError(f"states must be an array of shape (num_states, *{event_shape}), got "
+                        f"{type(states).__name__}.") from None
+    if states.ndim != 1 + len(event_shape) or states.shape[1:] != event_shape or states.shape[0] < 1:
+        raise ValueError(
+            f"states has shape {states.shape}; pass every state of the finite set as one row, shape "
+            f"(num_states, *event_shape) = (num_states, *{event_shape}), e.g. the 2**n sign vectors "
+            "2.0 * ((jnp.arange(2**n)[:, None] >> jnp.arange(n)) & 1) - 1.0."
+        )
+    if not jnp.issubdtype(states.dtype, jnp.floating):
+        states = states.astype(jnp.result_type(float))  # energies are defined on real inputs
+    return states
+
+
 class EnergyDistribution(dist.Distribution):
-    """An unnormalised NumPyro distribution ``p(x) ∝ exp(-E(x)/T)`` on real ``x``.
+    """An unnormalised NumPyro distribution ``p(x) ∝ exp(-E(x)/T)``, on real ``x`` or on a finite state set.
 
     ``log_prob`` is ``-E(x)/T`` *without* ``-log Z``: fine for MCMC over ``x``
     (NUTS, HMC, ebmppl's samplers), wrong for anything that needs the
     normaliser (SVI over θ, model comparison); see the module note.
-    ``sample`` is not available: draw from an energy with :func:`ebmppl.sample`.
+
+    On real ``x`` (the default) ``sample`` is not available: draw from an
+    energy with :func:`ebmppl.sample`. Given ``states``, every value ``x``
+    can take (e.g. the ``2**n`` sign vectors of ``n`` spins, up to about
+    ``2**20`` states), the distribution is exact: ``sample`` draws by
+    enumeration (categorical on ``-E(states)/T``, by inverse CDF) and
+    :meth:`log_partition` is the exact ``log Z``. That is what lets
+    :class:`ebmppl.models.exchange.Exchange` sample the posterior of the
+    energy's parameters θ exactly when such a site is observed.
+
+    Parameters
+    ----------
+    energy
+        The :class:`~ebmppl.Energy`; its parameters may be latent sites of
+        the model (``energy.with_params(theta)`` inside the model).
+    states
+        Optional ``(num_states, *event_shape)`` array: the finite set ``x``
+        lives on. The support is then discrete (a latent site of this kind
+        is not for NUTS/HMC).
+    validate_args
+        NumPyro's argument validation.
 
     Examples
     --------
+    An EBM prior on a real ``x`` for NumPyro's NUTS:
+
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
     >>> from numpyro.infer import MCMC, NUTS
     >>> from ebmppl import Energy
@@ -113,20 +180,47 @@ class EnergyDistribution(dist.Distribution):
     >>> mcmc.run(jax.random.key(0), y=jnp.array([2.0, -2.0]))
     >>> mcmc.get_samples()["x"].shape
     (200, 2)
+
+    Three ±1 spins on a chain, ``E(x) = -β (x₁x₂ + x₂x₃)``: exact draws and ``log Z``.
+
+    >>> n = 3
+    >>> spins = 2.0 * ((jnp.arange(2**n)[:, None] >> jnp.arange(n)) & 1) - 1.0   # the 8 states
+    >>> chain = Energy(lambda beta, x: -beta * jnp.sum(x[:-1] * x[1:]), jnp.array(0.5), event_shape=(n,))
+    >>> d = EnergyDistribution(chain, states=spins)
+    >>> d.sample(jax.random.key(0), (4,)).shape
+    (4, 3)
+    >>> round(float(d.log_partition()), 4)   # log(2 * (2 cosh 0.5)**2)
+    2.3197
     """
 
     arg_constraints: dict[str, Any] = {}
-    pytree_data_fields = ("energy",)
+    pytree_data_fields = ("energy", "states")
     reparametrized_params: list[str] = []
 
-    def __init__(self, energy: Energy, *, validate_args: bool | None = None):
+    def __init__(self, energy: Energy, *, states: jax.Array | None = None, validate_args: bool | None = None):
         check_energy(energy)
         self.energy = energy
+        self.states = None if states is None else _check_states(states, energy.event_shape)
         super().__init__(batch_shape=(), event_shape=energy.event_shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=None)
     def support(self):
+        if self.states is not None:
+            return _FiniteSet(self.states, len(self.energy.event_shape))
         return constraints.independent(constraints.real, len(self.energy.event_shape))
+
+    @property
+    def has_exact_sampler(self) -> bool:
+        """Whether :meth:`sample` draws exactly (``True`` when ``states`` is given).
+
+        Examples
+        --------
+        >>> from ebmppl import Energy
+        >>> e = Energy(lambda p, x: -jnp.sum(x), event_shape=(2,))
+        >>> EnergyDistribution(e).has_exact_sampler, EnergyDistribution(e, states=jnp.eye(2)).has_exact_sampler
+        (False, True)
+        """
+        return self.states is not None
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         """``-E(value)/T`` (no ``-log Z``), batched over leading axes.
@@ -140,8 +234,32 @@ class EnergyDistribution(dist.Distribution):
         """
         return self.energy.logdensity(value)
 
+    def _require_states(self, what: str) -> jax.Array:
+        if self.states is None:
+            raise NotImplementedError(
+                f"An energy-based distribution has no {what}. Use it as a prior inside a model run by "
+                "NUTS/HMC, or draw from it with ebmppl.sample(energy, key, ...) (log Z: ebmppl.log_partition); "
+                "on a finite state set pass states=(num_states, *event_shape) to get both exactly."
+            )
+        return self.states
+
+    def log_partition(self) -> jax.Array:
+        """The exact ``log Z = logsumexp(-E(states)/T)`` over the finite state set.
+
+        Without ``states`` it raises ``NotImplementedError``: estimate ``log Z``
+        with :func:`ebmppl.log_partition` instead.
+
+        Examples
+        --------
+        >>> from ebmppl import Energy
+        >>> d = EnergyDistribution(Energy(lambda p, x: -jnp.sum(x), event_shape=(1,)), states=jnp.array([[0.0], [1.0]]))
+        >>> round(float(d.log_partition()), 4)   # log(1 + e)
+        1.3133
+        """
+        return jax.nn.logsumexp(self.energy.logdensity(self._require_states("known log Z")))
+
     def sample(self, key, sample_shape=()):
-        """Not available: an energy has no direct sampler (raises ``NotImplementedError`` with the alternative).
+        """Exact draws by enumeration when ``states`` is given; otherwise ``NotImplementedError`` with the alternative.
 
         Examples
         --------
@@ -151,11 +269,18 @@ class EnergyDistribution(dist.Distribution):
         Traceback (most recent call last):
         ...
         NotImplementedError: An energy-based distribution has no direct sampler. ...
+        >>> coin = EnergyDistribution(Energy(lambda p, x: -jnp.sum(x), event_shape=(1,)),
+        ...                           states=jnp.array([[0.0], [1.0]]))
+        >>> round(float(coin.sample(jax.random.key(0), (10000,)).mean()), 2)   # e / (1 + e) = 0.73
+        0.73
         """
-        raise NotImplementedError(
-            "An energy-based distribution has no direct sampler. Use it as a prior inside a model "
-            "run by NUTS/HMC, or draw from it with ebmppl.sample(energy, key, ...)."
-        )
+        states = self._require_states("direct sampler")
+        logits = self.energy.logdensity(states)
+        # inverse CDF: O(S + draws · log S) where Gumbel-max would cost draws · S
+        cdf = jnp.cumsum(jnp.exp(logits - jnp.max(logits)))
+        u = jax.random.uniform(key, tuple(sample_shape), dtype=cdf.dtype) * cdf[-1]
+        index = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), states.shape[0] - 1)
+        return states[index]
 
 
 def potential_fn(energy: Energy) -> Callable[[jax.Array], jax.Array]:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import importlib
 
+from ebmppl.models.exchange import ApproximateExchangeWarning, Exchange, ExchangeState
 from ebmppl.models.sites import chain_report, ebm_sample, energy_module, prior_chains, site_energy
 
 _LAZY = {}  # name -> submodule, filled as the routes land
-__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy"]
+__all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy", "Exchange", "ExchangeState",
+           "ApproximateExchangeWarning"]
 
 
 def __getattr__(name: str):
