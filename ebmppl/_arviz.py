@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_inference_data", "from_numpyro", "summary", "rhat", "ess", "mcse", "autocorr", "plot_trace", "plot_rank"]
+__all__ = ["to_inference_data", "from_dict", "from_numpyro", "summary", "rhat", "ess", "mcse", "autocorr", "plot_trace", "plot_rank"]
 
 
 def _az():
@@ -65,6 +65,21 @@ def to_inference_data(samples: Any, var_name: str = "x") -> Any:
         return az.from_dict(posterior=sites, sample_stats=sample_stats)
     dims = {var_name: [f"{var_name}_dim_{i}" for i in range(positions.ndim - 2)]}
     return az.from_dict(posterior={var_name: positions}, sample_stats=sample_stats, dims=dims)
+
+
+def from_dict(posterior: dict[str, Any], sample_stats: dict[str, Any] | None = None,
+              dims: dict[str, list[str]] | None = None) -> Any:
+    """``InferenceData`` from named draws ``(chain, draw, *shape)`` (``az.from_dict``), e.g. a model's sites.
+
+    Examples
+    --------
+    >>> idata = from_dict({"z": np.zeros((2, 10, 5))}, {"acceptance_rate": np.ones((2, 10))}, {"z": ["example"]})
+    >>> idata.posterior["z"].dims
+    ('chain', 'draw', 'example')
+    """
+    return _az().from_dict(posterior={k: np.asarray(v) for k, v in posterior.items()},
+                           sample_stats=None if sample_stats is None else
+                           {k: np.asarray(v) for k, v in sample_stats.items()}, dims=dims)
 
 
 def from_numpyro(mcmc: Any, **kwargs: Any) -> Any:

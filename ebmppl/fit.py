@@ -106,10 +106,19 @@ def _default_optimizer(num_steps: int = 2000) -> optax.GradientTransformation:
     return optax.adam(schedule, b1=0.0, b2=0.999)
 
 
-def _as_data(data: Any, energy: Energy) -> jax.Array | None:
+def _data_event_shape(objective: Any, data: Any) -> tuple[int, ...] | None:
+    """The event shape of one example: ``None`` (the energy's), or the data's own when the objective's positive
+    phase reads observations of a model (``ebmppl.models.mcem``; the model checks them)."""
+    if not getattr(getattr(objective, "positive", None), "observes_model", False):
+        return None
+    x = data[0] if isinstance(data, (tuple, list)) and len(data) == 2 else data
+    return tuple(np.shape(x))[1:] if isinstance(x, (np.ndarray, jax.Array)) else None
+
+
+def _as_data(data: Any, energy: Energy, event_shape: tuple[int, ...] | None = None) -> jax.Array | None:
+    shape = tuple(energy.event_shape) if event_shape is None else tuple(event_shape)
     if isinstance(data, list) and len(data) == 2 and all(isinstance(d, (np.ndarray, jax.Array)) for d in data):
         # [x, y] / [x, mask] means (x, y) / (x, mask), not two batches (which share dtype and event shape)
-        shape = tuple(energy.event_shape)
 
         def batch(a):
             return (np.ndim(a) == len(shape) + 1 and np.shape(a)[1:] == shape and a.dtype != np.bool_
@@ -118,10 +127,10 @@ def _as_data(data: Any, energy: Energy) -> jax.Array | None:
         if batch(data[0]) and not batch(data[1]):
             data = tuple(data)
     if isinstance(data, (np.ndarray, jax.Array)):
-        return check_examples("data", data, energy.event_shape, None, "remove or impute those rows before fitting.")
+        return check_examples("data", data, shape, None, "remove or impute those rows before fitting.")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, (np.ndarray, jax.Array)) for d in data):
         # (examples, labels), for objectives that use labels (JEM)
-        x = check_examples("data[0]", data[0], energy.event_shape, None, "remove or impute those rows.")
+        x = check_examples("data[0]", data[0], shape, None, "remove or impute those rows.")
         y = jnp.asarray(data[1])
         if y.dtype == jnp.bool_ and y.shape == x.shape:  # an observation mask (recovery_cd)
             return (x, y)
@@ -259,7 +268,10 @@ def fit(
         in ``[0, num_classes)``) or ``(examples, observed_mask)`` for incomplete
         data (``"recovery_cd"``), or an iterable of batches ``(batch,
         *event_shape)`` (then one jitted step per batch). ``"cd"``, ``"dsm"``,
-        ``"ssm"`` and ``"nce"`` take examples only.
+        ``"ssm"`` and ``"nce"`` take examples only. For
+        ``objective=ebmppl.models.mcem(...)`` the data are the model's
+        observations (any event shape), with the examples' indices
+        ``(x, jnp.arange(n))`` when its posterior chains are persistent.
     num_steps
         Total optimisation steps (a resumed run continues up to this count).
     batch_size
@@ -377,7 +389,8 @@ def fit(
         check_int(name, value, 1)
     # the recipe (ebmppl.recipes) fills the scale-dependent defaults; under "density" the trainer sees
     # standardised data and a confined energy, and plan.output maps the result back to the data's scale
-    plan = resolve_recipe(recipe, energy, _as_data(data, energy), objective, objective_options)
+    plan = resolve_recipe(recipe, energy, _as_data(data, energy, _data_event_shape(objective, data)), objective,
+                          objective_options)
     energy, objective_options = plan.train_energy, plan.options
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
@@ -550,12 +563,12 @@ def _step_batch(trainer: Trainer, state: TrainState, batch: jax.Array):
     return state, {**metrics, "step": state.step}
 
 
-def _as_batch(batch: Any, energy: Energy) -> Any:
+def _as_batch(batch: Any, energy: Energy, event_shape: tuple[int, ...] | None = None) -> Any:
     if isinstance(batch, tuple) and len(batch) == 2:
         batch = (np.asarray(batch[0]), np.asarray(batch[1]))  # (x, labels) or (x, observed_mask)
     else:
         batch = np.asarray(batch)
-    out = _as_data(batch, energy)
+    out = _as_data(batch, energy, event_shape)
     if out is None:
         raise TypeError("each batch must be an array (batch, *event_shape) or a tuple (x, labels) / (x, mask).")
     return out
@@ -568,7 +581,7 @@ def _run_batches(trainer, state, batches, n, energy):
             batch = next(batches)
         except StopIteration:
             break
-        batch = _as_batch(batch, energy)
+        batch = _as_batch(batch, energy, _data_event_shape(trainer, batch))
         _check_trainer_data(trainer, batch)
         state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)

@@ -166,7 +166,8 @@ class TrainingHealth:
         record = {
             "step": step,
             **{k: float(np.nanmean(metrics[k])) if np.isfinite(metrics[k]).any() else float("nan")
-               for k in ("energy_pos", "energy_neg", "energy_noise", "cd_gap", "acceptance_rate", "buffer_std")
+               for k in ("energy_pos", "energy_neg", "energy_noise", "cd_gap", "acceptance_rate", "buffer_std",
+                         "positive_acceptance_rate")
                if k in metrics},
             "rhat": float("nan"),
             "ess": float("nan"),
@@ -300,6 +301,14 @@ class TrainingHealth:
                 advice = ("the step is smaller than the energy needs and the chains crawl: raise the sampler step "
                           "size (" + self._option("sampler_params={'step_size': ...}") + ")")
             self._warn(step, "acceptance", f"sampler acceptance {acc:.2f} is outside ({low}, {high}): {advice}.")
+        pos_acc = r.get("positive_acceptance_rate", np.nan)  # posterior chains (ebmppl.models.mcem)
+        if np.isfinite(pos_acc) and not low < pos_acc < high:
+            way = "lower" if pos_acc <= low else "raise"
+            self._warn(step, "positive_acceptance",
+                       f"the posterior chains (positive phase) accept {pos_acc:.2f} of their moves, outside ({low}, "
+                       f"{high}): their draws barely move, so x+ lags the posterior. {way.capitalize()} their step "
+                       f"(mcem(..., sampler_params={{'step_size': ...}})) or let it adapt (mcem(..., "
+                       "target_acceptance=0.6), the default), or give them more steps (num_mcmc_steps=...).")
         contrast = [q.get("energy_noise", np.nan) - q.get("energy_pos", np.nan) for q in self.records[-self.window:]]
         if np.isfinite(contrast).all() and np.mean(contrast) < self.flat_limit:
             self._warn(step, "flat", f"the energy is flat: fresh noise gets the energy of the data (E(noise) - E(x+) = "

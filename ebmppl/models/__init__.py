@@ -17,17 +17,11 @@ See the guide page "Learning energies inside models".
 
 from __future__ import annotations
 
-import importlib
-
 from ebmppl.models.exchange import ApproximateExchangeWarning, Exchange, ExchangeState
+from ebmppl.models.mcem import ModelDataCheck, PosteriorChains, PosteriorState, mcem, posterior_inference_data
 from ebmppl.models.sites import chain_report, ebm_sample, energy_module, prior_chains, site_energy
 
-_LAZY = {}  # name -> submodule, filled as the routes land
 __all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy", "Exchange", "ExchangeState",
-           "ApproximateExchangeWarning"]
+           "ApproximateExchangeWarning", "mcem", "PosteriorChains", "PosteriorState", "ModelDataCheck",
+           "posterior_inference_data"]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"ebmppl.models.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'ebmppl.models' has no attribute {name!r}")

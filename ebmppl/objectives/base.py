@@ -34,6 +34,10 @@ class TrainState(NamedTuple):
         PRNG key; every step splits it, so a resumed run draws the same noise.
     step
         Number of completed steps.
+    positive
+        The positive phase's own state (``None`` for a stateless phase, e.g. the data batch; persistent
+        posterior chains of :func:`ebmppl.models.mcem`). Last, with a default: states built with five
+        fields, and checkpoints written before it existed, still fit.
 
     Examples
     --------
@@ -47,6 +51,7 @@ class TrainState(NamedTuple):
     buffer: BufferState
     key: jax.Array
     step: jax.Array
+    positive: Any = None
 
 
 class Trainer(NamedTuple):
@@ -158,7 +163,7 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, optimizer: o
     """
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new = TrainState(params, opt_state, buffer, key, state.step + 1)
+    new = state._replace(params=params, opt_state=opt_state, buffer=buffer, key=key, step=state.step + 1)
     ok = jnp.isfinite(loss) & all_finite(params) & finite
     return guard_non_finite(state, new, ok)._replace(key=key, step=state.step + 1), ok
 

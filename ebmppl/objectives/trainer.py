@@ -7,7 +7,9 @@ pieces in the way Optax builds an optimizer:
   down, ``x⁺``: :class:`DataPhase` (the data batch itself), or the recovery
   chains of :func:`~ebmppl.objectives.recovery_contrastive_divergence` that
   complete incomplete examples; posterior chains plug in the same way
-  (``__call__(keys, model, batch) -> x⁺``);
+  (``__call__(keys, model, batch) -> x⁺``; a phase that keeps chains across
+  steps overrides ``init`` and ``run`` and keeps them in ``TrainState.positive``,
+  as the persistent posterior chains of :func:`ebmppl.models.mcem` do);
 * a **negative phase**, :class:`NegativeChains`, turns ``x⁺`` into model
   samples ``x⁻``: chains started by a chain-initialisation strategy
   (:class:`~ebmppl.buffer.ChainInit`), driven by any sampler, with its

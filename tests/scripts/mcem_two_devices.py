@@ -1,0 +1,21 @@
+"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=2: the MCEM route on 1 and 2 devices, as JSON."""
+
+import json
+import pathlib
+import sys
+
+import jax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from _mcem_closed_form import data, run, tail_summary, truth  # noqa: E402
+
+assert len(jax.devices()) == 2, jax.devices()
+x = data()
+out = {"truth": truth(x).tolist()}
+for devices in (None, 2):
+    result, trace = run(x, jax.random.key(2), devices=devices)
+    mean, mcse = tail_summary(trace)
+    out[str(devices)] = {"mean": mean.tolist(), "mcse": mcse.tolist(),
+                         "chains_sharding": str(result.state.positive.chains.sharding),
+                         "finite": bool(result.history["finite"].all())}
+print("RESULT " + json.dumps(out))
