@@ -281,7 +281,76 @@ def _collapse(initial: float | None, adapted: Any, positions: jax.Array) -> str 
             "(sampler_params={'step_size': ...}) with adapt=False.")
 
 
-def _health_report(sampler, health, num_warmup, divergent=None, collapse=None):
+#: split R-hat above this (Vehtari et al. 2021) is reported: the chains disagree
+RHAT_LIMIT = 1.01
+#: draws per chain below which R-hat is too noisy to judge (not computed)
+RHAT_MIN_DRAWS = 100
+
+
+def split_rhat(positions: Any) -> np.ndarray:
+    """Split R-hat (Gelman et al. 2013) of every coordinate of ``(chain, draw, *event_shape)`` draws.
+
+    Vectorised over coordinates (cheap for any dimension); the rank-normalised
+    version is :func:`ebmppl.diagnostics.rhat`.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(4, 500, 2))
+    >>> bool(np.all(split_rhat(x) < 1.01)), bool(split_rhat(x + np.arange(4)[:, None, None])[0] > 1.5)
+    (True, True)
+    """
+    x = np.asarray(positions, np.float64)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    half = x.shape[1] // 2
+    halves = np.concatenate([x[:, :half], x[:, half:2 * half]], axis=0)  # 2·chains chains of `half` draws
+    within = halves.var(axis=1, ddof=1).mean(axis=0)
+    between = half * halves.mean(axis=1).var(axis=0, ddof=1)
+    pooled = (half - 1) / half * within + between / half
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rhat = np.sqrt(pooled / within)
+    return np.where(within > 0, rhat, np.where(between > 0, np.inf, 1.0))
+
+
+def _disagreement(positions: Any) -> str | None:
+    """A sentence when the chains disagree beyond their Monte-Carlo error, or None.
+
+    A coordinate is reported when its split R-hat exceeds ``RHAT_LIMIT`` AND the
+    spread of the chains' means is beyond what each chain's own Monte-Carlo
+    error allows: an F test of the chain means' variance against the variance
+    of a chain mean predicted from batch means within the chains
+    (Bonferroni-corrected over coordinates, level 0.001). So a short run of a
+    slowly mixing but unimodal sampler (R-hat a little over 1.01 from noise
+    alone) is not called disagreement; chains sitting in different modes are.
+    """
+    from scipy.stats import f as f_distribution
+
+    num_chains, num_draws = positions.shape[:2]
+    if num_chains < 2 or num_draws < RHAT_MIN_DRAWS:
+        return None
+    x = np.asarray(positions, np.float64).reshape(num_chains, num_draws, -1)
+    num_batches = max(4, min(20, num_draws // 50))
+    length = num_draws // num_batches
+    batch_means = x[:, :num_batches * length].reshape(num_chains, num_batches, length, -1).mean(axis=2)
+    between = batch_means.mean(axis=1).var(axis=0, ddof=1)
+    expected = batch_means.var(axis=1, ddof=1).mean(axis=0) / num_batches  # variance of one chain's mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_value = f_distribution.sf(between / expected, num_chains - 1, num_chains * (num_batches - 1))
+    p_value = np.where((expected == 0) & (between > 0), 0.0, p_value)
+    rhat = split_rhat(x)
+    bad = np.flatnonzero((rhat > RHAT_LIMIT) & (p_value < 1e-3 / rhat.size))
+    if not bad.size:
+        return None
+    worst = int(bad[np.argmax(np.nan_to_num(rhat[bad], nan=np.inf))])
+    means = np.asarray(positions, np.float64).reshape(positions.shape[0], positions.shape[1], -1)[:, :, worst].mean(1)
+    shown = ", ".join(f"{m:.3g}" for m in means[:8]) + (", ..." if means.size > 8 else "")
+    return (f"the chains disagree: split R-hat {rhat[worst]:.3f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
+            f"coordinates (coordinate {worst}: chain means {shown}). Pooled draws then weigh the regions the chains "
+            "happen to sit in, not the target's — typical of a multimodal energy (each chain keeps to its mode) or "
+            "of too few draws. Run more chains from spread-out starts (init=...) for longer; for mode weights, "
+            "compare against ebmppl.compare or a log_partition-based check rather than trusting one run.")
+
+
+def _health_report(sampler, health, num_warmup, divergent=None, collapse=None, disagreement=None):
     """A ChainHealthWarning naming every unhealthy chain (and divergent transitions), or None."""
     lines = [collapse] if collapse else []
     per_chain = np.zeros(0) if divergent is None else divergent.reshape(divergent.shape[0], -1).sum(1)
@@ -316,6 +385,8 @@ def _health_report(sampler, health, num_warmup, divergent=None, collapse=None):
             "region they were in may be one the sampler cannot explore with one step size for all chains "
             "(e.g. a funnel's neck). Check the posterior there, or reparametrise (e.g. non-centred form)."
         )
+    if disagreement and not stalled.size and not nonfinite.size:  # stuck or broken chains already explain it
+        lines.append(disagreement)
     if not lines:
         return None
     return ChainHealthWarning(f"{sampler}: " + " ".join(lines))
@@ -592,7 +663,7 @@ def sample(
         )
     health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
     report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent),
-                            _collapse(initial_step, params.get("step_size"), positions))
+                            _collapse(initial_step, params.get("step_size"), positions), _disagreement(positions))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
