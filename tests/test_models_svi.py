@@ -153,3 +153,41 @@ def test_equinox_energy_is_learned_and_read_back():
     assert type(learned.params).__name__ == "MLPEnergy"
     assert np.all(np.isfinite(result.losses))
     assert not np.allclose(learned.energy(x), e.energy(x))  # θ moved
+
+
+# ---------------------------------------------------------------- what a stranger ran into (issue 17)
+def _blob_model(x, subsample=None):
+    with numpyro.plate("data", x.shape[0], subsample_size=subsample) as idx:
+        ebm_sample("z", energy_module("prior", ENERGY), obs=x[idx], negative=prior_chains("mala", 3, num_mcmc_steps=3))
+
+
+def test_more_than_one_particle_is_refused_not_run_away():
+    x = data()[:64]
+    # NumPyro drops mutable state with several particles (svi.run then fails on the state's structure, loudly);
+    # a hand-written loop would go on with chains restarted from noise at every step: refused at the next step
+    svi = SVI(_blob_model, lambda x: None, optax.adam(0.01), Trace_ELBO(num_particles=4))
+    state = svi.init(jax.random.key(0), x)
+    update = jax.jit(svi.update)
+    with pytest.warns(UserWarning, match="mutable state is currently ignored"):
+        state, _ = update(state, x)
+    with pytest.raises(ValueError, match="num_particles=1"):
+        update(state, x)
+
+
+def test_site_energy_refuses_params_without_the_energy_and_handles_subsampling():
+    from ebmppl.models import site_energy
+
+    x = data()[:64]
+    theta = {"mean": jnp.ones(3), "log_scale": jnp.zeros(3)}
+    with pytest.raises(KeyError, match="initial parameters"):
+        site_energy(_blob_model, theta, "z", x)  # the site's own dict instead of the model's params
+    learned = site_energy(_blob_model, {"prior": theta}, "z", x, 16)  # a subsampling plate needs a key
+    assert learned.params["mean"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_observed_values_are_checked():
+    bad = data()[:8].at[2, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="non-finite"):
+        numpyro.handlers.seed(_blob_model, 0)(bad)
+    with pytest.raises(ValueError, match=r"event shape is \(3,\)"):
+        numpyro.handlers.seed(_blob_model, 0)(jnp.zeros((8, 2)))

@@ -32,6 +32,7 @@ is a constant and is left out. The ELBO that SVI reports therefore leaves out
 
 from __future__ import annotations
 
+import contextvars
 import warnings
 from typing import Any
 
@@ -40,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.handlers import seed
+from numpyro.handlers import replay, seed
 from numpyro.primitives import _PYRO_STACK, mutable
 
 from ebmppl._validation import check_energy
@@ -53,6 +54,7 @@ from ebmppl.samplers.sample import ChainHealthWarning
 __all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy"]
 
 CHAINS_SUFFIX = "$chains"
+_READING = contextvars.ContextVar("ebmppl_models_reading", default=False)  # site_energy reads a model: no chains
 LOG_Z_SUFFIX = "$log_Z"
 
 
@@ -142,6 +144,22 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
                            chain_init=strategy, target_acceptance=target_acceptance, noise_probe=0)
 
 
+def _check_observed(name: str, energy: Energy, obs: Any) -> None:
+    """Observed values of an energy site: the energy's event shape, and finite where they can be looked at."""
+    shape, event = tuple(jnp.shape(obs)), tuple(energy.event_shape)
+    if shape[len(shape) - len(event):] != event or len(shape) < len(event):
+        raise ValueError(f"ebm_sample({name!r}, obs=...): obs has shape {shape}, but the energy's event shape is {event}, "
+                         f"so obs must end in {event} (e.g. (num_examples, {', '.join(map(str, event))})). Reshape "
+                         "obs, or build the Energy with the event_shape of one example.")
+    if not isinstance(obs, jax.core.Tracer):
+        finite = np.isfinite(np.asarray(obs))
+        if not finite.all():
+            rows = np.flatnonzero(~finite.reshape(finite.shape[0], -1).all(1)) if finite.ndim > len(event) else []
+            raise ValueError(f"ebm_sample({name!r}, obs=...): obs holds {int((~finite).sum())} non-finite values "
+                             f"(NaN or inf{', in rows ' + ', '.join(map(str, rows[:10])) if len(rows) else ''}); θ "
+                             "would turn NaN at the first step. Remove or impute those rows first.")
+
+
 def _seeded() -> bool:
     """Whether NumPyro runs the model under a ``seed`` handler (SVI, Predictive), i.e. a key can be drawn."""
     return any(isinstance(handler, seed) for handler in _PYRO_STACK)
@@ -200,8 +218,10 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
     """
     check_energy(energy)
     event_ndim = len(energy.event_shape)
+    if obs is not None:
+        _check_observed(name, energy, obs)
     value = numpyro.sample(name, EnergyDistribution(energy), obs=obs)
-    if not _seeded():  # a log density without a key (MCMC's potential): -log Z_θ is a constant there
+    if not _seeded() or _READING.get():  # a log density without a key (MCMC's potential): -log Z_θ is constant
         return value
     dim = int(np.prod(energy.event_shape)) if event_ndim else 1
     chains = prior_chains("mala", dim) if negative is None else negative
@@ -210,8 +230,17 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
                         f"ebmppl.objectives.negative_chains(...), got {type(chains).__name__}.")
     draws = jnp.reshape(jax.lax.stop_gradient(value), (-1, *energy.event_shape))
     k_init, k_start, k_run = jax.random.split(numpyro.prng_key(), 3)
-    state = mutable(name + CHAINS_SUFFIX, {"buffer": chains.init(k_init, energy.event_shape),
-                                                  "acceptance_rate": jnp.zeros(()), "finite": jnp.asarray(True)})
+    fresh = {"buffer": chains.init(k_init, energy.event_shape), "acceptance_rate": jnp.zeros(()),
+             "finite": jnp.asarray(True), "params_finite": jnp.asarray(True)}
+    state = mutable(name + CHAINS_SUFFIX, fresh)
+    if state is fresh and isinstance(draws, jax.core.Tracer) and any(isinstance(h, replay) for h in _PYRO_STACK):
+        # an ELBO step (a replayed guide, traced under jit) that was handed no stored chains: NumPyro drops
+        # mutable state with num_particles > 1, and chains restarted from noise every step let θ run away
+        raise ValueError(
+            f"ebm_sample({name!r}): NumPyro handed this SVI step no stored negative chains, so they would restart "
+            "from noise at every step and θ would run away. NumPyro keeps mutable state only with one particle: "
+            "use Trace_ELBO() (num_particles=1), or TraceMeanField_ELBO(); average over more SVI steps instead of "
+            "more particles.")
     theta = jax.lax.stop_gradient(energy.params)
     x_neg, buffer, metrics = chains([k_start, k_run], energy.with_params(None), theta, state["buffer"], draws)
     finite = jnp.all(jnp.isfinite(x_neg))
@@ -219,6 +248,8 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
     state["buffer"] = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), buffer, state["buffer"])
     state["acceptance_rate"] = metrics["acceptance_rate"]
     state["finite"] = finite
+    state["params_finite"] = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in
+                                                  jax.tree_util.tree_leaves(eqx.filter(theta, eqx.is_inexact_array))]))
     energies = -energy.logdensity(x_neg)  # E_θ(z⁻)/T, differentiable in θ; z⁻ is a constant
     surrogate = jnp.mean(energies) - jax.lax.stop_gradient(jnp.mean(energies))
     batch_shape = jnp.shape(value)[:jnp.ndim(value) - event_ndim]
@@ -249,10 +280,14 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
     >>> result = svi.run(jax.random.key(0), 50, jnp.ones((64, 2)), progress_bar=False)
     >>> report = chain_report(result.state.mutable_state, "x")
     >>> sorted(report), report["finite"]
-    (['acceptance_rate', 'chain_std', 'finite', 'step_scale'], True)
+    (['acceptance_rate', 'chain_std', 'finite', 'params_finite', 'step_scale'], True)
     """
     key = name + CHAINS_SUFFIX
-    if not mutable_state or key not in mutable_state:
+    if not mutable_state:
+        raise KeyError(f"chain_report({name!r}): the mutable state is empty ({mutable_state!r}). Pass "
+                       "svi_state.mutable_state of an SVI run whose model calls ebm_sample; NumPyro keeps no mutable "
+                       "state with Trace_ELBO(num_particles > 1) (use one particle).")
+    if key not in mutable_state:
         known = sorted(k[:-len(CHAINS_SUFFIX)] for k in (mutable_state or {}) if k.endswith(CHAINS_SUFFIX))
         raise KeyError(f"no negative chains for site {name!r} in this mutable state; ebm_sample sites found: {known}. "
                        "Pass svi_state.mutable_state of an SVI run whose model calls ebm_sample(name, ...).")
@@ -263,7 +298,13 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
               "step_scale": float(jnp.exp(scale)) if scale is not None else 1.0,
               "chain_std": float(jnp.mean(jnp.std(buffer.samples, axis=0))) if buffer.samples.shape[0] else
               float("nan")}
-    if not report["finite"]:
+    params_finite = bool(state.get("params_finite", True))
+    report["params_finite"] = params_finite
+    if not params_finite:
+        warnings.warn(f"site {name!r}: the energy's parameters θ are not finite (NaN or inf) — the loss diverged "
+                      "before the chains did (NaN in the data, or too high a learning rate); everything learned "
+                      "since is lost. Check the data and lower the learning rate.", ChainHealthWarning, stacklevel=2)
+    elif not report["finite"]:
         warnings.warn(f"site {name!r}: the negative chains diverged (non-finite) at the last step; their update was "
                       "skipped and the loss is NaN. Lower the sampler's step (sampler_params={'step_size': ...} in "
                       "prior_chains) or the learning rate.", ChainHealthWarning, stacklevel=2)
@@ -305,8 +346,21 @@ def site_energy(model: Any, params: dict[str, Any], name: str, *args: Any, **kwa
             return jnp.zeros(msg["fn"].shape(msg["kwargs"].get("sample_shape", ())))
         return None
 
-    with trace() as tr, substitute(data=params), substitute(substitute_fn=zeros):
-        model(*args, **kwargs)
+    if not isinstance(params, dict):
+        raise TypeError(f"site_energy: params must be the dict of the model's parameter values (svi.get_params(state) "
+                        f"or result.params), got {type(params).__name__}.")
+    # seeded: a subsampling plate draws its indices (any will do: only the site's distribution is read)
+    token = _READING.set(True)
+    try:
+        with trace() as tr, seed(rng_seed=0), substitute(data=params), substitute(substitute_fn=zeros):
+            model(*args, **kwargs)
+    finally:
+        _READING.reset(token)
+    missing = [k for k, v in tr.items() if v["type"] == "param" and k not in params]
+    if missing:
+        raise KeyError(f"site_energy: params has no value for the model's parameter site(s) {missing} (keys given: "
+                       f"{sorted(params)}); the energy would be read at its initial parameters. Pass the whole dict "
+                       "of parameters (svi.get_params(state), or result.params of svi.run).")
     if name not in tr or tr[name]["type"] != "sample":
         sites = [k for k, v in tr.items() if v["type"] == "sample"]
         raise KeyError(f"site_energy: model has no sample site {name!r}; its sample sites: {sites}.")
@@ -314,6 +368,6 @@ def site_energy(model: Any, params: dict[str, Any], name: str, *args: Any, **kwa
     while not isinstance(fn, EnergyDistribution) and hasattr(fn, "base_dist"):  # plates wrap it (expand, mask)
         fn = fn.base_dist
     if not isinstance(fn, EnergyDistribution):
-        raise TypeError(f"site_energy: site {name!r} is a {type(tr[name]['fn']).__name__}, not an energy site "
-                        "(ebm_sample or EnergyDistribution).")
+        raise TypeError(f"site_energy: site {name!r} has the distribution {type(tr[name]['fn']).__name__}, not an "
+                        "energy (draw it with ebm_sample or EnergyDistribution).")
     return fn.energy
