@@ -79,8 +79,11 @@ def grid_log_partition(
     if energy.event_shape not in ((1,), (2,)):
         raise ValueError(f"grid_log_partition needs a 1-D or 2-D energy, got event_shape {energy.event_shape}.")
     d = energy.event_shape[0]
+    if len(limits) == 2 and d == 2:  # (low, high): the same range in both dimensions
+        limits = (*limits, *limits)
     if len(limits) != 2 * d:
-        raise ValueError(f"limits must hold {2 * d} numbers (low/high per dimension), got {len(limits)}.")
+        raise ValueError(f"limits must hold (low, high) or {2 * d} numbers (low/high per dimension), got "
+                         f"{len(limits)}.")
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}.")
     box = [(float(limits[2 * i]), float(limits[2 * i + 1])) for i in range(d)]
@@ -155,7 +158,8 @@ def _grid_logsumexp_jit(energy, box, resolution, exclude):
 def _grid(energy: Energy, limits: Sequence[float] | None, resolution: int, check_normalisable: bool) -> LogZEstimate:
     """The grid estimator: log Z on ``limits`` at ``resolution`` and at half of it; their gap is the error."""
     if limits is None:
-        raise ValueError("method='grid' needs limits=(low, high) or (xmin, xmax, ymin, ymax).")
+        raise ValueError("method='grid' needs limits=(low, high) (the same range in every dimension) or, in 2-D, "
+                         "(xmin, xmax, ymin, ymax).")
     fine = grid_log_partition(energy, limits, resolution, check_normalisable=check_normalisable)
     coarse = grid_log_partition(energy, limits, max(resolution // 2, 2), check_normalisable=check_normalisable)
     error = abs(fine - coarse) / 3.0
