@@ -160,7 +160,8 @@ def pareto_k(log_weights: np.ndarray) -> float:
     theta = 1 / y[-1] + (1 - np.sqrt(grid / (np.arange(1, grid + 1) - 0.5))) / (3 * quartile)
     shape = -np.mean(np.log1p(-theta[:, None] * y[None, :]), axis=1)  # Zhang-Stephens k (negative: heavy)
     profile = m * (np.log(theta / shape) + shape - 1)
-    weights = 1.0 / np.sum(np.exp(profile[None, :] - profile[:, None]), axis=1)
+    with np.errstate(over="ignore"):  # a far worse profile point overflows to inf: its weight is 0, as it should be
+        weights = 1.0 / np.sum(np.exp(profile[None, :] - profile[:, None]), axis=1)
     theta_hat = np.sum(weights * theta)
     k = float(np.mean(np.log1p(-theta_hat * y)))  # the usual sign: > 0 for a heavy right tail
     return (m * k + 10 * 0.5) / (m + 10)
