@@ -105,13 +105,16 @@ def energy_module(name: str, energy: Energy) -> Energy:
 
 
 def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 20, capacity: int = 1000,
-                 reinit_prob: float = 0.0, noise_scale: float = 1.0, sampler_params: dict[str, Any] | None = None,
+                 reinit_prob: float = 0.0, noise_scale: float = 1.0, noise_mean: float = 0.0,
+                 sampler_params: dict[str, Any] | None = None,
                  target_acceptance: float | None = 0.6) -> NegativeChains:
     """The default negative chains of :func:`ebm_sample`: persistent chains (a replay buffer of ``capacity``).
 
-    Each evaluation of the model starts as many chains as the site has draws
+    The stored chains start at the site's first draws (the observed data, or
+    the guide's initial latents), as persistent CD starts from data. Each
+    evaluation of the model starts as many chains as the site has draws
     from stored states (a fraction ``reinit_prob`` from fresh Gaussian noise
-    of scale ``noise_scale``), runs ``num_mcmc_steps`` steps of ``sampler``
+    ``N(noise_mean, noise_scale²)``), runs ``num_mcmc_steps`` steps of ``sampler``
     under the current θ and stores them back. A sampler given by name
     without a ``step_size`` starts at ``noise_scale² · dim^(-1/3)`` (sized for
     a prior of scale ``noise_scale``); the step adapts downwards towards
@@ -124,7 +127,7 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
         Any ebmppl sampler or registry name.
     dim
         Coordinates of one draw of the site (the kernel defaults depend on it).
-    num_mcmc_steps, capacity, reinit_prob, noise_scale, sampler_params, target_acceptance
+    num_mcmc_steps, capacity, reinit_prob, noise_scale, noise_mean, sampler_params, target_acceptance
         As above; ``sampler_params`` as in :func:`ebmppl.sample`.
 
     Examples
@@ -135,7 +138,7 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
     """
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be an int >= 1 (stored chains), got {capacity!r}.")
-    strategy = replay_buffer(int(capacity), reinit_prob, gaussian_noise(noise_scale))
+    strategy = replay_buffer(int(capacity), reinit_prob, gaussian_noise(noise_scale, noise_mean))
     if isinstance(sampler, str) and "step_size" not in (sampler_params or {}):
         # a sampler named without a step: one sized for a prior of scale noise_scale (MALA's optimal scaling
         # ε ∝ d^(-1/3)); the adaptation towards target_acceptance only ever shrinks it
@@ -230,8 +233,16 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
                         f"ebmppl.objectives.negative_chains(...), got {type(chains).__name__}.")
     draws = jnp.reshape(jax.lax.stop_gradient(value), (-1, *energy.event_shape))
     k_init, k_start, k_run = jax.random.split(numpyro.prng_key(), 3)
-    fresh = {"buffer": chains.init(k_init, energy.event_shape), "acceptance_rate": jnp.zeros(()),
-             "finite": jnp.asarray(True), "params_finite": jnp.asarray(True)}
+    buffer = chains.init(k_init, energy.event_shape)
+    if buffer.samples.shape[0]:  # persistent chains start where the site's first draws are (data, the guide's
+        # initial latents), as persistent CD starts from data: noise of the wrong scale or place would leave the
+        # chains crawling towards the model's mass while θ runs away
+        idx = jax.random.randint(k_init, (buffer.samples.shape[0],), 0, draws.shape[0])
+        buffer = buffer._replace(samples=draws[idx].astype(buffer.samples.dtype))
+    zeros = jnp.zeros(energy.event_shape)
+    fresh = {"buffer": buffer, "acceptance_rate": jnp.zeros(()), "finite": jnp.asarray(True),
+             "params_finite": jnp.asarray(True), "site_mean": zeros, "site_std": zeros, "chain_mean": zeros,
+             "chain_std": zeros}
     state = mutable(name + CHAINS_SUFFIX, fresh)
     if state is fresh and isinstance(draws, jax.core.Tracer) and any(isinstance(h, replay) for h in _PYRO_STACK):
         # an ELBO step (a replayed guide, traced under jit) that was handed no stored chains: NumPyro drops
@@ -248,6 +259,10 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
     state["buffer"] = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), buffer, state["buffer"])
     state["acceptance_rate"] = metrics["acceptance_rate"]
     state["finite"] = finite
+    # where the site's draws and the chains are: at the maximum-likelihood θ the draws' aggregate matches the
+    # prior (for the energy's sufficient statistics), so a lasting gap says the chains missed the prior's mass
+    state["site_mean"], state["site_std"] = draws.mean(0), draws.std(0)
+    state["chain_mean"], state["chain_std"] = x_neg.mean(0), x_neg.std(0)
     state["params_finite"] = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in
                                                   jax.tree_util.tree_leaves(eqx.filter(theta, eqx.is_inexact_array))]))
     energies = -energy.logdensity(x_neg)  # E_θ(z⁻)/T, differentiable in θ; z⁻ is a constant
@@ -280,7 +295,7 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
     >>> result = svi.run(jax.random.key(0), 50, jnp.ones((64, 2)), progress_bar=False)
     >>> report = chain_report(result.state.mutable_state, "x")
     >>> sorted(report), report["finite"]
-    (['acceptance_rate', 'chain_std', 'finite', 'params_finite', 'step_scale'], True)
+    (['acceptance_rate', 'chain_site_gap', 'chain_std', 'finite', 'params_finite', 'step_scale'], True)
     """
     key = name + CHAINS_SUFFIX
     if not mutable_state:
@@ -298,6 +313,14 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
               "step_scale": float(jnp.exp(scale)) if scale is not None else 1.0,
               "chain_std": float(jnp.mean(jnp.std(buffer.samples, axis=0))) if buffer.samples.shape[0] else
               float("nan")}
+    gap = None
+    if "site_mean" in state and buffer.samples.shape[0]:
+        spread = np.sqrt((np.asarray(state["site_std"]) ** 2 + np.asarray(state["chain_std"]) ** 2) / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.abs(np.asarray(state["site_mean"]) - np.asarray(state["chain_mean"])) / spread
+            ratio = np.asarray(state["chain_std"]) / np.asarray(state["site_std"])
+        gap = float(np.nanmax(np.maximum(shift, np.abs(np.log(ratio)) / np.log(3.0))))
+        report["chain_site_gap"] = gap
     params_finite = bool(state.get("params_finite", True))
     report["params_finite"] = params_finite
     if not params_finite:
@@ -308,12 +331,25 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
         warnings.warn(f"site {name!r}: the negative chains diverged (non-finite) at the last step; their update was "
                       "skipped and the loss is NaN. Lower the sampler's step (sampler_params={'step_size': ...} in "
                       "prior_chains) or the learning rate.", ChainHealthWarning, stacklevel=2)
+    elif gap is not None and gap > 1.0:
+        warnings.warn(f"site {name!r}: the negative chains sit apart from the site's draws (means "
+                      f"{_show(state['chain_mean'])} against {_show(state['site_mean'])}, spreads "
+                      f"{_show(state['chain_std'])} against {_show(state['site_std'])}). Where θ fits, the site's "
+                      "draws and the prior agree, so the chains have likely not reached the prior's mass and "
+                      "-log Z's gradient is wrong: put the latent on unit scale, raise num_mcmc_steps, or give the "
+                      "chains a step for this scale (sampler_params={'step_size': ...}, noise_scale=).",
+                      ChainHealthWarning, stacklevel=2)
     elif report["acceptance_rate"] < 0.2:
         warnings.warn(f"site {name!r}: the negative chains accept {report['acceptance_rate']:.2f} of their moves; "
                       "-log Z's gradient then comes from chains that barely move. Lower the step "
                       "(sampler_params={'step_size': ...}) or raise num_mcmc_steps in prior_chains.",
                       ChainHealthWarning, stacklevel=2)
     return report
+
+
+def _show(values: Any) -> str:
+    values = np.asarray(values).ravel()
+    return "[" + ", ".join(f"{v:.3g}" for v in values[:4]) + (", ...]" if values.size > 4 else "]")
 
 
 def site_energy(model: Any, params: dict[str, Any], name: str, *args: Any, **kwargs: Any) -> Energy:
