@@ -200,12 +200,35 @@ class PosteriorChains(PositivePhase):
         return log_density(m, (x_i[None],), {}, {self.site: z_i[None]})[0]
 
     def step_size(self, state: PosteriorState) -> jax.Array:
-        """The sampler's current step: the one given times ``exp(state.log_step_scale)``."""
+        """The sampler's current step: the one given times ``exp(state.log_step_scale)``.
+
+        Examples
+        --------
+        >>> from ebmppl.objectives.trainer import freeze_arrays
+        >>> phase = PosteriorChains(None, "z", "prior", as_sampler("mala"), freeze_arrays({"step_size": 0.1}), 5)
+        >>> round(float(phase.step_size(phase.init(jax.random.key(0), (3,)))), 4)
+        0.1
+        """
         return thaw_arrays(self.sampler_params)["step_size"] * jnp.exp(state.log_step_scale)
 
     def chains(self, key: jax.Array, energy: Energy, x: jax.Array, z0: jax.Array, state: PosteriorState,
                num_mcmc_steps: int, record: bool = False) -> tuple[jax.Array, jax.Array]:
-        """Run one chain per example from ``z0``: ``(z, acceptance per chain and step)``, or every draw with ``record``."""
+        """Run one chain per example from ``z0``: ``(z, acceptance per chain and step)``, or every draw with ``record``.
+
+        Examples
+        --------
+        >>> import numpyro, numpyro.distributions as dist
+        >>> from ebmppl.models import energy_module, ebm_sample
+        >>> e = Energy(lambda p, z: 0.5 * jnp.sum((z - p) ** 2), jnp.zeros(1), event_shape=(1,))
+        >>> def model(x):
+        ...     with numpyro.plate("data", x.shape[0]):
+        ...         numpyro.sample("x", dist.Normal(ebm_sample("z", energy_module("prior", e)), 1.0).to_event(1), obs=x)
+        >>> phase = mcem(model, e, optax.sgd(0.1)).positive
+        >>> z, acc = phase.chains(jax.random.key(0), e, jnp.ones((4, 1)), jnp.zeros((4, 1)),
+        ...                       phase.init(jax.random.key(1), (1,)), 10)
+        >>> z.shape, acc.shape
+        ((4, 1), (4, 10))
+        """
         kernel = thaw_arrays(self.sampler_params)
         if "step_size" in kernel:
             kernel = {**kernel, "step_size": self.step_size(state)}
