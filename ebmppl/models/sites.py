@@ -276,11 +276,26 @@ def chain_report(mutable_state: dict[str, Any], name: str) -> dict[str, float]:
     """The health of site ``name``'s negative chains after SVI: acceptance, step scale, spread; warns when unhealthy.
 
     Pass ``svi_state.mutable_state`` (or ``svi.run(...).state.mutable_state``).
+    The report holds the last step's ``acceptance_rate``, whether its chains
+    and θ were finite, the adapted ``step_scale``, the chains' mean spread
+    ``chain_std``, and ``chain_site_gap``: how far the chains sit from the
+    site's own draws (the largest, over coordinates, of the difference of
+    means in units of their pooled spread and of ``|log(spread ratio)| /
+    log 3``). Where θ fits the data the site's draws and the prior agree, so
+    a gap above 1 says the chains never reached the prior's mass.
+
+    Local chains cannot judge one thing: how the prior's mass is shared
+    between well-separated modes. Chains that never cross between modes keep
+    the weights they started with, and the learned θ follows them; nothing
+    here detects that (check mode weights of a multimodal prior against a
+    grid or ``log_partition`` of the parts).
+
     A ``ChainHealthWarning`` is raised as a warning when the last step's
     chains were not finite (the update was skipped and the loss is NaN) or
     the acceptance rate is below 0.2 (the chains barely move: ``-log Z_θ``'s
     gradient is then stale; lower ``sampler_params={"step_size": ...}`` or
-    raise ``num_mcmc_steps``).
+    raise ``num_mcmc_steps``), when θ is not finite, and when
+    ``chain_site_gap`` exceeds 1.
 
     Examples
     --------
