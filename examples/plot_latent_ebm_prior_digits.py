@@ -61,8 +61,8 @@ mean ± standard error over the 359 test digits:
 model                    held-out log p(x)   notes
 =======================  ==================  ==========================================
 Gaussian prior           3.228 ± 1.605
-EBM prior                3.517 ± 1.616       log Z_θ = 3.0944 ± 0.0021 (grid: 3.0926)
-EBM − Gaussian (paired)  **0.289 ± 0.047**   6.2 s.e.; better on 66 % of the digits
+EBM prior                3.471 ± 1.616       log Z_θ = 2.7541 ± 0.0022 (grid: 2.7508)
+EBM − Gaussian (paired)  **0.243 ± 0.045**   5.4 s.e.; better on 63 % of the digits
 =======================  ==================  ==========================================
 
 The spread of each model's mean is mostly that of the digits themselves; the

@@ -110,8 +110,10 @@ def prior_chains(sampler: Any = "mala", dim: int = 1, *, num_mcmc_steps: int = 2
                  target_acceptance: float | None = 0.6) -> NegativeChains:
     """The default negative chains of :func:`ebm_sample`: persistent chains (a replay buffer of ``capacity``).
 
-    The stored chains start at the site's first draws (the observed data, or
-    the guide's initial latents), as persistent CD starts from data. Each
+    The stored chains of an observed site start at the data, as persistent CD
+    does; those of a latent site start from the noise ``N(noise_mean,
+    noise_scale²)`` (the guide's first draws are arbitrary guesses, often all
+    in one place, and local chains keep the mode shares they start with). Each
     evaluation of the model starts as many chains as the site has draws
     from stored states (a fraction ``reinit_prob`` from fresh Gaussian noise
     ``N(noise_mean, noise_scale²)``), runs ``num_mcmc_steps`` steps of ``sampler``
@@ -234,9 +236,10 @@ def ebm_sample(name: str, energy: Energy, *, negative: NegativeChains | None = N
     draws = jnp.reshape(jax.lax.stop_gradient(value), (-1, *energy.event_shape))
     k_init, k_start, k_run = jax.random.split(numpyro.prng_key(), 3)
     buffer = chains.init(k_init, energy.event_shape)
-    if buffer.samples.shape[0]:  # persistent chains start where the site's first draws are (data, the guide's
-        # initial latents), as persistent CD starts from data: noise of the wrong scale or place would leave the
-        # chains crawling towards the model's mass while θ runs away
+    if buffer.samples.shape[0] and obs is not None:  # observed: persistent chains start at the data, as
+        # persistent CD does (noise of the wrong scale or place leaves them crawling while θ runs away). A latent
+        # site's first draws are the guide's initial guesses, often all in one place: chains started there keep
+        # that place's share of any mode they later find, so latent sites start from the noise
         idx = jax.random.randint(k_init, (buffer.samples.shape[0],), 0, draws.shape[0])
         buffer = buffer._replace(samples=draws[idx].astype(buffer.samples.dtype))
     zeros = jnp.zeros(energy.event_shape)
