@@ -186,3 +186,28 @@ def test_clear_errors():
         EnergyDistribution(ISING, states=jnp.zeros((4, 3)))
     with pytest.raises(NotImplementedError, match="log Z"):
         EnergyDistribution(GAUSS).log_partition()
+
+
+def test_observed_values_outside_the_states_are_refused():
+    # a stranger's slip: 0/1 data for a ±1 state set ran and returned a posterior for data the model cannot produce
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    import pytest
+    from numpyro.infer import MCMC
+
+    from ebmppl import Energy
+    from ebmppl.models import Exchange
+    from ebmppl.numpyro import EnergyDistribution
+
+    spins = 2.0 * ((jnp.arange(2**6)[:, None] >> jnp.arange(6)) & 1) - 1.0
+    ring = Energy(lambda b, x: -b * jnp.sum(x * jnp.roll(x, 1)), jnp.array(0.3), event_shape=(6,))
+    x01 = (EnergyDistribution(ring, states=spins).sample(jax.random.key(0), (20,)) + 1) / 2
+
+    def model(x):
+        b = numpyro.sample("b", dist.Normal(0, 1))
+        numpyro.sample("x", EnergyDistribution(ring.with_params(b), states=spins), obs=x)
+
+    with pytest.raises(ValueError, match="not among the 64 states"):
+        MCMC(Exchange(model), num_warmup=5, num_samples=5, progress_bar=False).run(jax.random.key(1), x01)

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
 from numpyro.handlers import seed, substitute, trace
@@ -140,6 +141,25 @@ def _trace_at(model: Callable, args: tuple, kwargs: dict, unconstrained: dict[st
         return None
 
     return trace(substitute(seed(model, 0), substitute_fn=substitute_fn)).get_trace(*args, **kwargs)
+
+
+def _check_members(name: str, observed: Any, states: Any) -> None:
+    """Every observed row must be one of the finite site's states (a 0/1 vs ±1 slip would run, silently wrong)."""
+    if isinstance(observed, jax.core.Tracer) or isinstance(states, jax.core.Tracer):
+        return  # traced (inside a transformation): nothing to look at
+    states = np.ascontiguousarray(np.asarray(states))
+    event = states.shape[1:]
+    rows = np.ascontiguousarray(np.asarray(observed, states.dtype).reshape(-1, *event))
+    as_bytes = lambda a: a.reshape(a.shape[0], -1).view(np.dtype((np.void, a.dtype.itemsize * int(np.prod(event)))))  # noqa: E731
+    outside = ~np.isin(as_bytes(rows).ravel(), as_bytes(states).ravel())
+    if outside.any():
+        first = rows[int(np.flatnonzero(outside)[0])].ravel()[:8]
+        raise ValueError(
+            f"EBM site '{name}': {int(outside.sum())} of {rows.shape[0]} observed values are not among the "
+            f"{states.shape[0]} states of its EnergyDistribution (e.g. {first.tolist()}); the exact auxiliary draws "
+            "can never produce them, so the posterior would be of other data. Encode the data as the states are "
+            "encoded (e.g. ±1 spins, not 0/1), or pass the states the data come from."
+        )
 
 
 class Exchange(MCMCKernel):
@@ -345,6 +365,7 @@ class Exchange(MCMCKernel):
                 )
             base = _base(site["fn"])
             if base.has_exact_sampler:
+                _check_members(name, site["value"], base.states)
                 sites.append(_EBMSite(name, True, None))
                 continue
             if self._auxiliary is None:
