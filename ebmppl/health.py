@@ -243,8 +243,10 @@ class TrainingHealth:
     def _option(self, text: str) -> str:
         """How to pass a sampler option: ``text`` is e.g. ``"sampler_params={'step_size': ...}"``."""
         if self.advice_for == "trainer":
-            return (f"pass {text} to the builder that made the Trainer (e.g. jem_hybrid(joint, optimizer, {text}) "
-                    "or contrastive_divergence(energy, optimizer, ...)); fit's own options do not reach a Trainer")
+            return (f"pass {text} to the builder that made the Trainer (e.g. jem_hybrid(joint, optimizer, {text}), "
+                    "contrastive_divergence(energy, optimizer, ...), or, for ebmppl.models.mcem, to its prior chains: "
+                    f"mcem(..., negative=prior_chains(..., {text})), whose noise_mean= and noise_scale= also say where "
+                    "a prior far from unit scale lies); fit's own options do not reach a Trainer")
         if self.advice_for == "density" and ("step_size" in text or "chain_init" in text):
             # sampler_params / chain_init alone would select recipe='none' and drop the standardisation
             return (f"fit(..., {text}, recipe='density'): naming recipe='density' keeps the standardisation"
