@@ -59,6 +59,10 @@ def to_inference_data(samples: Any, var_name: str = "x") -> Any:
         "n_steps": np.asarray(stats.num_grad_evals),
         "lp": np.asarray(stats.logdensity),
     }
+    # a sampler's own statistics beyond the common four (parallel tempering's swap acceptance, ...)
+    common = ("acceptance_rate", "is_divergent", "num_grad_evals", "logdensity")
+    sample_stats.update({name: np.asarray(value) for name, value in zip(stats._fields, stats)
+                         if name not in common})
     postprocess = getattr(samples, "postprocess", None)
     if postprocess is not None:  # a NumPyro model (ebmppl.numpyro.model_energy): its named, constrained sites
         sites = {name: np.asarray(value) for name, value in postprocess(samples.positions).items()}

@@ -7,7 +7,7 @@ A new sampler subclasses :class:`Sampler` and is made a name with :func:`registe
 
 >>> from ebmppl import samplers
 >>> samplers.available()
-['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'sghmc', 'ula']
+['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
 """
 
 from ebmppl.samplers.adaptation import (
@@ -27,6 +27,10 @@ from ebmppl.samplers.kernels import (
     barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula,
 )
 from ebmppl.samplers.negatives import kernel_parameters, sample_masked, sample_negatives
+from ebmppl.samplers.tempering import (
+    LadderAdaptation, ParallelTempering, TemperingState, TemperingStats, TemperingSummary, parallel_tempering,
+    tempering_summary,
+)
 from ebmppl.samplers.registry import SAMPLERS, available, get_sampler, register, as_sampler
 from ebmppl.samplers.sample import ChainHealth, ChainHealthWarning, Samples, init_chains, run_chains, sample
 
@@ -37,4 +41,6 @@ __all__ = [
     "available", "get_sampler", "register", "as_sampler", "SAMPLERS", "kernel_parameters", "sample_negatives", "sample_masked",
     "barker", "ghmc", "hmc", "langevin", "mala", "mclmc", "nuts", "sghmc", "ula",
     "MALA", "HMC", "NUTS", "Barker", "GHMC", "MCLMC", "ULA", "Langevin", "SGHMC",
+    "parallel_tempering", "ParallelTempering", "LadderAdaptation", "TemperingState", "TemperingStats",
+    "TemperingSummary", "tempering_summary",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ebmppl.samplers import kernels
+from ebmppl.samplers import kernels, tempering
 from ebmppl.samplers.base import Sampler
 
 __all__ = ["SAMPLERS", "available", "get_sampler", "register", "as_sampler"]
@@ -20,6 +20,7 @@ SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "mclmc": kernels.MCLMC,
     "ghmc": kernels.GHMC,
     "sghmc": kernels.SGHMC,
+    "parallel_tempering": tempering.ParallelTempering,
 }
 
 
@@ -29,7 +30,7 @@ def available() -> list[str]:
     Examples
     --------
     >>> available()
-    ['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'sghmc', 'ula']
+    ['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
     """
     return sorted(SAMPLERS)
 
@@ -95,7 +96,7 @@ def get_sampler(name: str, **options) -> Sampler:
     >>> get_sampler("gibbs")
     Traceback (most recent call last):
     ...
-    ValueError: unknown sampler 'gibbs'; choose one of barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula.
+    ValueError: unknown sampler 'gibbs'; choose one of barker, ghmc, hmc, langevin, mala, mclmc, nuts, parallel_tempering, sghmc, ula.
     """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(available())}.")

@@ -22,6 +22,7 @@ from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
 from ebmppl.samplers.negatives import kernel_parameters
 from ebmppl.samplers.registry import as_sampler
+from ebmppl.samplers.tempering import reference_params
 from ebmppl.sharding import check_divisible, replicate, resolve_mesh, shard_leading
 
 __all__ = ["sample", "run_chains", "init_chains", "Samples", "ChainHealth", "ChainHealthWarning"]
@@ -198,11 +199,11 @@ def run_chains(
             # each chain's draw key split into its `thinning` transition keys: one pass per draw
             step_keys = jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, thinning))(chain_keys), 0, 1)
             states, stats = jax.lax.scan(transition, states, step_keys)
-            stats = StepStats(
+            # a sampler's own extra statistics (parallel tempering's swaps, ...) keep their last value
+            stats = jax.tree.map(lambda a: a[-1], stats)._replace(
                 acceptance_rate=stats.acceptance_rate.mean(0),
                 is_divergent=stats.is_divergent.any(0),
                 num_grad_evals=stats.num_grad_evals.sum(0),
-                logdensity=stats.logdensity[-1],
             )
         return states, (sampler.position(states), stats)
 
@@ -614,7 +615,7 @@ def sample(
         center, scale = energy.typical_region()
         init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
         origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
-    params = _kernel_params(sampler, energy.dim, sampler_params)
+    params = reference_params(_kernel_params(sampler, energy.dim, sampler_params), energy, sampler_params)
     initial_step = float(params["step_size"]) if "step_size" in params else None
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
