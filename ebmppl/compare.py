@@ -10,6 +10,15 @@ mean and standard deviation within ``max_mcse`` Monte-Carlo standard errors of
 the target's exact moments, or of a long reference run's moments (whose own
 Monte-Carlo error is added in quadrature). Without a truth, bias cannot be
 judged and the table says so (``bias_check == "not checked"``).
+
+Multimodal targets get two more checks. Where the modes are known (a
+:class:`~ebmppl.targets.Target` from :func:`~ebmppl.targets.gaussian_mixture`
+carries :class:`~ebmppl.targets.Modes`), each draw is assigned to its most
+probable mode and the fraction of draws per mode must lie within ``max_mcse``
+Monte-Carlo standard errors of the true weight. Whether or not they are known,
+chains stuck in disjoint regions are flagged: chains whose mode occupancy, or
+whose means, disagree beyond their Monte-Carlo error (the test of
+:func:`ebmppl.sample`'s chain-disagreement warning).
 """
 
 from __future__ import annotations
@@ -28,14 +37,15 @@ from ebmppl._deprecation import UNSET, EbmpplDeprecationWarning
 from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, Samples, as_sampler, sample
-from ebmppl.targets import Target
+from ebmppl.samplers.sample import _disagreement, split_rhat
+from ebmppl.targets import Modes, Target
 
-__all__ = ["compare", "Comparison", "COLUMNS", "moment_threshold"]
+__all__ = ["compare", "Comparison", "ModeWeights", "mode_weights", "COLUMNS", "moment_threshold"]
 
 COLUMNS = [
     "sampler", "converged", "rhat_max", "ess_bulk_min", "ess_tail_min", "grad_evals", "ess_per_1k_grads",
     "ess_per_s", "compile_s", "sampling_s", "acceptance", "divergences", "step_size",
-    "bias_check", "mean_err_mcse", "std_err_mcse", "flag",
+    "bias_check", "mean_err_mcse", "std_err_mcse", "mode_weights", "mode_err_mcse", "stuck_chains", "flag",
 ]
 """Columns of :attr:`Comparison.table`, in order."""
 
@@ -86,6 +96,173 @@ class _Truth(NamedTuple):
     source: str  # the bias_check column
 
 
+class ModeWeights(NamedTuple):
+    """How one run divided its draws among the known modes (:attr:`Comparison.mode_weights`).
+
+    Attributes
+    ----------
+    estimate
+        ``(k,)`` the weight of mode k in the draws, pooled over chains: the
+        mean of its responsibility (:meth:`ebmppl.targets.Modes.responsibilities`),
+        which is the fraction of draws in mode k for well-separated modes and
+        unbiased however much they overlap.
+    mcse
+        ``(k,)`` Monte-Carlo standard errors of ``estimate``: ArviZ's, from the
+        ESS of each mode's responsibility series (autocovariances within each
+        chain, combined across chains as for any mean: chains that disagree
+        widen it).
+    truth
+        ``(k,)`` the true weights.
+    z
+        ``(k,)`` ``|estimate - truth| / mcse``. For a mode no draw was
+        assigned to (:meth:`~ebmppl.targets.Modes.assign`), or every draw was,
+        the series is (nearly) constant and its MCSE meaningless; ``z`` is then
+        the normal score of the chance of that under the truth with ``ess``
+        independent draws, ``(1 - w)^ess`` (or ``w^ess``), so it is held to
+        the same bound.
+    per_chain
+        ``(chain, k)`` fraction of each chain's draws assigned to each mode.
+    ess
+        The effective number of draws used for never-visited modes (by
+        default the run's minimum bulk ESS).
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl.targets import four_modes
+    >>> t = four_modes()
+    >>> draws = t.sample(jax.random.key(0), 4000).reshape(4, 1000, 2)
+    >>> w = mode_weights(draws, t.modes)
+    >>> w.estimate.round(1).tolist(), bool(w.z.max() < 3)   # exact draws: within their MCSE
+    ([0.1, 0.2, 0.3, 0.4], True)
+    """
+
+    estimate: np.ndarray
+    mcse: np.ndarray
+    truth: np.ndarray
+    z: np.ndarray
+    per_chain: np.ndarray
+    ess: float
+
+    def describe(self, limit: float, shown: int = 3) -> str:
+        """``"mode weights 0.25/0.25/0.50/0.00 vs 0.10/0.20/0.30/0.40 (mode 3 never visited, ...)"``.
+
+        Examples
+        --------
+        >>> w = ModeWeights(np.array([0.5, 0.5, 0.0]), np.array([0.01, 0.01, 0.0]), np.array([0.4, 0.4, 0.2]),
+        ...                 np.array([10.0, 10.0, np.inf]), np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), 500.0)
+        >>> w.describe(3.0)
+        'mode weights 0.50/0.50/0.00 vs 0.40/0.40/0.20 (mode 2 never visited, mode 0 off by 10.0 MCSE, mode 1 off by 10.0 MCSE; limit 3.00)'
+        >>> w.describe(3.0, shown=1)
+        'mode weights 0.50/0.50/0.00 vs 0.40/0.40/0.20 (mode 2 never visited, 2 more of 3 off; limit 3.00)'
+        """
+        text = f"mode weights {_slashed(self.estimate)} vs {_slashed(self.truth)}"
+        bad = np.flatnonzero(~(self.z <= limit))
+        bad = bad[np.argsort(-np.nan_to_num(self.z[bad], nan=np.inf), kind="stable")][:shown]
+        visits = self.per_chain.sum(axis=0)
+        unvisited = [i for i in np.flatnonzero(visits == 0) if i not in bad]
+        parts = [f"mode {i} never visited" if visits[i] == 0 else
+                 f"every draw in mode {i}" if np.all(self.per_chain[:, i] == 1) else
+                 f"mode {i} off by {self.z[i]:.1f} MCSE" for i in bad]
+        parts += [f"mode {i} never visited" for i in unvisited]
+        more = np.sum(~(self.z <= limit)) - len(bad)
+        if more:
+            parts.append(f"{more} more of {self.z.size} off")
+        if len(bad):
+            parts[-1] += f"; limit {limit:.2f}"
+        return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def _slashed(values: np.ndarray) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def mode_weights(draws: np.ndarray | jax.Array, modes: Modes, ess: float | None = None) -> ModeWeights:
+    """Fraction of the draws in each known mode, with Monte-Carlo errors and scores against the true weights.
+
+    Parameters
+    ----------
+    draws
+        ``(chain, draw, *event_shape)`` positions (the event flattened must have
+        the modes' dimension).
+    modes
+        The mixture's components (:class:`ebmppl.targets.Modes`, e.g. ``target.modes``).
+    ess
+        Effective number of independent draws, used for modes that are never
+        visited (default: the minimum bulk ESS of ``draws``).
+
+    Returns
+    -------
+    ModeWeights
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ebmppl.targets import four_modes
+    >>> t = four_modes()
+    >>> stuck = np.broadcast_to(t.modes.means[[0, 3]][:, None, :], (2, 500, 2))  # chain 0 in mode 0, chain 1 in 3
+    >>> w = mode_weights(stuck + np.random.default_rng(0).normal(size=(2, 500, 2)), t.modes)
+    >>> w.estimate.round(3).tolist(), w.per_chain.tolist()
+    ([0.5, 0.0, 0.0, 0.5], [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    """
+    from scipy.stats import norm
+
+    x = np.asarray(draws, np.float64)
+    if x.ndim < 3:
+        raise ValueError(f"draws must be (chain, draw, *event_shape), got shape {x.shape}.")
+    x = x.reshape(x.shape[:2] + (-1,))
+    responsibilities = modes.responsibilities(x)  # (chain, draw, k); their mean is unbiased for the weights
+    estimate = responsibilities.mean((0, 1))
+    mcse = azb.mcse(responsibilities, "mean")
+    truth = modes.weights
+    z = _scores(estimate, mcse, truth, 0.0)
+    # a mode no draw reached (or the only one reached) has no spread to judge by: score the chance of that
+    # under the truth with n independent draws instead
+    per_chain = _indicators(x, modes).mean(axis=1)
+    visits = per_chain.sum(axis=0)
+    n = float(np.min(azb.ess(x, "bulk"))) if ess is None else float(ess)
+    n = n if np.isfinite(n) else 0.0
+    never, only = visits == 0, visits == per_chain.shape[0]
+    with np.errstate(divide="ignore"):
+        log_chance = np.where(never, n * np.log1p(-truth), n * np.log(truth))
+    z = np.where(never | only, norm.isf(0.5 * np.exp(log_chance)), z)
+    return ModeWeights(estimate, mcse, truth, z, per_chain, n)
+
+
+def _indicators(draws: np.ndarray, modes: Modes) -> np.ndarray:
+    """``(chain, draw, k)`` series: 1.0 where the draw's most probable mode is k."""
+    return (modes.assign(draws)[..., None] == np.arange(modes.num_modes)).astype(np.float64)
+
+
+def _chains_text(per_chain: np.ndarray, shown: int = 8) -> str:
+    """``"chain 0: mode 3 100%; chain 1: mode 0 61%, mode 1 39%"`` (modes holding at least 5 % of a chain)."""
+    parts = []
+    for c, occupancy in enumerate(per_chain[:shown]):
+        held = [i for i in np.argsort(-occupancy, kind="stable") if occupancy[i] >= 0.05]
+        parts.append(f"chain {c}: " + ", ".join(f"mode {i} {occupancy[i]:.0%}" for i in held))
+    return "; ".join(parts) + ("; ..." if len(per_chain) > shown else "")
+
+
+def _stuck(draws: np.ndarray, weights: ModeWeights | None, indicators: np.ndarray | None) -> str | None:
+    """A short reason when chains sit in disjoint regions, or None.
+
+    With known modes: the chains' mode-indicator series disagree beyond their
+    Monte-Carlo error; with or without: the chains' means do. Both are
+    :func:`ebmppl.samplers.sample`'s disagreement test (split R-hat above 1.01
+    AND an F test of the chain means against batch-means MCSE).
+    """
+    if weights is not None and indicators is not None and _disagreement(indicators) is not None:
+        return f"stuck chains: their mode occupancy differs ({_chains_text(weights.per_chain)})"
+    if _disagreement(draws) is not None:
+        rhat = split_rhat(draws)
+        worst = int(np.argmax(np.nan_to_num(rhat, nan=np.inf)))
+        means = draws[:, :, worst].mean(1)
+        shown = ", ".join(f"{m:.3g}" for m in means[:8]) + (", ..." if means.size > 8 else "")
+        return (f"stuck chains: their means disagree beyond their MCSE (x[{worst}]: chain means {shown}; split "
+                f"R-hat {rhat[worst]:.2f})")
+    return None
+
+
 @dataclasses.dataclass
 class Comparison:
     """What :func:`compare` returns.
@@ -103,18 +280,28 @@ class Comparison:
         (``bias_check``: ``"exact moments"``, ``"reference run (...)"`` or
         ``"not checked"``), the worst error of means and standard deviations in
         units of their Monte-Carlo standard error (``nan`` where no truth is
-        known), ``converged`` and a ``flag`` that says why not (which moment is
-        off by how many MCSE; ``"bias not checked"`` where there was no truth).
+        known), where the modes are known the estimated mode weights
+        (``mode_weights``, e.g. ``"0.10/0.21/0.29/0.40"``) and the worst weight
+        error in MCSE (``mode_err_mcse``), whether chains sit in disjoint
+        regions (``stuck_chains``), ``converged`` and a ``flag`` that says why
+        not (which moment or mode weight is off by how many MCSE, which chains
+        hold which mode; ``"bias not checked"`` where there was no truth).
     samples
         The :class:`~ebmppl.Samples` of every sampler (``None`` where it failed).
     energy
         The energy that was sampled.
     max_mcse
-        The bound the moment errors were held to (``nan`` when bias was not checked).
+        The bound the moment and mode-weight errors were held to (``nan`` when
+        neither was checked).
     bias_check
         What the moments were judged against (as in the table's ``bias_check``).
     reference
         The reference run, when ``compare(reference=...)`` made or received one.
+    modes
+        The known modes the weights were judged against (``None``: not known).
+    mode_weights
+        Per sampler, its :class:`ModeWeights` (estimate, MCSE, truth, scores,
+        per-chain occupancy); empty when the modes are not known.
 
     Examples
     --------
@@ -135,9 +322,11 @@ class Comparison:
     max_mcse: float = float("nan")
     bias_check: str = BIAS_NOT_CHECKED
     reference: Samples | None = None
+    modes: Modes | None = None
+    mode_weights: dict[str, ModeWeights] = dataclasses.field(default_factory=dict)
 
     def to_markdown(self, digits: int = 3) -> str:
-        """The table as GitHub-flavoured Markdown; non-converged rows are marked in bold.
+        """The table as GitHub-flavoured Markdown; non-converged runs and stuck chains are marked in bold.
 
         Examples
         --------
@@ -156,6 +345,8 @@ class Comparison:
                 v = row[c]
                 if isinstance(v, (float, np.floating)):
                     cells.append("—" if not np.isfinite(v) else f"{v:.{digits}g}")
+                elif isinstance(v, (bool, np.bool_)) and c == "stuck_chains":
+                    cells.append("**yes**" if v else "no")
                 elif isinstance(v, (bool, np.bool_)):
                     cells.append("yes" if v else "**NO**")
                 else:
@@ -187,7 +378,7 @@ def _moment_failures(kind: str, z: np.ndarray, limit: float, shown: int = 3) -> 
 
 
 def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold: float,
-         min_ess: float) -> dict[str, Any]:
+         min_ess: float, modes: Modes | None = None) -> tuple[dict[str, Any], ModeWeights | None]:
     draws = np.asarray(out.positions, np.float64).reshape(out.positions.shape[:2] + (-1,))
     rhat = azb.rhat(draws)
     ess_bulk, ess_tail = azb.ess(draws, "bulk"), azb.ess(draws, "tail")
@@ -209,6 +400,8 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
         "bias_check": truth.source,
         "mean_err_mcse": float("nan"),
         "std_err_mcse": float("nan"),
+        "mode_weights": "",
+        "mode_err_mcse": float("nan"),
     }
     reasons = []
     if not row["rhat_max"] <= rhat_threshold:
@@ -229,13 +422,26 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
         row["std_err_mcse"] = float(np.max(np.nan_to_num(z, nan=np.inf)))
         if failed := _moment_failures("sd", z, max_mcse):
             reasons.append(failed)
+    # multimodality: mode weights against the truth where known; chains stuck in disjoint regions always
+    weights = indicators = None
+    if modes is not None:
+        indicators = _indicators(draws, modes)
+        weights = mode_weights(draws, modes, ess=row["ess_bulk_min"])
+        row["mode_weights"] = _slashed(weights.estimate)
+        row["mode_err_mcse"] = float(np.max(np.nan_to_num(weights.z, nan=np.inf)))
+    stuck = _stuck(draws, weights, indicators)
+    row["stuck_chains"] = stuck is not None
+    if weights is not None and (stuck or not row["mode_err_mcse"] <= max_mcse):
+        reasons.append(weights.describe(max_mcse))
+    if stuck:
+        reasons.append(stuck)
     row["converged"] = not reasons
     if row["divergences"]:  # a warning of possible bias, not a convergence criterion
         reasons.append(f"warning: {row['divergences']} divergences")
     if truth.mean is None and truth.std is None:
         reasons.append("bias not checked (no truth: pass true_mean/true_std or reference='nuts')")
     row["flag"] = "; ".join(reasons)
-    return row
+    return row, weights
 
 
 def _flat_moment(value: Any, name: str, dim: int) -> np.ndarray | None:
@@ -324,6 +530,7 @@ def compare(
     max_mcse: float | None = None,
     reference: str | Sampler | Samples | None = None,
     reference_samples: int | None = None,
+    modes: Modes | None = None,
     name: str | None = None,
     progress_bar: bool = True,
     **keywords: Any,
@@ -334,7 +541,8 @@ def compare(
     ----------
     target
         An :class:`~ebmppl.Energy`, or a :class:`~ebmppl.targets.Target`
-        (whose exact mean and standard deviations are then used).
+        (whose exact mean and standard deviations, and modes where it has
+        them, are then used).
     key
         One key: every sampler gets the same initial positions and the same sampling key
         (also accepted as ``key=``).
@@ -372,6 +580,14 @@ def compare(
         (a warning says so). Exact moments, where known, take precedence.
     reference_samples
         Draws per chain of a reference run made here (default ``4 * num_samples``).
+    modes
+        The known components of a mixture (:class:`~ebmppl.targets.Modes`;
+        default: the Target's ``modes``). Each draw is assigned to its most
+        probable mode; a run is converged only if every mode's fraction of the
+        draws lies within ``max_mcse`` MCSE of its weight (the MCSE from the
+        ESS of the mode's indicator series; a mode never visited is scored by
+        the chance ``(1 - w)^ESS`` of missing it). The weights join the
+        moments in the Bonferroni family of ``max_mcse``.
     name
         Label of the target (default: the Target's name or ``"energy"``).
     progress_bar
@@ -382,6 +598,10 @@ def compare(
     Comparison
         Without a truth (no known moments, no ``reference``) ``converged``
         judges mixing only: ``bias_check`` is ``"not checked"`` and the flag says so.
+        Chains stuck in disjoint regions (their mode occupancy, or their means,
+        disagree beyond Monte-Carlo error: split R-hat above 1.01 and an F test
+        of the chain means, as in :func:`ebmppl.sample`'s warning) are
+        flagged (``stuck_chains``) and not converged, truth or no truth.
 
     Examples
     --------
@@ -401,6 +621,16 @@ def compare(
     ...             {"ula": samplers.ula(step_size=0.5)}, num_warmup=300, num_samples=1000, progress_bar=False)
     >>> bool(c.table.loc[0, "converged"]), "sd[" in c.table.loc[0, "flag"]
     (False, True)
+
+    Chains that keep to the modes they start in are caught by the mode weights they report:
+
+    >>> from ebmppl.targets import four_modes
+    >>> c = compare(four_modes(), jax.random.key(0), ["mala"], num_warmup=300, num_samples=300,
+    ...             progress_bar=False)
+    >>> c.table.loc[0, ["converged", "stuck_chains"]].tolist()
+    [False, True]
+    >>> "mode weights" in c.table.loc[0, "flag"], c.mode_weights["mala"].truth.round(2).tolist()
+    (True, [0.1, 0.2, 0.3, 0.4])
     """
     import pandas as pd
 
@@ -409,6 +639,7 @@ def compare(
         energy, name = target.energy, name or target.name
         true_mean = target.mean if true_mean is None else true_mean
         true_std = target.std if true_std is None else true_std
+        modes = target.modes if modes is None else modes
     elif isinstance(target, Energy):
         energy, name = target, name or "energy"
     else:
@@ -427,6 +658,12 @@ def compare(
         raise TypeError(f"reference must be a sampler name (e.g. 'nuts'), a Sampler or Samples, "
                         f"got {type(reference).__name__}.")
     dim = int(np.prod(energy.event_shape))
+    if modes is not None:
+        if not isinstance(modes, Modes):
+            raise TypeError(f"modes must be ebmppl.targets.Modes (e.g. target.modes), got {type(modes).__name__}.")
+        if modes.means.shape[1] != dim:
+            raise ValueError(f"modes are {modes.means.shape[1]}-D but the energy's event has {dim} values; pass "
+                             "the modes of this target.")
     truth = _Truth(_flat_moment(true_mean, "true_mean", dim), _flat_moment(true_std, "true_std", dim), 0.0, 0.0,
                    BIAS_NOT_CHECKED)
     if truth.mean is not None or truth.std is not None:
@@ -453,21 +690,25 @@ def compare(
     elif reference is not None:
         warnings.warn("compare: the target's exact mean and sd are known, so reference= is not used.", UserWarning,
                       stacklevel=2)
-    num_tests = dim * ((truth.mean is not None) + (truth.std is not None))
+    num_tests = dim * ((truth.mean is not None) + (truth.std is not None)) + (modes.num_modes if modes else 0)
     limit = float("nan") if not num_tests else float(max_mcse) if max_mcse is not None else moment_threshold(num_tests)
-    rows, results = [], {}
+    rows, results, weights = [], {}, {}
     for label, sampler in resolved.items():
         try:
             out = sample(energy, k_run, sampler=sampler, num_chains=num_chains, num_warmup=num_warmup,
                          num_samples=num_samples, init=init, progress_bar=progress_bar)
         except FloatingPointError as err:  # a diverged run is a result, not a crash
             results[label] = None
-            rows.append({"sampler": label, "converged": False, "bias_check": truth.source,
+            rows.append({"sampler": label, "converged": False, "bias_check": truth.source, "stuck_chains": False,
                          "flag": f"diverged: {err}".split(". ")[0]})
             continue
         results[label] = out
-        rows.append(_row(label, out, truth, limit, rhat_threshold, min_ess))
+        row, weights[label] = _row(label, out, truth, limit, rhat_threshold, min_ess, modes)
+        rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["converged"] = table["converged"].astype(bool)
+    table["stuck_chains"] = table["stuck_chains"].astype(bool)
     table["flag"] = table["flag"].fillna("")
-    return Comparison(name, table, results, energy, limit, truth.source, ref_out)
+    table["mode_weights"] = table["mode_weights"].fillna("")
+    return Comparison(name, table, results, energy, limit, truth.source, ref_out, modes,
+                      {label: w for label, w in weights.items() if w is not None})

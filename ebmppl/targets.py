@@ -21,9 +21,11 @@ from ebmppl.energy import Energy
 
 __all__ = [
     "Target",
+    "Modes",
     "gaussian",
     "ill_conditioned_gaussian",
     "gaussian_mixture",
+    "four_modes",
     "double_well",
     "banana",
     "neals_funnel",
@@ -32,6 +34,124 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Modes:
+    """The components of a Gaussian mixture ``Σ_k w_k N(μ_k, Σ_k)``: the truth for its mode weights.
+
+    A :class:`Target` built by :func:`gaussian_mixture` carries one
+    (``target.modes``); :func:`ebmppl.compare` uses it to judge how much of a
+    run's mass lies in each mode. Arrays are float64; the weights are
+    normalised to sum to 1.
+
+    Attributes
+    ----------
+    weights
+        ``(k,)`` mixture weights.
+    means
+        ``(k, d)`` component means.
+    covs
+        ``(k, d, d)`` component covariances.
+
+    Examples
+    --------
+    >>> m = Modes([1.0, 3.0], [[-4.0, 0.0], [4.0, 0.0]], [np.eye(2)] * 2)
+    >>> m.weights.tolist(), m.num_modes
+    ([0.25, 0.75], 2)
+    >>> m.assign(np.array([[-3.0, 1.0], [5.0, 0.0], [0.0, 0.0]])).tolist()   # the origin: the heavier mode
+    [0, 1, 1]
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+
+    def __post_init__(self):
+        w = np.asarray(self.weights, np.float64)
+        mu = np.asarray(self.means, np.float64)
+        covs = np.asarray(self.covs, np.float64)
+        if mu.ndim != 2 or w.shape != mu.shape[:1] or covs.shape != (mu.shape[0], mu.shape[1], mu.shape[1]):
+            raise ValueError(f"weights must be (k,), means (k, d) and covs (k, d, d); got {w.shape}, {mu.shape} "
+                             f"and {covs.shape}.")
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"weights must be positive and finite, got {w.tolist()}.")
+        if not np.all(np.isfinite(mu)) or not np.allclose(covs, np.swapaxes(covs, 1, 2)) \
+                or np.linalg.eigvalsh(covs).min() <= 0:
+            raise ValueError("means must be finite and every cov symmetric positive definite.")
+        object.__setattr__(self, "weights", w / w.sum())
+        object.__setattr__(self, "means", mu)
+        object.__setattr__(self, "covs", covs)
+
+    @property
+    def num_modes(self) -> int:
+        """The number of components ``k``."""
+        return int(self.weights.shape[0])
+
+    def _log_scores(self, x: np.ndarray | jax.Array) -> tuple[np.ndarray, np.ndarray]:
+        """``log w_k N(x; μ_k, Σ_k)`` up to a constant, ``(..., k)`` (0 for non-finite draws), and finiteness ``(...)``."""
+        x = np.asarray(x, np.float64)
+        d = self.means.shape[1]
+        if x.ndim < 1 or x.shape[-1] != d:
+            raise ValueError(f"x must be draws (..., {d}) of the mixture's {d}-D event, got shape {x.shape}.")
+        finite = np.all(np.isfinite(x), axis=-1)
+        diff = np.where(finite[..., None], x, 0.0)[..., None, :] - self.means  # (..., k, d)
+        maha = np.einsum("...ki,kij,...kj->...k", diff, np.linalg.inv(self.covs), diff)
+        return np.log(self.weights) - 0.5 * (np.linalg.slogdet(self.covs)[1] + maha), finite
+
+    def assign(self, x: np.ndarray | jax.Array) -> np.ndarray:
+        """The most probable component of each draw: ``argmax_k w_k N(x; μ_k, Σ_k)``.
+
+        The Bayes classifier of the mixture; with well-separated modes it is
+        the mode the draw sits in.
+
+        Parameters
+        ----------
+        x
+            Draws ``(..., d)`` (e.g. ``(chain, draw, d)``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Integer mode indices ``(...)`` in ``0 .. k-1``; ``-1`` for a draw
+            that is not finite.
+
+        Examples
+        --------
+        >>> four_modes().modes.assign(np.array([[-4.0, -4.0], [4.0, 4.0], [np.nan, 0.0]])).tolist()
+        [0, 3, -1]
+        """
+        score, finite = self._log_scores(x)
+        return np.where(finite, np.argmax(score, axis=-1), -1)
+
+    def responsibilities(self, x: np.ndarray | jax.Array) -> np.ndarray:
+        """The probability of each component given the draw: ``w_k N(x; μ_k, Σ_k) / Σ_j w_j N(x; μ_j, Σ_j)``.
+
+        Their mean over exact draws is exactly ``w_k``, however much the
+        components overlap (``E_p[r_k(X)] = ∫ w_k N_k = w_k``), whereas the
+        fraction of draws :meth:`assign` puts in mode k is ``w_k`` only for
+        well-separated modes: this is the estimator of mode weights that
+        :func:`ebmppl.compare` uses.
+
+        Parameters
+        ----------
+        x
+            Draws ``(..., d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(..., k)``, each row summing to 1 (all zero for a draw that is not finite).
+
+        Examples
+        --------
+        >>> m = Modes([0.5, 0.5], [[-1.0], [1.0]], [[[1.0]], [[1.0]]])
+        >>> m.responsibilities(np.array([[0.0], [1.0]])).round(3).tolist()   # 1/(1+e^-2) at x = 1
+        [[0.5, 0.5], [0.119, 0.881]]
+        """
+        score, finite = self._log_scores(x)
+        r = np.exp(score - score.max(axis=-1, keepdims=True))
+        return np.where(finite[..., None], r / r.sum(axis=-1, keepdims=True), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +170,10 @@ class Target:
         Exact first and second moments (``None`` where none exist).
     sample
         ``sample(key, n) -> (n, *event_shape)`` exact draws, or ``None``.
+    modes
+        The components of a Gaussian mixture (:class:`Modes`: weights, means,
+        covariances), which :func:`ebmppl.compare` judges mode weights against;
+        ``None`` where the density is not a known mixture.
 
     Examples
     --------
@@ -64,6 +188,7 @@ class Target:
     mean: np.ndarray | None
     cov: np.ndarray | None
     sample: Callable[[jax.Array, int], jax.Array] | None = None
+    modes: Modes | None = None
 
     @property
     def std(self) -> np.ndarray | None:
@@ -188,6 +313,7 @@ def gaussian_mixture(
     if np.any(w <= 0):
         raise ValueError("weights must be positive.")
     w = w / w.sum()
+    modes = Modes(w, mu, covs)
     prec = np.linalg.inv(covs)
     log_norm = np.log(w) - 0.5 * (d * _LOG_2PI + np.linalg.slogdet(covs)[1])
     params = {
@@ -207,7 +333,51 @@ def gaussian_mixture(
 
     cov = second - np.outer(mean, mean)
     energy = Energy(_WithRegion(_mixture_energy, mean, np.sqrt(np.diag(cov))), params, event_shape=(d,))
-    return Target("gaussian_mixture", energy, 0.0, mean, cov, sample)
+    return Target("gaussian_mixture", energy, 0.0, mean, cov, sample, modes)
+
+
+def four_modes(separation: float = 8.0, weights: Sequence[float] = (0.1, 0.2, 0.3, 0.4), scale: float = 1.0) -> Target:
+    """Four Gaussians ``N(μ_k, scale² I)`` on the corners of a square, ``separation`` standard deviations apart.
+
+    The means are ``(∓s/2, ∓s/2)`` with ``s = separation · scale``, in the order
+    (−,−), (+,−), (−,+), (+,+), with the given (unequal) weights. At the
+    default 8 standard deviations the density between two neighbouring modes
+    is ``e⁻⁸`` of its peak: local samplers (MALA, HMC, NUTS) keep to the mode
+    they start in, so a comparison sees wrong mode weights unless the sampler
+    crosses barriers (parallel tempering). The exact components are in
+    ``target.modes``.
+
+    Parameters
+    ----------
+    separation
+        Side of the square in standard deviations (> 0).
+    weights
+        Four positive weights (normalised to sum to 1).
+    scale
+        Standard deviation of each component (> 0).
+
+    Returns
+    -------
+    Target
+        Named ``"four_modes"``, with ``log_z = 0``, exact moments, an exact sampler and ``modes``.
+
+    Examples
+    --------
+    >>> t = four_modes()
+    >>> t.modes.means.tolist(), t.modes.weights.round(2).tolist()
+    ([[-4.0, -4.0], [4.0, -4.0], [-4.0, 4.0], [4.0, 4.0]], [0.1, 0.2, 0.3, 0.4])
+    >>> t.mean.round(2).tolist()
+    [0.8, 1.6]
+    """
+    if not 0.0 < float(separation) < float("inf") or not 0.0 < float(scale) < float("inf"):
+        raise ValueError(f"separation and scale must be positive, got {separation!r} and {scale!r}.")
+    w = np.asarray(weights, np.float64)
+    if w.shape != (4,):
+        raise ValueError(f"weights must be 4 numbers, one per mode, got shape {w.shape}.")
+    half = 0.5 * float(separation) * float(scale)
+    means = half * np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    target = gaussian_mixture(w, means, np.broadcast_to(float(scale) ** 2 * np.eye(2), (4, 2, 2)))
+    return dataclasses.replace(target, name="four_modes")
 
 
 def _quad_1d(log_f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, n: int = 400_001):
@@ -349,6 +519,7 @@ TARGETS: dict[str, Callable[[], Target]] = {
     ),
     "double_well": double_well,
     "banana": banana,
+    "four_modes": four_modes,
     "funnel": lambda: neals_funnel(10),
     "ring": ring,
     "gaussian_100d": ill_conditioned_gaussian,

@@ -29,8 +29,9 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
     """One figure comparing samplers: ESS, efficiency, R-hat, the chains, autocorrelation, errors, time.
 
     Non-converged runs are drawn in red with hatching and named in the title. The accuracy panel shows
-    the worst moment errors in Monte-Carlo standard errors against the bound ``comparison.max_mcse``; where
-    no truth was known, it and the title say that bias was not checked.
+    the worst moment errors in Monte-Carlo standard errors against the bound ``comparison.max_mcse`` (and the
+    worst mode-weight error where the modes were known); where no truth was known, it and the title say that
+    bias was not checked. A run whose chains sit in disjoint regions is marked ``STUCK`` above its chains.
 
     Parameters
     ----------
@@ -103,6 +104,10 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
         ax = fig.add_subplot(chain_grid[0, i])
         out = comparison.samples.get(label)
         status = "" if converged[i] else "  NOT CONVERGED"
+        if "stuck_chains" in table and bool(table["stuck_chains"].iloc[i]):
+            status += " (STUCK)"
+        if "mode_weights" in table and table["mode_weights"].iloc[i]:
+            status += f"\nmode weights {table['mode_weights'].iloc[i]}"
         ax.set_title(f"{label}{status}", color="k" if converged[i] else _BAD, fontsize=10)
         if out is None:
             ax.text(0.5, 0.5, "diverged", ha="center", va="center", color=_BAD, transform=ax.transAxes)
@@ -140,18 +145,22 @@ def plot_comparison(comparison: Any, *, max_lag: int = 60, max_points: int = 600
     limit = float(getattr(comparison, "max_mcse", float("nan")))
     bias_check = str(getattr(comparison, "bias_check", "not checked"))
     checked = bias_check != "not checked"
-    if checked:
+    modes = "mode_err_mcse" in table and bool(np.isfinite(table["mode_err_mcse"].to_numpy(float)).any())
+    if checked or modes:
         xm = np.arange(n)
-        bottom[1].bar(xm - 0.2, np.nan_to_num(table["mean_err_mcse"].to_numpy(float), posinf=1e3), 0.4,
-                      label="means", color="tab:green")
-        bottom[1].bar(xm + 0.2, np.nan_to_num(table["std_err_mcse"].to_numpy(float), posinf=1e3), 0.4,
-                      label="std devs", color="tab:olive")
+        groups = [("mean_err_mcse", "means", "tab:green"), ("std_err_mcse", "std devs", "tab:olive")]
+        groups += [("mode_err_mcse", "mode weights", "tab:cyan")] if modes else []
+        width = 0.8 / len(groups)
+        for j, (column, name, colour) in enumerate(groups):
+            bottom[1].bar(xm + (j - (len(groups) - 1) / 2) * width,
+                          np.nan_to_num(table[column].to_numpy(float), posinf=1e3), width, label=name, color=colour)
         if np.isfinite(limit):
             bottom[1].axhline(limit, color="k", ls="--", lw=1)
             bottom[1].text(0.01, limit, f" limit {limit:.2f}", transform=bottom[1].get_yaxis_transform(),
                            va="bottom", fontsize=8)
         bottom[1].set_xticks(xm, labels, rotation=30)
-        against = "exact moments" if bias_check.startswith("exact") else "the reference run"
+        against = ("exact moments" if bias_check.startswith("exact") else "the reference run" if checked
+                   else "the true mode weights")
         bottom[1].set(title=f"worst error vs {against}, in MC standard errors", ylabel="|error| / MCSE")
         bottom[1].legend(fontsize=8)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ebmppl.samplers import kernels, tempering
+from ebmppl.samplers import kernels
 from ebmppl.samplers.base import Sampler
 
 __all__ = ["SAMPLERS", "available", "get_sampler", "register", "as_sampler"]
@@ -20,7 +20,6 @@ SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "mclmc": kernels.MCLMC,
     "ghmc": kernels.GHMC,
     "sghmc": kernels.SGHMC,
-    "parallel_tempering": tempering.ParallelTempering,
 }
 
 

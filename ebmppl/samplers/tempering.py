@@ -55,6 +55,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from ebmppl.samplers.adaptation import Warmup
 from ebmppl.samplers.base import LogDensityFn, Sampler
 from ebmppl.samplers.kernels import _f
+from ebmppl.samplers.registry import SAMPLERS, as_sampler
 
 __all__ = [
     "ParallelTempering", "parallel_tempering", "TemperingState", "TemperingStats", "LadderAdaptation",
@@ -296,8 +297,6 @@ class ParallelTempering(Sampler):
     warmup = LadderAdaptation()
 
     def __init__(self, kernel: str | Sampler = "mala", num_replicas: int = 8):
-        from ebmppl.samplers.registry import as_sampler
-
         kernel = as_sampler(kernel, "kernel")
         if isinstance(kernel, ParallelTempering):
             raise TypeError("kernel must be a local sampler (mala, hmc, nuts, ...), not parallel tempering itself.")
@@ -392,6 +391,7 @@ class ParallelTempering(Sampler):
 
 
 parallel_tempering = ParallelTempering
+SAMPLERS["parallel_tempering"] = ParallelTempering
 
 
 def reference_params(params: dict[str, jax.Array], energy: Any, overrides: dict[str, Any] | None
