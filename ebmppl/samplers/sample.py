@@ -622,6 +622,10 @@ def sample(
 
     start_c, t_compile_start = _compile(energy, _start, (sampler,), init, k_states)
     states, init_ok = start_c(init, k_states)
+    # every leaf of the states sharded by chain (leaves that do not depend on the start, e.g. parallel
+    # tempering's counters, come out of the start program replicated, and the draw program would then
+    # expect them replicated while producing them sharded)
+    states = shard_leading(states, mesh)
     init_ok = np.asarray(init_ok)
     if not init_ok.all():
         raise _init_error(np.flatnonzero(~init_ok), num_chains, init, origin)
