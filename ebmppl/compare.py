@@ -13,9 +13,9 @@ judged and the table says so (``bias_check == "not checked"``).
 
 Multimodal targets get two more checks. Where the modes are known (a
 :class:`~ebmppl.targets.Target` from :func:`~ebmppl.targets.gaussian_mixture`
-carries :class:`~ebmppl.targets.Modes`), each draw is assigned to its most
-probable mode and the fraction of draws per mode must lie within ``max_mcse``
-Monte-Carlo standard errors of the true weight. Whether or not they are known,
+carries :class:`~ebmppl.targets.Modes`), the weight of each mode in the draws
+(the mean responsibility: the fraction of draws in it, for separated modes)
+must lie within ``max_mcse`` Monte-Carlo standard errors of the true weight. Whether or not they are known,
 chains stuck in disjoint regions are flagged: chains whose mode occupancy, or
 whose means, disagree beyond their Monte-Carlo error (the test of
 :func:`ebmppl.sample`'s chain-disagreement warning).
@@ -582,10 +582,11 @@ def compare(
         Draws per chain of a reference run made here (default ``4 * num_samples``).
     modes
         The known components of a mixture (:class:`~ebmppl.targets.Modes`;
-        default: the Target's ``modes``). Each draw is assigned to its most
-        probable mode; a run is converged only if every mode's fraction of the
-        draws lies within ``max_mcse`` MCSE of its weight (the MCSE from the
-        ESS of the mode's indicator series; a mode never visited is scored by
+        default: the Target's ``modes``). A run is converged only if every
+        mode's weight in the draws (:func:`mode_weights`: the mean
+        responsibility, i.e. the fraction of draws in the mode when modes are
+        separated) lies within ``max_mcse`` MCSE of its true weight (the MCSE
+        from the ESS of the mode's series; a mode never visited is scored by
         the chance ``(1 - w)^ESS`` of missing it). The weights join the
         moments in the Bonferroni family of ``max_mcse``.
     name

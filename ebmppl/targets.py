@@ -303,6 +303,11 @@ def gaussian_mixture(
     >>> t = gaussian_mixture([0.3, 0.7], [[-2.0, 0.0], [2.0, 0.0]], [0.25 * np.eye(2)] * 2)
     >>> t.log_z, t.mean.round(2).tolist()
     (0.0, [0.8, 0.0])
+
+    Its components are known (:class:`Modes`), so :func:`ebmppl.compare` can judge mode weights:
+
+    >>> t.modes.weights.tolist(), t.modes.assign(np.array([[-2.1, 0.3]])).tolist()
+    ([0.3, 0.7], [0])
     """
     w = np.asarray(weights, dtype=np.float64)
     mu = np.asarray(means, dtype=np.float64)

@@ -84,6 +84,13 @@ class TemperingState(NamedTuple):
         Which pairs swap next: ``0`` the even pairs ``(0,1), (2,3), …``, ``1`` the odd ones.
     rounds
         Swap rounds since the counters were reset.
+
+    Examples
+    --------
+    >>> pt = parallel_tempering(num_replicas=3)
+    >>> state = pt.init(jax.random.key(0), jnp.zeros(2), lambda x: -0.5 * jnp.sum(x**2))
+    >>> state.labels.tolist(), state.swap_count.shape, int(state.parity)
+    ([0, 1, 2], (2,), 0)
     """
 
     replicas: Any
@@ -103,6 +110,14 @@ class TemperingStats(NamedTuple):
     this step; ``level_acceptance`` is the local kernel's acceptance at every
     level; ``round_trips`` counts the chain's completed round trips so far.
     ArviZ output keeps them in ``sample_stats``.
+
+    Examples
+    --------
+    >>> pt, ld = parallel_tempering(num_replicas=3), lambda x: -0.5 * jnp.sum(x**2)
+    >>> state = pt.init(jax.random.key(0), jnp.zeros(2), ld)
+    >>> _, stats = pt.step(jax.random.key(1), state, ld, pt.default_params(2))
+    >>> stats.swap_acceptance.shape, stats.level_acceptance.shape, int(jnp.isnan(stats.swap_acceptance).sum())
+    ((2,), (3,), 1)
     """
 
     acceptance_rate: jax.Array
@@ -282,8 +297,8 @@ class ParallelTempering(Sampler):
     >>> from ebmppl.targets import gaussian_mixture
     >>> t = gaussian_mixture([0.3, 0.7], [[-4.0, 0.0], [4.0, 0.0]], [0.25 * np.eye(2)] * 2)
     >>> pt = samplers.parallel_tempering(kernel=samplers.mala(), num_replicas=6)
-    >>> out = sample(t.energy, jax.random.key(0), sampler=pt, num_chains=4, num_warmup=500,
-    ...              num_samples=1000, progress_bar=False)
+    >>> out = sample(t.energy, jax.random.key(0), sampler=pt, num_chains=4, num_warmup=300,
+    ...              num_samples=500, progress_bar=False)
     >>> right = np.asarray(out.positions[..., 0] > 0).mean(axis=1)
     >>> bool(np.all((right > 0.45) & (right < 0.95)))
     True
@@ -389,6 +404,68 @@ class ParallelTempering(Sampler):
                              state.rounds + 1)
         return new, stats
 
+    # ------------------------------------------------------------ adaptation during training (CD negatives)
+    def training_adaptation_init(self, params: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """The state a trainer keeps to adapt the ladder and the per-level steps as the energy changes.
+
+        A dict whose entries named like kernel parameters (``betas``,
+        ``kernel_step_size``) replace them in the chains' parameters;
+        ``swap_acceptance`` is the running mean swap acceptance of each pair
+        (``nan`` until the pair was tried). :class:`ebmppl.objectives.NegativeChains`
+        keeps it in ``BufferState.sampler_state`` (checkpointed with the buffer).
+
+        Examples
+        --------
+        >>> pt = parallel_tempering(num_replicas=4)
+        >>> s = pt.training_adaptation_init(pt.default_params(2))
+        >>> sorted(s), s["betas"].shape, s["swap_acceptance"].shape
+        (['betas', 'kernel_step_size', 'swap_acceptance'], (4,), (3,))
+        """
+        step = params.get(f"{_KERNEL}step_size", jnp.full((self.num_replicas,), jnp.nan))
+        return {"betas": jnp.asarray(params["betas"]), f"{_KERNEL}step_size": jnp.asarray(step),
+                "swap_acceptance": jnp.full((self.num_replicas - 1,), jnp.nan, jnp.asarray(params["betas"]).dtype)}
+
+    def training_adaptation_update(self, params: dict[str, jax.Array], state: dict[str, jax.Array], stats: Any,
+                                   target_acceptance: float | None, rate: float) -> dict[str, jax.Array]:
+        """One training step's update of :meth:`training_adaptation_init`'s state from the chains' mean ``stats``.
+
+        ``stats`` is a :class:`TemperingStats` averaged over the step's chains
+        and sampler steps (``nan`` for pairs never tried). Each level's step
+        moves by ``exp(rate · (acceptance − target))`` (target: ``target_acceptance``,
+        or the local kernel's own when ``None``; a kernel without a step or an
+        accept step keeps its steps); the running swap acceptance is an
+        exponential mean with weight ``rate``; the ladder moves a fraction
+        ``rate`` of the way to the one that equalises the running rejection
+        (:func:`equalise_ladder`), so it stays increasing from 0 to 1.
+
+        Examples
+        --------
+        Every pair accepts rarely but the first never: the ladder crowds towards 0.
+
+        >>> pt = parallel_tempering(num_replicas=4)
+        >>> p = pt.default_params(2)
+        >>> s = pt.training_adaptation_init(p)
+        >>> stats = TemperingStats(*(jnp.zeros(()),) * 4, jnp.array([0.0, 0.9, 0.9]), jnp.full(4, 0.9),
+        ...                        jnp.zeros(()))
+        >>> for _ in range(200):
+        ...     s = pt.training_adaptation_update(p, s, stats, None, 0.05)
+        >>> bool(s["betas"][1] < p["betas"][1]), bool(jnp.all(s["kernel_step_size"] > p["kernel_step_size"]))
+        (True, True)
+        """
+        swap = jnp.asarray(stats.swap_acceptance)
+        old = state["swap_acceptance"]
+        running = jnp.where(jnp.isfinite(swap), jnp.where(jnp.isfinite(old), (1 - rate) * old + rate * swap, swap), old)
+        equal = equalise_ladder(state["betas"], 1.0 - jnp.where(jnp.isfinite(running), running, 0.5))
+        betas = jnp.where(jnp.all(jnp.isfinite(running)), (1 - rate) * state["betas"] + rate * equal, state["betas"])
+        new = {**state, "betas": betas.astype(state["betas"].dtype), "swap_acceptance": running}
+        target = self.kernel.target_acceptance if target_acceptance is None else target_acceptance
+        step_name = f"{_KERNEL}step_size"
+        if step_name in params and not math.isnan(target):
+            level = jnp.asarray(stats.level_acceptance)
+            shift = rate * (jnp.nan_to_num(level, nan=target) - target)
+            new[step_name] = (state[step_name] * jnp.exp(shift)).astype(state[step_name].dtype)
+        return new
+
 
 parallel_tempering = ParallelTempering
 SAMPLERS["parallel_tempering"] = ParallelTempering
@@ -445,6 +522,13 @@ class TemperingSummary(NamedTuple):
         Round trips per swap round, pooled over chains; the DEO ideal is ``1 / (2 + 2Λ)``.
     ideal_round_trip_rate
         ``1 / (2 + 2Λ)``.
+
+    Examples
+    --------
+    >>> s = TemperingSummary(np.array([0.0, 0.3, 1.0]), np.array([0.8, 0.7]), 0.5, np.array([3, 4]), 20, 0.175, 1 / 3)
+    >>> print(s)  # doctest: +NORMALIZE_WHITESPACE
+    parallel tempering: 3 levels, barrier Λ = 0.50, 7 round trips in 20 swap rounds × 2 chains
+    (175.0 per 1000 rounds per chain; ideal 333.3); swap acceptance [0.8, 0.7]
     """
 
     betas: np.ndarray
