@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebmppl.energy import Energy
+from ebmppl.samplers.tempering import TemperingSummary, tempering_summary
 
-__all__ = ["plot_density_2d", "plot_samples_2d", "plot_training_curves", "plot_fit_2d", "plot_image_grid"]
+__all__ = ["plot_density_2d", "plot_samples_2d", "plot_training_curves", "plot_fit_2d", "plot_image_grid",
+           "plot_ladder"]
 
 
 def _grid(limits: Sequence[float], resolution: int):
@@ -206,4 +208,85 @@ def plot_image_grid(images: Any, *, ncols: int = 8, title: str = ""):
         ax.remove()
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_ladder(summary_or_samples: TemperingSummary | Any, ax: Any = None):
+    """Parallel tempering's adapted ladder and communication barrier: three panels.
+
+    Left: the ladder, ``β_i`` against the level ``i``. Middle: the local
+    communication barrier ``λ(β) ≈ r_i / (β_{i+1} − β_i)`` of each pair (``r_i``
+    its swap rejection rate) as a step function, and the cumulative barrier
+    ``Λ(β)``, piecewise linear through ``(β_i, Σ_{j<i} r_j)``, on the right
+    axis. Right: the swap acceptance of each pair, with the level every pair
+    sits at when the ladder is equalised, ``1 − Λ / (R − 1)``. The title gives
+    ``Λ`` and the round-trip rate against the ideal ``1 / (2 + 2Λ)`` of
+    non-reversible swaps (Syed et al. 2022). An adapted ladder crowds its
+    levels where ``λ`` is large, so every pair rejects about equally often.
+
+    Parameters
+    ----------
+    summary_or_samples
+        A :class:`~ebmppl.samplers.TemperingSummary`, or the
+        :class:`~ebmppl.Samples` of a parallel-tempering :func:`ebmppl.sample`
+        run (summarised by :func:`~ebmppl.samplers.tempering_summary`).
+    ax
+        Three matplotlib axes to draw on (ladder, barrier, acceptance);
+        ``None``: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure of ``ax`` (or the new one).
+
+    Examples
+    --------
+    >>> import jax, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from ebmppl import sample, samplers
+    >>> from ebmppl.targets import gaussian_mixture
+    >>> t = gaussian_mixture([0.3, 0.7], [[-3.0, 0.0], [3.0, 0.0]], [0.25 * np.eye(2)] * 2)
+    >>> out = sample(t.energy, jax.random.key(0), sampler=samplers.parallel_tempering(num_replicas=5),
+    ...              num_chains=2, num_warmup=300, num_samples=300, progress_bar=False)
+    >>> fig = plot_ladder(out)
+    >>> len(fig.axes)   # ladder, barrier (with its cumulative twin axis), swap acceptance
+    4
+    """
+    import matplotlib.pyplot as plt
+
+    s = summary_or_samples if isinstance(summary_or_samples, TemperingSummary) else tempering_summary(
+        summary_or_samples)
+    betas = np.asarray(s.betas, np.float64)
+    rejection = 1.0 - np.asarray(s.swap_acceptance, np.float64)
+    if ax is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
+    else:
+        axes = list(np.ravel(ax))
+        if len(axes) != 3:
+            raise ValueError(f"ax must be three matplotlib axes (ladder, barrier, acceptance) or None, "
+                             f"got {len(axes)}.")
+        fig = axes[0].figure
+    levels = np.arange(len(betas))
+    axes[0].plot(levels, betas, "o-", color="tab:blue", ms=4)
+    axes[0].set(xlabel="level $i$ (0 = reference)", ylabel=r"$\beta_i$", title="adapted ladder")
+    # local barrier: a step per pair, height r_i / Δβ_i; cumulative: linear through (β_i, Σ_{j<i} r_j)
+    local = rejection / np.maximum(np.diff(betas), 1e-12)
+    axes[1].stairs(local, betas, color="tab:orange", lw=1.6, label=r"local $\lambda(\beta)$")
+    axes[1].set(xlabel=r"$\beta$", ylabel=r"$\lambda(\beta)$", title="communication barrier", xlim=(0, 1))
+    twin = axes[1].twinx()
+    twin.plot(betas, np.concatenate([[0.0], np.cumsum(rejection)]), "o-", color="tab:purple", ms=3,
+              label=r"cumulative $\Lambda(\beta)$")
+    twin.set_ylabel(r"$\Lambda(\beta)$")
+    handles = axes[1].get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    axes[1].legend(handles, [h.get_label() for h in handles], loc="upper center", fontsize=8)
+    axes[2].bar(levels[:-1] + 0.5, s.swap_acceptance, width=0.8, color="tab:green", alpha=0.8)
+    if len(betas) > 1:
+        axes[2].axhline(1.0 - s.barrier / (len(betas) - 1), color="k", ls="--", lw=1,
+                        label=r"equalised: $1 - \Lambda/(R-1)$")
+        axes[2].legend(loc="upper right", fontsize=8)
+    axes[2].set(xlabel="pair $(i, i+1)$ at $i + 1/2$", ylabel="swap acceptance", ylim=(0, 1.2),
+                title="swap acceptance per pair")
+    fig.suptitle(f"parallel tempering, R = {len(betas)}: barrier Λ = {s.barrier:.2f}; round trips "
+                 f"{1000 * s.round_trip_rate:.1f} per 1000 swap rounds per chain "
+                 f"(ideal 1/(2+2Λ): {1000 * s.ideal_round_trip_rate:.1f})")
     return fig

@@ -16,9 +16,12 @@ The standard error comes from the spread of the independent chains' own
 estimates (``sd / √C``), which carries the draws' autocorrelation and the
 ladder's mixing; the estimate itself pools every chain. It is declared
 unreliable when a level's ratio rests on too few effective weights (add
-replicas) or when no chain completed a round trip between reference and
+replicas), when a level's ratio weights are heavy-tailed (Pareto k̂ > 0.7:
+the target's tails are heavier than the reference's), when the local kernel
+is not exact, or when no chain completed a round trip between reference and
 target (the target level's mode weights then come from the start, not from
-the ladder).
+the ladder). The reference level is drawn exactly, also where the energy is
+infinite (outside a bounded support), so ``Z₀ = 1`` holds.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebmppl._validation import check_energy, check_int, check_key
+from ebmppl._validation import check_energy, check_examples, check_int, check_key
 from ebmppl.energy import Energy
-from ebmppl.logz.estimate import MIN_ESS, LogZEstimate, _warn_unreliable
+from ebmppl.logz.estimate import MIN_ESS, PARETO_K_MAX, PARETO_MIN_WEIGHTS, LogZEstimate, _warn_unreliable, pareto_k
 from ebmppl.samplers.negatives import kernel_parameters
+from ebmppl.samplers.registry import as_sampler
 from ebmppl.samplers.tempering import ParallelTempering, _reference_logdensity, reference_params
 
 __all__ = ["stepping_stone"]
@@ -104,8 +108,8 @@ def stepping_stone(
     num_warmup, num_samples
         Warm-up steps (ladder adaptation) and recorded steps per chain.
     init
-        Starting positions ``(num_chains, *event_shape)``; default uniform on
-        ``center ± 2·scale`` of the energy's typical region.
+        Starting positions ``(num_chains, *event_shape)``, where the energy is
+        finite; default uniform on ``reference_mean ± reference_scale``.
     warn
         Emit a :class:`~ebmppl.logz.LogZWarning` when the estimate is unreliable.
 
@@ -118,7 +122,8 @@ def stepping_stone(
     Raises
     ------
     ValueError
-        ``num_chains < 4``; a sampler that is not parallel tempering.
+        ``num_chains < 4``; a sampler that is not parallel tempering; ``init``
+        of the wrong shape, or the energy not finite at some starting position.
     FloatingPointError
         ``ℓ`` is NaN or +inf at some draw (the energy overflowed).
 
@@ -138,21 +143,36 @@ def stepping_stone(
     check_int("num_chains", num_chains, 4)
     check_int("num_warmup", num_warmup, 0)
     check_int("num_samples", num_samples, 1)
-    sampler = ParallelTempering("mala", 16) if sampler is None else sampler
+    sampler = ParallelTempering("mala", 16) if sampler is None else as_sampler(sampler)
     if not isinstance(sampler, ParallelTempering):
         raise ValueError(f"sampler must be a samplers.parallel_tempering(...) value (stepping stones need the "
                          f"whole ladder), got {getattr(sampler, 'name', sampler)!r}.")
     k_init, k_run = jax.random.split(key)
     params = reference_params(kernel_parameters(sampler, energy.dim, sampler_params), energy, sampler_params)
-    if init is None:
-        center, scale = energy.typical_region()
-        init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
-    ells, params, trips = _run(energy, sampler, k_run, jnp.asarray(init, jnp.result_type(float)), params,
-                               num_warmup, num_samples)
+    if init is None:  # in the reference's core (the typical region's, unless the reference was given)
+        shape = (num_chains, *energy.event_shape)
+        center = params["reference_mean"].reshape(energy.event_shape)
+        half = params["reference_scale"].reshape(energy.event_shape) / 2.0
+        init = center + half * jax.random.uniform(k_init, shape, minval=-2.0, maxval=2.0)
+        origin = "the default init (uniform on reference_mean ± reference_scale)"
+    else:
+        init = check_examples("init", init, energy.event_shape, num_chains, "pass finite starting positions.")
+        origin = "the init you passed"
+    init = jnp.asarray(init, jnp.result_type(float))
+    finite = np.asarray(jax.vmap(lambda x: jnp.isfinite(energy.logdensity_fn(x)))(init))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"stepping_stone: the energy is not finite at {bad.size} of {num_chains} starting positions "
+                         f"(chains {bad[:10].tolist()}) from {origin}; pass init= inside the energy's support "
+                         "(where it is finite), or a reference (sampler_params reference_mean / reference_scale) "
+                         "centred there.")
+    ells, params, trips = _run(energy, sampler, k_run, init, params, num_warmup, num_samples)
     ells = np.asarray(ells, np.float64)  # (draw, chain, level)
     if np.any(np.isnan(ells) | (ells == np.inf)):
-        raise FloatingPointError("stepping_stone: the energy is NaN or -inf (log-density +inf) at some draws; "
-                                 "check the energy for overflow where the reference puts mass.")
+        raise FloatingPointError("stepping_stone: the energy is NaN (or -inf) at some draws. Every level's draws "
+                                 "include the reference's, which covers all of space: an energy undefined somewhere "
+                                 "(log or sqrt of a negative) must return +inf there (jnp.where), and one that "
+                                 "overflows must be fixed.")
     betas = np.asarray(params["betas"], np.float64)
     log_w = (betas[1:] - betas[:-1])[None, None, :] * ells[:, :, :-1]  # (draw, chain, level - 1)
     per_level = _log_mean_exp(log_w.reshape(-1, log_w.shape[-1]), axis=0)
@@ -169,6 +189,16 @@ def stepping_stone(
         worst = int(np.argmin(ess_levels))
         reasons.append(f"the ratio between levels {worst} and {worst + 1} (β {betas[worst]:.3g} → "
                        f"{betas[worst + 1]:.3g}) rests on {ess:.1f} effective weights (< {MIN_ESS})")
+    top = [pareto_k(flat[:, i]) for i in range(flat.shape[1])] if flat.shape[0] >= PARETO_MIN_WEIGHTS else []
+    heavy = [i for i, k in enumerate(top) if k > PARETO_K_MAX]
+    if heavy:
+        i = max(heavy, key=lambda j: top[j])
+        reasons.append(f"the ratio weights between levels {i} and {i + 1} are heavy-tailed (Pareto k̂ = {top[i]:.2f} "
+                       f"> {PARETO_K_MAX}): the target has heavier tails than the reference, and the estimate may be "
+                       "far off whatever its error bar")
+    if not sampler.kernel.exact:
+        reasons.append(f"the local kernel {sampler.kernel.name!r} is not exact (no Metropolis correction): every "
+                       "level is sampled with a step-size bias")
     trips = np.asarray(trips)
     if int(trips.sum()) == 0:
         reasons.append("no chain completed a round trip between reference and target, so the target level's "

@@ -444,7 +444,8 @@ def _pooled_warmup(sampler, logdensity_fn, key, states, params, num_steps, adapt
             count = jnp.where(check_t, 0.0, count)
         return (states, params, da, moments, acc_sum, count, restarted), None
 
-    carry0 = (states, params, da_init(params["step_size"]), moments0, jnp.zeros(n_chains), jnp.zeros(()),
+    # a sampler without a scalar step size (parallel tempering under adapt=False) runs untuned
+    carry0 = (states, params, da_init(params.get("step_size", jnp.ones(()))), moments0, jnp.zeros(n_chains), jnp.zeros(()),
               _never(states))
     xs = (jax.random.split(key, num_steps), jnp.asarray(collect), jnp.asarray(window_end), jnp.asarray(checkpoint),
           jnp.arange(num_steps, dtype=jnp.int32))

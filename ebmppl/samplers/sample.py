@@ -347,8 +347,9 @@ def _disagreement(positions: Any) -> str | None:
     return (f"the chains disagree: split R-hat {rhat[worst]:.3f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
             f"coordinates (coordinate {worst}: chain means {shown}). Pooled draws then weigh the regions the chains "
             "happen to sit in, not the target's — typical of a multimodal energy (each chain keeps to its mode) or "
-            "of too few draws. Run more chains from spread-out starts (init=...) for longer; for mode weights, "
-            "compare against ebmppl.compare or a log_partition-based check rather than trusting one run.")
+            "of too few draws. Run more chains from spread-out starts (init=...) for longer, or sample with "
+            "samplers.parallel_tempering(...), which moves between modes; for mode weights, compare against "
+            "ebmppl.compare or a log_partition-based check rather than trusting one run.")
 
 
 def _health_report(sampler, health, num_warmup, divergent=None, collapse=None, disagreement=None):
@@ -387,6 +388,11 @@ def _health_report(sampler, health, num_warmup, divergent=None, collapse=None, d
             "(e.g. a funnel's neck). Check the posterior there, or reparametrise (e.g. non-centred form)."
         )
     if disagreement and not stalled.size and not nonfinite.size:  # stuck or broken chains already explain it
+        if sampler == "parallel_tempering":
+            disagreement = disagreement.split(" Run more chains")[0] + (
+                " Parallel tempering did not connect the modes: read samplers.tempering_summary(samples) (chains "
+                "without round trips, low swap acceptance), give the reference every mode (sampler_params "
+                "reference_mean / reference_scale), add replicas (num_replicas) or warm up longer.")
         lines.append(disagreement)
     if not lines:
         return None

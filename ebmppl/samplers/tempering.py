@@ -6,8 +6,8 @@ replicas of one chain along a path of distributions from an easy *reference*
 
     log π_β(x) = log π₀(x) + β ℓ(x),    ℓ(x) = log π(x) − log π₀(x),    0 = β₀ < … < β_{R−1} = 1,
 
-moves every replica with a local kernel (any ebmppl sampler: MALA, HMC,
-NUTS, ...) and proposes to swap the states of neighbouring levels, accepted
+draws the reference level exactly, moves every other replica with a local
+kernel (any ebmppl sampler: MALA, HMC, NUTS, ...) and proposes to swap the states of neighbouring levels, accepted
 with probability ``min(1, exp((β_{i+1} − β_i)(ℓ(x_i) − ℓ(x_{i+1}))))``. The
 reference replica moves freely between modes; swaps carry its states up to
 the target.
@@ -44,6 +44,7 @@ of a run; :func:`ebmppl.plots.plot_ladder` draws them.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -59,7 +60,8 @@ from ebmppl.samplers.registry import SAMPLERS, as_sampler
 
 __all__ = [
     "ParallelTempering", "parallel_tempering", "TemperingState", "TemperingStats", "LadderAdaptation",
-    "TemperingSummary", "tempering_summary", "reference_params", "equalise_ladder",
+    "TemperingSummary", "tempering_summary", "reference_params", "equalise_ladder", "check_ladder",
+    "TemperingWarning",
 ]
 
 _KERNEL = "kernel_"
@@ -108,7 +110,7 @@ class TemperingStats(NamedTuple):
 
     ``swap_acceptance`` is ``(R − 1,)``, ``nan`` for the pairs not attempted
     this step; ``level_acceptance`` is the local kernel's acceptance at every
-    level; ``round_trips`` counts the chain's completed round trips so far.
+    level (``nan`` at the reference, which is drawn exactly); ``round_trips`` counts the chain's completed round trips so far.
     ArviZ output keeps them in ``sample_stats``.
 
     Examples
@@ -137,7 +139,8 @@ def _reference_logdensity(x: jax.Array, mean: jax.Array, scale: jax.Array) -> ja
 def _tempered(logdensity_fn: LogDensityFn, beta: jax.Array, mean: jax.Array, scale: jax.Array) -> LogDensityFn:
     def logdensity(x):
         ref = _reference_logdensity(x, mean, scale)
-        return ref + beta * (logdensity_fn(x) - ref)
+        # β = 0 is the reference exactly, also where the energy is +inf or NaN (0 · inf would be NaN there)
+        return ref + jnp.where(beta > 0, beta * (logdensity_fn(x) - ref), 0.0)
 
     return logdensity
 
@@ -193,40 +196,50 @@ class LadderAdaptation(Warmup):
         tune_metric = tune_step and f"{_KERNEL}inverse_mass_matrix" in params
         da_init, da_update, da_final = dual_averaging_adaptation(
             kernel.target_acceptance if tune_step else 0.5)
-        n_chains = states.labels.shape[0]
+        n_chains, levels = states.labels.shape
+        dim = params["reference_mean"].shape[0]
+        # one scan over all warm-up steps (one compiled step); the rounds are flags on it
         sizes = _round_sizes(num_steps)
-        for r, size in enumerate(sizes):
-            last = r == len(sizes) - 1
-            key, round_key = jax.random.split(key)
-            da = jax.vmap(da_init)(params[f"{_KERNEL}step_size"]) if tune_step else None
+        ends = np.cumsum(sizes) - 1
+        round_end = np.zeros(num_steps, bool)
+        round_end[ends[:-1]] = True  # the ladder (and metric) change at the end of every round but the last
+        where = lambda c, new, old: jax.tree.map(lambda u, v: jnp.where(c, u, v), new, old)  # noqa: E731
+        zeros = (jnp.zeros(levels - 1), jnp.zeros(levels - 1), jnp.zeros((levels, dim)), jnp.zeros((levels, dim)),
+                 jnp.zeros(()))
 
-            def body(carry, k):
-                states, params, da, acc, cnt, s1, s2 = carry
-                states, stats = step(jax.random.split(k, n_chains), states, logdensity_fn, params)
-                tried = jnp.isfinite(stats.swap_acceptance)
-                acc = acc + jnp.where(tried, stats.swap_acceptance, 0.0).sum(0)
-                cnt = cnt + tried.sum(0)
-                if tune_step:
-                    level_acc = jnp.mean(jnp.nan_to_num(stats.level_acceptance, nan=0.0), axis=0)
-                    da = jax.vmap(da_update)(da, level_acc)
-                    params = {**params, f"{_KERNEL}step_size": jnp.exp(da.log_step_size)}
-                if tune_metric:
-                    x = _level_positions(kernel, states)
-                    s1, s2 = s1 + x.sum(0), s2 + (x**2).sum(0)
-                return (states, params, da, acc, cnt, s1, s2), None
-
-            dim = params["reference_mean"].shape[0]
-            zeros = jnp.zeros((sampler.num_replicas, dim))
-            carry = (states, params, da, jnp.zeros(sampler.num_replicas - 1), jnp.zeros(sampler.num_replicas - 1),
-                     zeros, zeros)
-            (states, params, da, acc, cnt, s1, s2), _ = jax.lax.scan(body, carry, jax.random.split(round_key, size))
+        def body(carry, xs):
+            states, params, da, (acc, cnt, s1, s2, n) = carry
+            k, end = xs
+            states, stats = step(jax.random.split(k, n_chains), states, logdensity_fn, params)
+            tried = jnp.isfinite(stats.swap_acceptance)
+            acc = acc + jnp.where(tried, stats.swap_acceptance, 0.0).sum(0)
+            cnt = cnt + tried.sum(0)
             if tune_step:
-                params = {**params, f"{_KERNEL}step_size": jax.vmap(da_final)(da)}
-            if not last:
-                params = {**params, "betas": equalise_ladder(params["betas"], 1.0 - acc / jnp.maximum(cnt, 1.0))}
-                if tune_metric:
-                    params = {**params, f"{_KERNEL}inverse_mass_matrix": _shrunk_variance(
-                        params[f"{_KERNEL}inverse_mass_matrix"], s1, s2, size * n_chains)}
+                level_acc = jnp.mean(jnp.nan_to_num(stats.level_acceptance, nan=0.0), axis=0)
+                level_acc = level_acc.at[0].set(kernel.target_acceptance)  # the reference is drawn exactly
+                da = jax.vmap(da_update)(da, level_acc)
+                params = {**params, f"{_KERNEL}step_size": jnp.exp(da.log_step_size)}
+            if tune_metric:
+                x = _level_positions(kernel, states)
+                s1, s2, n = s1 + x.sum(0), s2 + (x**2).sum(0), n + n_chains
+            # the end of a round: equalise the ladder, refit the metric, restart the step-size search
+            updated = {**params, "betas": equalise_ladder(params["betas"], 1.0 - acc / jnp.maximum(cnt, 1.0))}
+            if tune_step:
+                updated[f"{_KERNEL}step_size"] = jax.vmap(da_final)(da)
+            if tune_metric:
+                updated[f"{_KERNEL}inverse_mass_matrix"] = _shrunk_variance(
+                    params[f"{_KERNEL}inverse_mass_matrix"], s1, s2, jnp.maximum(n, 1.0))
+            params = where(end, updated, params)
+            if tune_step:
+                da = where(end, jax.vmap(da_init)(params[f"{_KERNEL}step_size"]), da)
+            counters = where(end, zeros, (acc, cnt, s1, s2, n))
+            return (states, params, da, counters), None
+
+        da0 = jax.vmap(da_init)(params[f"{_KERNEL}step_size"]) if tune_step else None
+        xs = (jax.random.split(key, num_steps), jnp.asarray(round_end))
+        (states, params, da, _), _ = jax.lax.scan(body, (states, params, da0, zeros), xs)
+        if tune_step:
+            params = {**params, f"{_KERNEL}step_size": jax.vmap(da_final)(da)}
         return _reset_counters(states), params, jnp.full((n_chains,), -1, dtype=jnp.int32)
 
 
@@ -277,17 +290,23 @@ class ParallelTempering(Sampler):
     betas
         ``(R,)`` the ladder, from 0 to 1 (default ``(i / (R − 1))²``; warm-up equalises it).
     reference_mean, reference_scale
-        ``(dim,)`` the Gaussian reference. :func:`ebmppl.sample` (and ``fit``)
-        set them from the energy's :meth:`~ebmppl.Energy.typical_region`
-        (``center`` and ``2·scale``) unless given in ``sampler_params``. The
+        ``(dim,)`` the Gaussian reference. :func:`ebmppl.sample` sets them
+        from the energy's :meth:`~ebmppl.Energy.typical_region` (``center``
+        and ``2·scale``), :func:`ebmppl.fit` from the training data (mean and
+        ``2·sd`` per coordinate, see :data:`ebmppl.recipes.REFERENCE_WIDTH`),
+        unless given in ``sampler_params``. The
         reference must cover every mode: a reference narrower than the
         spread of the modes makes the hot replicas miss the far ones.
     kernel_<name>
         The local kernel's parameters with a leading level axis.
 
-    Each step costs the local kernel's gradients at every level plus one
-    gradient per level (the replicas are re-initialised at their levels after
-    the swap round), and one energy evaluation per level for the swaps.
+    The reference level is drawn exactly (an independent Gaussian draw every
+    round), so a round trip brings a fresh state from the reference to the
+    target: round trips measure mixing even when the local kernel is slow.
+    Each step costs the local kernel's gradients at the ``R − 1`` levels above
+    the reference plus one gradient at each (the replicas are re-initialised
+    at their levels after the swap round), and one energy evaluation per level
+    for the swaps.
 
     Examples
     --------
@@ -356,8 +375,12 @@ class ParallelTempering(Sampler):
         levels = self.num_replicas
         betas, mean, scale = params["betas"], params["reference_mean"], params["reference_scale"]
         inner = {k[len(_KERNEL):]: v for k, v in params.items() if k.startswith(_KERNEL)}
-        k_swap, k_init, k_move = jax.random.split(key, 3)
+        k_swap, k_init, k_move, k_ref = jax.random.split(key, 4)
         x = self.kernel.position(state.replicas)
+        # 0. the reference level is sampled exactly (an independent draw each round), so every state that
+        # reaches the target after visiting the reference carries a fresh start: round trips mean mixing
+        fresh = mean + scale * jax.random.normal(k_ref, mean.shape, mean.dtype)
+        x = x.at[0].set(fresh.reshape(x.shape[1:]).astype(x.dtype))
 
         # 1. one DEO swap round at the current positions
         ratio = jax.vmap(lambda xi: logdensity_fn(xi) - _reference_logdensity(xi, mean, scale))(x)
@@ -381,21 +404,27 @@ class ParallelTempering(Sampler):
         trip = heading[bottom] == -1
         heading = heading.at[bottom].set(1)
 
-        # 3. every replica refreshed at its level, then one local move
+        # 3. the replicas above the reference refreshed at their levels, then one local move each; the
+        # reference replica needs no move (it is redrawn exactly next round)
         def move(k_i, k_m, xi, beta, kparams):
             ld = _tempered(logdensity_fn, beta, mean, scale)
             replica = self.kernel.init(k_i, xi, ld)
             return self.kernel.step(k_m, replica, ld, kparams)
 
-        replicas, inner_stats = jax.vmap(move)(jax.random.split(k_init, levels), jax.random.split(k_move, levels),
-                                               x, betas, inner)
+        upper = jax.tree.map(lambda a: a[1:], inner)
+        k_init, k_bottom = jax.random.split(k_init)
+        moved, inner_stats = jax.vmap(move)(jax.random.split(k_init, levels - 1),
+                                            jax.random.split(k_move, levels - 1), x[1:], betas[1:], upper)
+        bottom_state = self.kernel.init(k_bottom, x[0], lambda xi: _reference_logdensity(xi, mean, scale))
+        replicas = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), bottom_state, moved)
+        acceptance = inner_stats.acceptance_rate
         stats = TemperingStats(
-            acceptance_rate=inner_stats.acceptance_rate[-1],
+            acceptance_rate=acceptance[-1],
             is_divergent=jnp.any(inner_stats.is_divergent),
-            num_grad_evals=jnp.sum(inner_stats.num_grad_evals) + levels,
+            num_grad_evals=jnp.sum(inner_stats.num_grad_evals) + levels - 1,
             logdensity=inner_stats.logdensity[-1],
             swap_acceptance=swap_acceptance,
-            level_acceptance=inner_stats.acceptance_rate,
+            level_acceptance=jnp.concatenate([jnp.full((1,), jnp.nan, acceptance.dtype), acceptance]),
             round_trips=state.round_trips + trip.astype(jnp.int32),
         )
         new = TemperingState(replicas, labels, heading, stats.round_trips,
@@ -498,9 +527,51 @@ def reference_params(params: dict[str, jax.Array], energy: Any, overrides: dict[
     if "reference_scale" not in overrides:
         out["reference_scale"] = jnp.broadcast_to(2.0 * jnp.asarray(scale, params["reference_scale"].dtype).reshape(-1)
                                                   if jnp.size(scale) == dim else 2.0 * jnp.asarray(scale), (dim,))
-    if not bool(jnp.all(out["reference_scale"] > 0)):
-        raise ValueError("sampler_params['reference_scale'] must be > 0 in every coordinate.")
+    check_ladder(out)
+    if not overrides.keys() & {"reference_mean", "reference_scale"} and not callable(
+            getattr(getattr(energy, "energy_fn", None), "typical_region", None)):
+        warnings.warn(
+            "parallel tempering's reference is N(0, 2²) in every coordinate: this energy declares no typical "
+            "region (Energy.typical_region), so modes beyond a few units from the origin are never reached and no "
+            "diagnostic can see them. Pass sampler_params={'reference_mean': ..., 'reference_scale': ...} covering "
+            "every mode (or declare typical_region() on the energy function).", TemperingWarning, stacklevel=3)
     return out
+
+
+class TemperingWarning(UserWarning):
+    """Parallel tempering's reference or ladder cannot be trusted as given (see the message).
+
+    Examples
+    --------
+    >>> issubclass(TemperingWarning, UserWarning)
+    True
+    """
+
+
+def check_ladder(params: dict[str, jax.Array]) -> None:
+    """A ``ValueError`` naming the fix unless the ladder and the reference are usable.
+
+    ``betas`` must be finite and strictly increasing from exactly 0 to exactly
+    1; ``reference_mean`` finite; ``reference_scale`` finite and > 0.
+
+    Examples
+    --------
+    >>> p = parallel_tempering(num_replicas=3).default_params(2)
+    >>> check_ladder(p)
+    >>> check_ladder({**p, "betas": jnp.array([0.0, 0.2, 0.3])})
+    Traceback (most recent call last):
+    ...
+    ValueError: sampler_params['betas'] must rise strictly from 0 to 1 (the reference to the target), got [0.0, 0.2, 0.3].
+    """
+    betas = np.asarray(params["betas"], np.float64)
+    if not (np.all(np.isfinite(betas)) and betas[0] == 0.0 and betas[-1] == 1.0 and np.all(np.diff(betas) > 0)):
+        raise ValueError(f"sampler_params['betas'] must rise strictly from 0 to 1 (the reference to the target), "
+                         f"got {np.round(betas, 4).tolist()}.")
+    if not np.all(np.isfinite(np.asarray(params["reference_mean"]))):
+        raise ValueError("sampler_params['reference_mean'] must be finite in every coordinate.")
+    scale = np.asarray(params["reference_scale"])
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError("sampler_params['reference_scale'] must be finite and > 0 in every coordinate.")
 
 
 class TemperingSummary(NamedTuple):
