@@ -20,6 +20,13 @@ estimator, one entry point :func:`log_partition` that dispatches:
   (:mod:`ebmppl.logz.importance`; fine in low dimension, hopeless in high).
 * ``method="grid"`` — quadrature for dimension ≤ 2
   (:func:`~ebmppl.logz.grid.grid_log_partition`).
+* ``method="smc"`` — adaptive tempered sequential Monte Carlo from a Gaussian
+  reference (:mod:`ebmppl.logz.smc`, on BlackJAX): independent replicates
+  give the standard error; :func:`~ebmppl.logz.smc.sample_smc` also returns
+  the particles.
+
+:func:`compare_estimators` (:mod:`ebmppl.logz.report`) runs several of them on
+one energy and flags pairs that disagree beyond their error bars.
 
 Everything is in log space. Every estimate carries its own diagnosis
 (:mod:`ebmppl.logz.estimate`): the effective sample size and spread of its
@@ -58,12 +65,17 @@ from ebmppl.logz.estimate import (
 )
 from ebmppl.logz.grid import GRID_OUTER_TOLERANCE, GRID_TOLERANCE, _grid, grid_log_partition
 from ebmppl.logz.importance import _importance
+from ebmppl.logz.report import ESTIMATORS, LogZComparison, _grid_limits, compare_estimators
 from ebmppl.logz.reverse import MAX_RHAT, MIN_SAMPLE_ESS, _reverse_starts
+from ebmppl.logz.smc import SMCResult, sample_smc
+from ebmppl.logz.smc import _log_partition as _smc
+from ebmppl.logz.stepping_stone import stepping_stone
 from ebmppl.normalisability import assert_normalisable
 from ebmppl.samplers import Sampler, available, as_sampler, get_sampler, hmc
 
 __all__ = ["LogZEstimate", "LogZBracket", "LogZWarning", "log_partition", "ais_bracket", "ais_schedule",
-           "pareto_k", "grid_log_partition"]
+           "pareto_k", "grid_log_partition", "sample_smc", "SMCResult", "compare_estimators", "LogZComparison",
+           "ESTIMATORS"]
 
 STEP_SIZE = 0.05
 """Initial step size of the pilot run that tunes the AIS transitions (``sampler_params={"step_size": ...}``)."""
@@ -76,7 +88,9 @@ def log_partition(
     method: str = "ais",
     num_chains: int = 256,
     num_temperatures: int = 1000,
-    num_mcmc_steps: int = 1,
+    num_mcmc_steps: int | None = None,
+    num_replicates: int = 16,
+    target_ess: float = 0.5,
     sampler: str | Sampler = UNSET,
     sampler_params: Mapping[str, Any] | None = None,
     base: str = "auto",
@@ -120,14 +134,18 @@ def log_partition(
     key
         PRNG key (not needed for ``method="grid"``).
     method
-        ``"ais"`` (forward AIS; with ``samples``: reverse AIS), ``"importance"`` or ``"grid"``.
-        For both sides at once see :func:`ais_bracket`.
+        ``"ais"`` (forward AIS; with ``samples``: reverse AIS), ``"importance"``, ``"grid"`` or ``"smc"``.
+        For both sides of AIS at once see :func:`ais_bracket`; to run several and compare them,
+        :func:`compare_estimators`.
     num_chains
-        AIS chains / importance samples.
+        AIS chains / importance samples / SMC particles per replicate.
     num_temperatures
-        Intermediate distributions (``β = (k/K)^4``).
+        Intermediate distributions (``β = (k/K)^4``). SMC chooses its own (adaptively).
     num_mcmc_steps
-        Transitions per temperature.
+        Transitions per temperature (default 1; SMC: per stage and particle, default 10).
+    num_replicates, target_ess
+        SMC only (:func:`~ebmppl.logz.smc.sample_smc`): independent replicates, whose spread is
+        the standard error, and the fraction of particles each stage's weights keep as ESS.
     sampler
         The transitions: an exact (Metropolis-adjusted) sampler of
         :mod:`ebmppl.samplers` with a ``step_size`` parameter, by name
@@ -152,7 +170,9 @@ def log_partition(
     base_scale, base_center
         Place the base by hand (per coordinate): ``N(center, scale²)``, a
         Student-t with that scale, or the box ``center ± scale``. A missing one
-        defaults to ``center, 3·scale`` of :meth:`Energy.typical_region`.
+        defaults to ``center, 3·scale`` of :meth:`Energy.typical_region`. For SMC
+        they place its Gaussian reference (default: ``center, 2·scale``; with
+        ``data`` or ``samples``: their mean and twice their standard deviation).
     base_df
         Degrees of freedom of the Student-t base.
     data
@@ -223,11 +243,26 @@ def log_partition(
         tail_report = assert_normalisable(energy)
     if method == "grid":
         return _grid(energy, limits, resolution, check_normalisable)
-    if method not in ("ais", "importance"):
-        raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance' or 'grid'.")
+    if method not in ("ais", "importance", "smc"):
+        raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance', 'grid' or 'smc'.")
     if key is None:
         raise ValueError(f"method={method!r} is random: pass a key (jax.random.key(0)).")
     check_key(key)
+    if method == "smc":
+        if any(old is not UNSET for old in (transition, num_leapfrog, step_size)):
+            raise TypeError("method='smc' takes sampler= and sampler_params= (transition=, num_leapfrog= and "
+                            "step_size= are the deprecated names of AIS).")
+        if base not in ("auto", "gaussian"):
+            raise ValueError(f"method='smc' starts from a Gaussian reference: base must be 'auto' or 'gaussian', "
+                             f"got {base!r}.")
+        name, points = ("data", data) if data is not None else ("samples", samples)
+        if points is not None:
+            points = _flat_points(points, tuple(energy.event_shape), name, jnp.result_type(float))
+        return _smc(energy, key, points=points, base_center=base_center, base_scale=base_scale,
+                    num_particles=num_chains, num_replicates=num_replicates, target_ess=target_ess,
+                    num_mcmc_steps=10 if num_mcmc_steps is None else num_mcmc_steps,
+                    sampler="mala" if sampler is UNSET else sampler, sampler_params=sampler_params)
+    num_mcmc_steps = 1 if num_mcmc_steps is None else num_mcmc_steps
     kernel, params = _resolve_sampler(energy, sampler, sampler_params, transition, num_leapfrog, step_size)
     if base not in ("auto", "gaussian", "student_t", "uniform"):
         raise ValueError(f"base must be 'auto', 'gaussian', 'student_t' or 'uniform', got {base!r}.")
@@ -400,3 +435,19 @@ def ais_bracket(energy: Energy, key: jax.Array, samples: Any, *, data: jax.Array
         warnings.warn(f"AIS bracket [{lower.log_z:.4g} ± {lower.stderr:.2g}, {upper.log_z:.4g} ± {upper.stderr:.2g}] "
                       f"is unreliable: {bracket.reason}. To fix: {advice}.", LogZWarning, stacklevel=2)
     return bracket
+
+
+def _estimator(method: str):
+    """:func:`log_partition` with ``method``, as an estimator of :func:`compare_estimators` (the grid gets a default
+    box, ``center ± 6·scale`` of the typical region)."""
+    def estimate(energy: Energy, key: jax.Array, **options: Any) -> LogZEstimate:
+        if method == "grid" and options.get("limits") is None:
+            options["limits"] = _grid_limits(energy)
+        return log_partition(energy, key, method=method, **options)
+
+    estimate.__name__ = estimate.__qualname__ = method
+    return estimate
+
+
+ESTIMATORS.update({m: _estimator(m) for m in ("grid", "importance", "ais", "smc")})
+ESTIMATORS["stepping_stone"] = stepping_stone

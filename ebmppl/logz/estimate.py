@@ -71,7 +71,12 @@ class LogZEstimate(NamedTuple):
     ess
         Effective sample size ``(Σw)²/Σw²`` of the importance weights (``nan`` for the grid).
     method
-        ``"ais"``, ``"ais-reverse"``, ``"importance"`` or ``"grid"``.
+        ``"ais"``, ``"ais-reverse"``, ``"importance"``, ``"grid"`` or ``"smc"``. For SMC
+        (:mod:`ebmppl.logz.smc`) the "weights" are its replicates' estimates ``Z_r``:
+        ``log_weight_sd`` is the spread of their logs, ``replicate_stderr`` that over ``√R``,
+        ``delta_stderr`` the delta-method error of their mean, ``ess`` the smallest
+        effective sample size of any stage summed over the replicates, ``num_chains``
+        all particles, ``pareto_k`` ``nan``.
     num_chains
         Number of weights (chains) behind the estimate.
     log_weight_sd
