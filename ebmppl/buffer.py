@@ -102,6 +102,10 @@ class BufferState(NamedTuple):
     (:func:`~ebmppl.objectives.contrastive_divergence` with
     ``target_acceptance``): then it holds the log of the factor applied to the
     sampler's step, so a checkpointed run resumes with the step it had.
+    ``sampler_state`` is ``None`` (no leaf: checkpoints of other runs load as
+    before) unless the sampler adapts itself during training (parallel
+    tempering: its ladder, per-level steps and running swap acceptance, see
+    :meth:`~ebmppl.samplers.tempering.ParallelTempering.training_adaptation_init`).
 
     Examples
     --------
@@ -114,6 +118,7 @@ class BufferState(NamedTuple):
 
     samples: jax.Array
     log_step_scale: jax.Array | None = None
+    sampler_state: Any = None
 
 
 def _empty(key: jax.Array, event_shape: Sequence[int]) -> BufferState:

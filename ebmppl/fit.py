@@ -355,6 +355,13 @@ def fit(
     **objective_options
         Passed to the objective builder, e.g. ``sampler="mala"``,
         ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``.
+        ``sampler=samplers.parallel_tempering(...)`` gives tempered negatives
+        that learn the weights of separated modes: its reference is set from
+        the data (mean, 2 sd per coordinate) unless ``sampler_params`` gives
+        ``reference_mean`` / ``reference_scale``, and its ladder and per-level
+        steps adapt during training (``result.state.buffer.sampler_state``,
+        ``history["swap_acceptance"]``; guide *Tempered negatives in
+        contrastive divergence*; take ``num_mcmc_steps`` ≥ 10).
 
     Returns
     -------

@@ -36,6 +36,12 @@ and whether ``exp(-E)`` is normalisable at all. ``fit(recipe=...)`` chooses:
     on the box ``mean ± 3 std``; CD's penalty ``α = 0.1`` unless you pass
     ``alpha`` (biased, as under ``"images"``).
 
+With :func:`~ebmppl.samplers.parallel_tempering` as the sampler, the
+``"none"`` and ``"density"`` recipes also set its Gaussian reference from the
+data, ``N(mean, (REFERENCE_WIDTH · std)²)`` per coordinate (in standardised
+units under ``"density"``: ``N(0, 2²)``), unless ``sampler_params`` gives
+``reference_mean`` or ``reference_scale``.
+
 Every recipe records the settings of its negative-phase sampler on the
 energy :func:`ebmppl.fit` returns (:class:`ebmppl.energy.SamplerSettings`,
 ``result.energy.sampler_settings``), so samplers used on the trained model
@@ -97,6 +103,10 @@ normalisable, so it needs no penalty. What ``α`` also did: hold the relative
 depth of well-separated modes, whose weights persistent chains cannot learn
 when they do not cross between them; pass ``alpha=0.1`` for such data,
 knowing that it biases the fit (see :func:`ebmppl.objectives.contrastive_divergence`)."""
+REFERENCE_WIDTH = 2.0
+"""Parallel tempering's reference in training: ``N(data mean, (REFERENCE_WIDTH · data std)²)`` per coordinate
+(in standardised units under ``"density"``), as :func:`ebmppl.sample` takes ``center, 2·scale`` of
+:meth:`~ebmppl.Energy.typical_region`: wide enough to cover every mode of the data."""
 REINIT_PROB = 0.05
 """Re-initialisation probability of the ``"density"`` buffer: as in Du & Mordatch."""
 
@@ -275,6 +285,7 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
                 low, high = float((mean - NOISE_BOX * std).min()), float((mean + NOISE_BOX * std).max())
                 options["chain_init"] = buffers.replay_buffer(noise=buffers.uniform_noise(low, high))
                 box = (low, high)
+            _tempering_reference(options, energy.dim, mean, std)
         return Recipe("none", energy, data, options,
                       settings=training_sampler_settings("none", objective, options, energy.dim, noise_box=box))
     # density
@@ -287,9 +298,30 @@ def resolve_recipe(recipe: str, energy: Energy, data: Any, objective: Any, optio
     options.setdefault("alpha", DENSITY_ALPHA)
     if "sampler" not in given and objective == "cd":  # the step follows the energy as it sharpens
         options.setdefault("target_acceptance", DENSITY_TARGET_ACCEPTANCE)
+    _tempering_reference(options, energy.dim, np.zeros_like(mean), np.ones_like(std))  # standardised units
     settings = training_sampler_settings("density", objective, options, energy.dim, standardized=True,
                                          noise_box=None if "chain_init" in given else (-NOISE_BOX, NOISE_BOX))
     return Recipe("density", train, z, options, mean, std, settings)
+
+
+def _tempering_reference(options: dict[str, Any], dim: int, mean: np.ndarray, std: np.ndarray) -> None:
+    """Set a tempering sampler's reference from the data: ``N(mean, (REFERENCE_WIDTH · std)²)`` per coordinate.
+
+    Only for a sampler with a reference (``reference_mean`` among its kernel
+    parameters: :func:`~ebmppl.samplers.parallel_tempering`) and only the parts
+    not given in ``sampler_params``.
+    """
+    try:
+        sampler = as_sampler(options.get("sampler", "langevin"))
+        has_reference = "reference_mean" in sampler.default_params(dim)
+    except (TypeError, ValueError, AttributeError):  # the objective's builder raises the error that names the fix
+        return
+    if not has_reference:
+        return
+    given = dict(options.get("sampler_params") or {})
+    given.setdefault("reference_mean", np.asarray(mean, np.float64).reshape(-1))
+    given.setdefault("reference_scale", REFERENCE_WIDTH * np.asarray(std, np.float64).reshape(-1))
+    options["sampler_params"] = given
 
 
 def training_sampler_settings(recipe: str, objective: Any, options: dict[str, Any], dim: int, *,

@@ -274,7 +274,14 @@ class NegativeChains(eqx.Module):
         Where chains start (``None``: :func:`~ebmppl.buffer.replay_buffer` with its defaults).
     target_acceptance, adapt_rate
         Step-size adaptation during training (``None``: off); the log of the
-        factor on the step lives in ``state.buffer.log_step_scale``.
+        factor on the step lives in ``state.buffer.log_step_scale``. A sampler
+        that adapts itself during training (one with ``training_adaptation_init``
+        and ``training_adaptation_update``, as :func:`~ebmppl.samplers.parallel_tempering`:
+        its ladder from the running swap acceptance, a step per level) is
+        always adapted, towards ``target_acceptance`` or, with ``None``, its
+        local kernel's own target, at rate ``adapt_rate``; its state lives in
+        ``state.buffer.sampler_state`` and the kernel parameters it names
+        replace the given ones.
     noise_probe
         Fresh noise points per step whose mean energy is the ``energy_noise`` metric (0: none).
     probe_key
@@ -316,6 +323,31 @@ class NegativeChains(eqx.Module):
         """The kernel parameters as a dict of arrays."""
         return thaw_arrays(self.sampler_params)
 
+    @property
+    def adapts_sampler(self) -> bool:
+        """Whether the sampler adapts itself during training (state in ``BufferState.sampler_state``)."""
+        return hasattr(self.sampler, "training_adaptation_update") and hasattr(self.sampler,
+                                                                               "training_adaptation_init")
+
+    def kernel_params(self, buffer: BufferState) -> dict[str, jax.Array]:
+        """The kernel parameters the chains run with: the given ones, adapted by the buffer's state.
+
+        Examples
+        --------
+        >>> from ebmppl import samplers
+        >>> chains = negative_chains(samplers.mala(step_size=0.2), 2, target_acceptance=0.6)
+        >>> buffer = chains.init(jax.random.key(0), (2,))
+        >>> round(float(chains.kernel_params(buffer._replace(log_step_scale=jnp.log(0.5)))["step_size"]), 3)
+        0.1
+        """
+        kernel = self.params
+        if self.adapts_sampler:
+            state = buffer.sampler_state
+            return {**kernel, **{k: v for k, v in state.items() if k in kernel}}
+        if self.target_acceptance is not None:  # exp(0) is exactly 1: unshrunk, the step is bit for bit the one given
+            kernel = {**kernel, "step_size": kernel["step_size"] * jnp.exp(buffer.log_step_scale)}
+        return kernel
+
     def init(self, key: jax.Array, event_shape: tuple[int, ...]) -> BufferState:
         """The initial :class:`~ebmppl.buffer.BufferState` (with ``log_step_scale = 0`` when adapting).
 
@@ -328,6 +360,8 @@ class NegativeChains(eqx.Module):
         ((100, 2), 0.0)
         """
         buffer = self.strategy.init(key, event_shape)
+        if self.adapts_sampler:
+            return buffer._replace(sampler_state=self.sampler.training_adaptation_init(self.params))
         if self.target_acceptance is not None:  # log of the factor on the step: 0 = the step as given
             buffer = buffer._replace(log_step_scale=jnp.zeros((), jnp.result_type(float)))
         return buffer
@@ -338,15 +372,22 @@ class NegativeChains(eqx.Module):
         ``buffer_std``, ``step_size`` and ``energy_noise`` (``x⁻`` is ``None`` when ``run`` is False)."""
         strategy, dtype = self.strategy, x_pos.dtype
         nan = jnp.asarray(jnp.nan, dtype)
-        kernel = self.params
-        if self.target_acceptance is not None:  # exp(0) is exactly 1: unshrunk, the step is bit for bit the one given
-            kernel = {**kernel, "step_size": kernel["step_size"] * jnp.exp(buffer.log_step_scale)}
+        kernel = self.kernel_params(buffer)
+        extra: dict[str, jax.Array] = {}
         if self.run:
             x0, aux = strategy.start(keys[0], buffer, x_pos)
-            x_neg, acceptance = sample_negatives(energy, self.sampler, kernel, self.num_mcmc_steps, keys[1], params,
-                                                 x0)
-            new_buffer = strategy.finish(buffer, aux, x_neg)
-            if self.target_acceptance is not None:
+            if self.adapts_sampler:
+                x_neg, acceptance, stats = sample_negatives(energy, self.sampler, kernel, self.num_mcmc_steps,
+                                                            keys[1], params, x0, with_stats=True)
+                sampler_state = self.sampler.training_adaptation_update(self.params, buffer.sampler_state, stats,
+                                                                        self.target_acceptance, self.adapt_rate)
+                new_buffer = strategy.finish(buffer, aux, x_neg)._replace(sampler_state=sampler_state)
+                extra = _sampler_metrics(stats, dtype)
+            else:
+                x_neg, acceptance = sample_negatives(energy, self.sampler, kernel, self.num_mcmc_steps, keys[1],
+                                                     params, x0)
+                new_buffer = strategy.finish(buffer, aux, x_neg)
+            if self.target_acceptance is not None and not self.adapts_sampler:
                 target = self.target_acceptance
                 shift = self.adapt_rate * (jnp.nan_to_num(acceptance, nan=target) - target)
                 new_buffer = new_buffer._replace(log_step_scale=jnp.minimum(0.0, buffer.log_step_scale + shift)
@@ -358,7 +399,12 @@ class NegativeChains(eqx.Module):
         else:
             x_neg, new_buffer = None, buffer
             metrics = {"acceptance_rate": nan, "reinit_fraction": nan, "buffer_std": nan}
-        metrics["step_size"] = jnp.asarray(kernel.get("step_size", jnp.nan), dtype)
+            if self.adapts_sampler:
+                extra = {"swap_acceptance": nan}
+        metrics.update(extra)
+        # the target level's step for parallel tempering (kernel_step_size, one per level)
+        step = kernel.get("step_size", kernel.get("kernel_step_size", jnp.full((1,), jnp.nan))[-1])
+        metrics["step_size"] = jnp.asarray(step, dtype)
         metrics["energy_noise"] = nan
         if self.noise_probe and strategy.noise is not None:  # energy of fresh noise: where the model puts "nothing"
             # a small probe: a health signal averaged over steps, not worth a batch-sized forward pass
@@ -366,6 +412,13 @@ class NegativeChains(eqx.Module):
             probe = strategy.noise(k_probe, (min(self.noise_probe, x_pos.shape[0]), *x_pos.shape[1:]))
             metrics["energy_noise"] = energy.with_params(params).energy(probe).mean().astype(dtype)
         return x_neg, new_buffer, metrics
+
+
+def _sampler_metrics(stats: Any, dtype: Any) -> dict[str, jax.Array]:
+    """Metrics of a self-adapting sampler's mean statistics: parallel tempering's mean swap acceptance."""
+    if hasattr(stats, "swap_acceptance"):  # over the pairs tried, the chains and the sampler steps
+        return {"swap_acceptance": jnp.nanmean(stats.swap_acceptance).astype(dtype)}
+    return {}
 
 
 def negative_chains(sampler: Any, dim: int, *, sampler_params: dict[str, Any] | None = None,
@@ -404,7 +457,7 @@ def negative_chains(sampler: Any, dim: int, *, sampler_params: dict[str, Any] | 
     if target_acceptance is not None:
         if not 0 < float(target_acceptance) < 1:
             raise ValueError(f"target_acceptance must be in (0, 1) (or None: a fixed step), got {target_acceptance!r}.")
-        if "step_size" not in kernel:
+        if "step_size" not in kernel and not hasattr(sampler, "training_adaptation_update"):
             raise ValueError(f"target_acceptance adapts the sampler's step_size, but sampler {sampler.name!r} has "
                              f"none (its parameters: {sorted(kernel)}); pass target_acceptance=None.")
         if not float(adapt_rate) > 0:

@@ -87,7 +87,7 @@ def _check_metric(metric: jax.Array | None) -> None:
 
 
 def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str, Any], num_mcmc_steps: int,
-                     key: jax.Array, params: Any, x0: jax.Array) -> tuple[jax.Array, jax.Array]:
+                     key: jax.Array, params: Any, x0: jax.Array, *, with_stats: bool = False) -> tuple[Any, ...]:
     """Run ``num_mcmc_steps`` sampler steps from ``x0`` under ``params``; return (negatives, mean acceptance).
 
     Parameters
@@ -105,13 +105,18 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
         The current parameters θ.
     x0
         Chain starts ``(num_chains, *event_shape)``; one chain per row.
+    with_stats
+        Also return the sampler's statistics (every field, as floats) averaged
+        over chains and steps, ignoring ``nan`` (a third element): what a
+        sampler that adapts during training reads (parallel tempering's swap
+        and per-level acceptance).
 
     Returns
     -------
     tuple
         The final positions (``stop_gradient``; the shape of ``x0``) and the
         acceptance rate averaged over chains and steps (``nan`` for a sampler
-        without an accept step).
+        without an accept step); with ``with_stats``, the mean statistics too.
 
     Notes
     -----
@@ -138,10 +143,17 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
 
     def body(states, step_keys):
         states, stats = step_all(step_keys, states, logdensity, sampler_params)
+        if with_stats:
+            return states, jax.tree.map(lambda v: jnp.nanmean(jnp.asarray(v, acceptance_dtype), axis=0), stats)
         return states, stats.acceptance_rate.mean()
 
-    states, acceptance = jax.lax.scan(body, states, keys[1:])
-    return jax.lax.stop_gradient(sampler.position(states)), acceptance.mean()
+    acceptance_dtype = jnp.result_type(float)
+    states, trace = jax.lax.scan(body, states, keys[1:])
+    x = jax.lax.stop_gradient(sampler.position(states))
+    if not with_stats:
+        return x, trace.mean()
+    stats = jax.tree.map(lambda v: jnp.nanmean(v, axis=0), trace)
+    return x, jnp.mean(trace.acceptance_rate), stats
 
 
 def sample_masked(energy: Energy, sampler: Sampler, sampler_params: dict[str, Any], num_mcmc_steps: int,

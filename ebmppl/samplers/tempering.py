@@ -461,8 +461,9 @@ class ParallelTempering(Sampler):
         ``stats`` is a :class:`TemperingStats` averaged over the step's chains
         and sampler steps (``nan`` for pairs never tried). Each level's step
         moves by ``exp(rate · (acceptance − target))`` (target: ``target_acceptance``,
-        or the local kernel's own when ``None``; a kernel without a step or an
-        accept step keeps its steps); the running swap acceptance is an
+        or the local kernel's own when ``None``; a level whose acceptance is
+        ``nan``, as the exactly drawn reference, and a kernel without a step or
+        an accept step keep their steps); the running swap acceptance is an
         exponential mean with weight ``rate``; the ladder moves a fraction
         ``rate`` of the way to the one that equalises the running rejection
         (:func:`equalise_ladder`), so it stays increasing from 0 to 1.
