@@ -134,7 +134,10 @@ def log_partition(
     key
         PRNG key (not needed for ``method="grid"``).
     method
-        ``"ais"`` (forward AIS; with ``samples``: reverse AIS), ``"importance"``, ``"grid"`` or ``"smc"``.
+        ``"ais"`` (forward AIS; with ``samples``: reverse AIS), ``"importance"``, ``"grid"``, ``"smc"`` or
+        ``"stepping_stone"`` (:func:`~ebmppl.logz.stepping_stone.stepping_stone` on a parallel-tempering
+        ladder: ``sampler`` a ``samplers.parallel_tempering(...)`` value, ``num_chains`` ladders (default 8),
+        ``base_center``/``base_scale`` its reference).
         For both sides of AIS at once see :func:`ais_bracket`; to run several and compare them,
         :func:`compare_estimators`.
     num_chains
@@ -243,11 +246,20 @@ def log_partition(
         tail_report = assert_normalisable(energy)
     if method == "grid":
         return _grid(energy, limits, resolution, check_normalisable)
-    if method not in ("ais", "importance", "smc"):
-        raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance', 'grid' or 'smc'.")
+    if method not in ("ais", "importance", "smc", "stepping_stone"):
+        raise ValueError(f"unknown method {method!r}; choose 'ais', 'importance', 'grid', 'smc' or "
+                         "'stepping_stone'.")
     if key is None:
         raise ValueError(f"method={method!r} is random: pass a key (jax.random.key(0)).")
     check_key(key)
+    if method == "stepping_stone":
+        overrides = dict(sampler_params or {})
+        for name, value in (("reference_mean", base_center), ("reference_scale", base_scale)):
+            if value is not None:
+                overrides[name] = jnp.broadcast_to(jnp.asarray(value, jnp.result_type(float)).reshape(-1),
+                                                   (energy.dim,))
+        return stepping_stone(energy, key, sampler=None if sampler is UNSET else sampler,
+                              sampler_params=overrides or None, num_chains=8 if num_chains == 256 else num_chains)
     if method == "smc":
         if any(old is not UNSET for old in (transition, num_leapfrog, step_size)):
             raise TypeError("method='smc' takes sampler= and sampler_params= (transition=, num_leapfrog= and "
