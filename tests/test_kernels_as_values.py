@@ -83,7 +83,9 @@ def test_samplers_with_equal_options_are_equal_and_hash_equal(name):
     a, b = samplers.get_sampler(name), samplers.get_sampler(name)
     assert a is not b and a == b and hash(a) == hash(b)
     assert a.default_params(3).keys() == b.default_params(3).keys()
-    other = samplers.get_sampler(name, step_size=0.123)
+    # every sampler has an option that changes it: its step size, or parallel tempering's number of levels
+    option = {"num_replicas": 5} if name == "parallel_tempering" else {"step_size": 0.123}
+    other = samplers.get_sampler(name, **option)
     assert other != a
     assert isinstance(a, samplers.Sampler) and isinstance(a.warmup, samplers.Warmup)
 
