@@ -33,6 +33,7 @@ import numpy as np
 from ebmppl._validation import check_energy, check_key
 from ebmppl.energy import Energy
 from ebmppl.logz.estimate import LogZEstimate, LogZWarning
+from ebmppl.normalisability import NotNormalisableError
 
 __all__ = ["ESTIMATORS", "Estimator", "LogZComparison", "PairCheck", "compare_estimators", "GRID_WIDTH"]
 
@@ -315,8 +316,10 @@ def compare_estimators(
             warnings.simplefilter("ignore", LogZWarning)  # the estimate's own verdict says it, in the report
             try:
                 estimates[name] = fn(energy, k, **dict(options.get(name, {})))
-            except FloatingPointError as err:
-                estimates[name], failures[name] = None, str(err)
+            except (FloatingPointError, NotNormalisableError) as err:
+                # a method that cannot run here (overflow; a grid box whose edges hold mass) is a failed row,
+                # not the end of the report
+                estimates[name], failures[name] = None, f"{type(err).__name__}: {err}"
         seconds[name] = time.perf_counter() - start
         if estimates[name] is not None and not isinstance(estimates[name], LogZEstimate):
             raise TypeError(f"estimator {name!r} returned {type(estimates[name]).__name__}, not a LogZEstimate.")

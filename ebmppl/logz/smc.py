@@ -62,6 +62,7 @@ the final particles are equally weighted.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -76,7 +77,7 @@ from jax.scipy.special import ndtri
 
 from ebmppl._validation import check_energy, check_int, check_key, check_sampler_params
 from ebmppl.energy import Energy
-from ebmppl.logz.estimate import MIN_ESS, LogZEstimate, _warn_unreliable
+from ebmppl.logz.estimate import MIN_ESS, LogZEstimate, LogZWarning, _warn_unreliable
 from ebmppl.normalisability import assert_normalisable
 from ebmppl.samplers import Sampler, as_sampler, get_sampler
 
@@ -90,6 +91,10 @@ MAX_REPLICATE_SD = 1.0
 """Replicate estimates of ``log Z`` that scatter by more than this (nats, sd) make the estimate unreliable."""
 MIN_ACCEPTANCE = 0.05
 """A mean acceptance below this over the last stages makes the estimate unreliable: the moves do not move."""
+
+WIDE_PARTICLES = 1.0
+"""Final particles whose sd exceeds this multiple of the reference's scale (in any coordinate) make the estimate
+unreliable: the target is wider than the reference (a reference fitted to the target is about twice as wide)."""
 
 _KERNEL_STATE = ("position", "logdensity", "logdensity_grad")
 _SMC_SAMPLERS = ("mala", "hmc", "nuts", "barker")
@@ -233,7 +238,8 @@ def sample_smc(
     Raises
     ------
     ValueError
-        Bad arguments; a sampler that is not exact or whose state does not cache its gradient.
+        Bad arguments; a sampler that is not exact or whose state does not cache its gradient; the energy
+        +inf at some of the reference's draws (a bounded support: use AIS with ``base="uniform"``).
     FloatingPointError
         The energy is NaN or ``-inf`` (``+inf`` log-density) at a particle, or a move diverged.
     NotNormalisableError
@@ -265,9 +271,30 @@ def sample_smc(
     if check_normalisable:
         assert_normalisable(energy)
     mean, scale = _reference(energy, reference_mean, reference_scale)
+    if reference_mean is None and reference_scale is None and not callable(
+            getattr(energy.energy_fn, "typical_region", None)):
+        warnings.warn("smc: the reference is N(0, 2²) in every coordinate: this energy declares no typical region "
+                      "(Energy.typical_region), so mass far from the origin may be missed, and no diagnostic can see "
+                      "a mode no particle reached. Pass reference_mean / reference_scale (log_partition: base_center "
+                      "/ base_scale, or data=) covering the energy's mass.", LogZWarning, stacklevel=2)
+    _check_support(energy, jax.random.fold_in(key, 5), mean, scale)
     out = _run(energy, key, kernel, params, mean, scale, int(num_particles), int(num_replicates),
                float(target_ess), float(target), int(num_mcmc_steps), int(max_stages), resampling)
-    return _result(out, kernel.name, int(num_particles), int(num_replicates), int(max_stages))
+    return _result(out, kernel.name, int(num_particles), int(num_replicates), int(max_stages), np.asarray(scale))
+
+
+def _check_support(energy: Energy, key: jax.Array, mean: jax.Array, scale: jax.Array, n: int = 512) -> None:
+    """A ``ValueError`` when the energy is +inf where the reference puts mass (a bounded support): tempering from
+    a Gaussian reference then starts from particles of weight zero."""
+    x = mean + scale * jax.random.normal(key, (n, *energy.event_shape), mean.dtype)
+    ld = np.asarray(jax.vmap(energy.logdensity_fn)(x))
+    outside = float(np.mean(ld == -np.inf))
+    if outside > 0:
+        raise ValueError(
+            f"smc: the energy is +inf (outside its support) at {outside:.0%} of the reference's draws: SMC tempers "
+            "from a Gaussian reference, which must lie where the energy is finite. For an energy on a bounded "
+            "support use log_partition(method='ais', base='uniform', base_center=..., base_scale=...) covering the "
+            "support, or sample an unconstrained reparametrisation.")
 
 
 def _resolve_moves(energy: Energy, sampler: Any, sampler_params: Any) -> tuple[Sampler, dict[str, Any], float]:
@@ -504,7 +531,7 @@ def _run(energy, key, sampler, params, mean, scale, num_particles, num_replicate
 
 
 def _result(out: dict[str, jax.Array], name: str, num_particles: int, num_replicates: int,
-            max_stages: int) -> SMCResult:
+            max_stages: int, scale: np.ndarray) -> SMCResult:
     """The :class:`SMCResult` with its :class:`LogZEstimate` and verdict, from the runs' raw output."""
     k = int(out["num_stages"])
     bad = np.asarray(out["bad"])
@@ -519,6 +546,17 @@ def _result(out: dict[str, jax.Array], name: str, num_particles: int, num_replic
     acc = np.asarray(out["acceptance"][:, :k], np.float64)
     log_zs = np.asarray(out["log_z"], np.float64)
     est = _estimate(log_zs, betas, ess, acc, num_particles, max_stages)
+    # particles as wide as the reference or wider: the target reaches beyond it, where moves from the reference's
+    # particles cannot carry mass in a few stages (all replicates miss the same mass: their spread cannot show it)
+    x = np.asarray(out["positions"], np.float64)
+    spread = x.reshape(x.shape[0], x.shape[1], -1).std(axis=1).mean(0) / scale.reshape(-1)
+    if np.max(spread) > WIDE_PARTICLES:
+        i = int(np.argmax(spread))
+        reason = (f"the final particles spread {spread[i]:.2g}× the reference's scale in coordinate {i}: the target is "
+                  "wider than the reference, and mass beyond the reference is missed by every replicate alike")
+        fix = "a wider reference (reference_scale; log_partition: base_scale or data=) of at least 3× the particles' sd"
+        est = est._replace(reliable=False, reason="; ".join(r for r in (est.reason, reason) if r),
+                           advice="; ".join(a for a in (est.advice, fix) if a))
     if not est.reliable:
         _warn_unreliable(est, stacklevel=4)
     grads = int(np.sum(out["grad_evals"])) + int(out["pilot_grad_evals"])
