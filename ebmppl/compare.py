@@ -405,7 +405,7 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
     }
     reasons = []
     if not row["rhat_max"] <= rhat_threshold:
-        reasons.append(f"R-hat {row['rhat_max']:.3f} > {rhat_threshold}")
+        reasons.append(f"R-hat {row['rhat_max']:.4f} > {rhat_threshold}")
     if not row["ess_bulk_min"] >= min_ess:
         reasons.append(f"bulk ESS {row['ess_bulk_min']:.0f} < {min_ess:g}")
     if not row["ess_tail_min"] >= min_ess:
@@ -428,7 +428,7 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
         indicators = _indicators(draws, modes)
         weights = mode_weights(draws, modes, ess=row["ess_bulk_min"])
         row["mode_weights"] = _slashed(weights.estimate)
-        row["mode_err_mcse"] = float(np.max(np.nan_to_num(weights.z, nan=np.inf)))
+        row["mode_err_mcse"] = float(np.max(np.nan_to_num(weights.z, nan=np.inf, posinf=np.inf)))
     stuck = _stuck(draws, weights, indicators)
     row["stuck_chains"] = stuck is not None
     if weights is not None and (stuck or not row["mode_err_mcse"] <= max_mcse):

@@ -344,7 +344,7 @@ def _disagreement(positions: Any) -> str | None:
     worst = int(bad[np.argmax(np.nan_to_num(rhat[bad], nan=np.inf))])
     means = np.asarray(positions, np.float64).reshape(positions.shape[0], positions.shape[1], -1)[:, :, worst].mean(1)
     shown = ", ".join(f"{m:.3g}" for m in means[:8]) + (", ..." if means.size > 8 else "")
-    return (f"the chains disagree: split R-hat {rhat[worst]:.3f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
+    return (f"the chains disagree: split R-hat {rhat[worst]:.4f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
             f"coordinates (coordinate {worst}: chain means {shown}). Pooled draws then weigh the regions the chains "
             "happen to sit in, not the target's — typical of a multimodal energy (each chain keeps to its mode) or "
             "of too few draws. Run more chains from spread-out starts (init=...) for longer, or sample with "
