@@ -202,8 +202,10 @@ def _summarise(log_w, method: str, sign: float = 1.0, notes: Sequence[str] = (),
     if np.any(np.isnan(log_w) | (log_w == np.inf)):
         raise FloatingPointError(
             f"{method}: {int(np.sum(np.isnan(log_w) | (log_w == np.inf)))} of {n} importance weights are NaN or "
-            "+inf (the energy or its gradient overflowed along the path); lower the step size (step_size), add "
-            "temperatures, or place the base where the mass is (data=, base_center/base_scale)."
+            "+inf: the energy (or its gradient) is NaN somewhere along the path — an energy undefined somewhere (log or "
+            "sqrt of a negative) must return +inf there — or it overflowed; for overflow lower the step size "
+            "(sampler_params={'step_size': ...}), add temperatures, or place the base where the mass is (data=, "
+            "base_center/base_scale)."
         )
     if not np.any(np.isfinite(log_w)):
         raise FloatingPointError(
