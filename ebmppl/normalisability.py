@@ -61,7 +61,7 @@ PLANE_RAYS = 360
 """In two dimensions the probe takes this many equally spaced directions (and no gradient ascent)."""
 
 FIXES = ("add a confinement or base term that grows faster than the energy falls: a Gaussian term "
-         "0.5·|x - c|²/σ² (ebmppl.nn.MLPEnergy(..., base_scale=σ), or ebmppl.recipes.confined(energy)), "
+         "0.5·|x - c|²/σ² (ebmppl.nn.MLPEnergy(..., confinement_scale=σ), or ebmppl.recipes.confined(energy)), "
          "or make the energy +inf outside a bounded support; fit it with fit(..., recipe='density'), which adds the "
          "confinement itself; for a composition, lower the weight of the negated part")
 
