@@ -47,6 +47,14 @@ GRID_WIDTH = 6.0
 """The ``"grid"`` estimator's default box: ``center ± GRID_WIDTH · scale`` of the energy's typical region."""
 
 
+_WHICH_TO_BELIEVE = (
+    "A disagreement is not settled by a vote: the estimators that start from one proposal (importance, AIS, SMC) "
+    "all miss a mode that their base never reaches, and then agree with each other on the same wrong value. In one "
+    "or two dimensions the grid is exact up to its discretisation error when its box holds the mass; otherwise "
+    "prefer the estimator whose draws visit every mode (stepping stones on a parallel-tempering ladder with round "
+    "trips), and widen the bases of the others until they agree.")
+
+
 def _grid_limits(energy: Energy) -> tuple[float, ...]:
     """The default box of the grid estimator: ``center ± GRID_WIDTH · scale`` per coordinate (dimension ≤ 2)."""
     center, scale = (np.asarray(v, np.float64).reshape(-1) for v in energy.typical_region())
@@ -158,7 +166,7 @@ class LogZComparison(NamedTuple):
             lines.append(f"Pairs that disagree beyond z = {self.z_critical:.2f} (Bonferroni over {n_pairs} pairs, "
                          f"family-wise α = {self.alpha:g}):")
             lines += [f"- {p.a} − {p.b} = {p.difference:+.{digits}f} nats, z = {p.z:.1f}" for p in self.disagreements]
-            lines.append("")
+            lines += ["", _WHICH_TO_BELIEVE, ""]
         if self.unreliable:
             lines.append("Unreliable by their own diagnosis:")
             lines += [f"- {m}: {why}" for m, why in self.unreliable.items()]
