@@ -150,8 +150,10 @@ def test_modes_are_validated():
 def test_parallel_tempering_recovers_the_four_mode_weights():
     """The issue's must-show: parallel tempering's mode weights within 4 MCSE of the truth, split R-hat <= 1.01,
     no stuck chains; converged by every test compare() applies."""
+    # the issue's bar is 4 MCSE (compare's default family-wise limit here is 3.23); 3000 draws: the mode
+    # weights' MCSE rests on the ESS of the mode indicators, itself noisy at 1000 draws
     c = compare(four_modes(), jax.random.key(0), {"pt": samplers.parallel_tempering()}, num_warmup=1000,
-                num_samples=1000, progress_bar=False)
+                num_samples=3000, max_mcse=4.0, progress_bar=False)
     row = c.table.iloc[0]
     w = c.mode_weights["pt"]
     assert not row["stuck_chains"] and row["converged"], row["flag"]
