@@ -6,8 +6,8 @@ vectorised chains, and reports diagnostics through ArviZ.
 """
 
 # every documented module is an attribute of the package after ``import ebmppl`` (ebmppl.conditional.inpaint, ...)
-from ebmppl import (buffer, compose, conditional, data, diagnostics, evaluation, jem, latent, nn, numpyro, objectives,
-                    samplers, structured, targets)
+from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, evaluation, jem, latent, nn, numpyro,
+                    objectives, samplers, structured, support, targets)
 from ebmppl._version import __version__
 from ebmppl.compare import Comparison, compare
 from ebmppl.energy import Energy
@@ -20,7 +20,7 @@ from ebmppl.samplers import ChainHealthWarning, Samples, sample
 __all__ = [
     "Energy", "sample", "Samples", "fit", "save", "load", "FitResult", "TrainingDiverged", "log_partition", "LogZEstimate",
     "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "compose", "conditional",
-    "evaluation", "jem", "latent", "numpyro", "structured", "__version__", "ChainHealthWarning",
+    "evaluation", "jem", "latent", "numpyro", "structured", "support", "discrete", "__version__", "ChainHealthWarning",
     "assert_normalisable", "NotNormalisableError",
     "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison",
 ]

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebmppl._deprecation import UNSET, renamed
+from ebmppl.support import REAL, Support
 
 __all__ = ["Energy", "SamplerSettings"]
 
@@ -249,14 +250,22 @@ class Energy(eqx.Module):
     temperature
         ``T > 0``; the density is ``exp(-E / T)``.
     probe
-        Point at which the energy is checked at construction (default: zeros).
-        Must be finite there.
+        Point at which the energy is checked at construction (default: zeros
+        on the real line, state 0 of a discrete support, e.g. all spins
+        ``-1``). Must be finite there.
     validate
         Check the energy at ``probe`` (default ``True``).
     sampler_settings
         The :class:`SamplerSettings` of the sampler that trained this energy
         (``None``: not trained by ebmppl). :func:`ebmppl.fit` sets it; samplers
         used on a trained model take their defaults from it.
+    support
+        The :class:`~ebmppl.support.Support` of ``x`` (default
+        :data:`~ebmppl.support.REAL`): :data:`~ebmppl.support.BINARY`,
+        :data:`~ebmppl.support.SPINS` or ``Categorical(K)`` (one-hot on the last
+        event axis) declare a discrete energy. States are float arrays, so the
+        energy function and its gradient are written as for real ``x``; integer
+        or boolean states passed to :meth:`energy` and friends are cast to float.
 
     Raises
     ------
@@ -267,7 +276,7 @@ class Energy(eqx.Module):
     TypeError
         If ``energy_fn`` cannot be called as ``energy_fn(params, x)`` (e.g.
         ``lambda x: ...`` without ``params``), or returns an integer or
-        non-real dtype.
+        non-real dtype; if ``support`` is not a :class:`~ebmppl.support.Support`.
 
     Notes
     -----
@@ -292,6 +301,13 @@ class Energy(eqx.Module):
     Traceback (most recent call last):
     ...
     TypeError: energy_fn must take (params, x) and return a scalar; its signature is (x). ...
+
+    A discrete energy: three ±1 spins on a chain.
+
+    >>> from ebmppl.support import SPINS
+    >>> chain = Energy(lambda p, x: -jnp.sum(x[:-1] * x[1:]), event_shape=(3,), support=SPINS)
+    >>> chain.support, float(chain.energy(jnp.array([1.0, 1.0, 1.0])))
+    (Binary(low=-1.0, high=1.0), -2.0)
     """
 
     energy_fn: EnergyFn = eqx.field(static=True)
@@ -299,6 +315,7 @@ class Energy(eqx.Module):
     event_shape: tuple[int, ...] = eqx.field(static=True)
     temperature: float | jax.Array = 1.0
     sampler_settings: SamplerSettings | None = eqx.field(static=True, default=None)
+    support: Support = eqx.field(static=True, default=REAL)
 
     def __init__(
         self,
@@ -310,6 +327,7 @@ class Energy(eqx.Module):
         probe: jax.Array | None = None,
         validate: bool = True,
         sampler_settings: SamplerSettings | None = None,
+        support: Support = REAL,
     ):
         if not callable(energy_fn):
             raise TypeError(
@@ -327,13 +345,22 @@ class Energy(eqx.Module):
             raise TypeError(f"sampler_settings must be an ebmppl.energy.SamplerSettings or None, got "
                             f"{type(sampler_settings).__name__}.")
         self.sampler_settings = sampler_settings
+        if not isinstance(support, Support):
+            raise TypeError(
+                f"support must be an ebmppl.support.Support (REAL, BINARY, SPINS, Binary(low, high) or "
+                f"Categorical(K)), got {support!r}."
+            )
+        if support.is_discrete:
+            support.num_states(self.event_shape)  # a Categorical(K) checks that event_shape ends in K
+        self.support = support
         if validate:
             self._validate(probe)
 
     # ------------------------------------------------------------------ checks
     def _validate(self, probe: jax.Array | None) -> None:
         if probe is None:
-            probe = jnp.zeros(self.event_shape, dtype=jnp.result_type(float))
+            probe = (self.support.first_state(self.event_shape) if self.support.is_discrete
+                     else jnp.zeros(self.event_shape, dtype=jnp.result_type(float)))
         probe = jnp.asarray(probe)
         if probe.shape != self.event_shape:
             raise ValueError(
@@ -379,6 +406,8 @@ class Energy(eqx.Module):
                 f"{self.event_shape}; reshape x to (..., *{self.event_shape})."
             )
         if not jnp.issubdtype(x.dtype, jnp.floating):
+            if self.support.is_discrete and (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
+                return x.astype(jnp.result_type(float))  # 0/1 or ±1 states given as integers
             raise TypeError(
                 f"x has dtype {x.dtype}; energies are defined on real inputs. "
                 "Cast x to floating point, e.g. x.astype(jnp.float32)."
@@ -550,11 +579,14 @@ class Energy(eqx.Module):
         event_shape: int | Sequence[int],
         temperature: float = 1.0,
         probe: jax.Array | None = None,
+        support: Support = REAL,
     ) -> Energy:
         """An energy from an Equinox module ``module(x) -> scalar``.
 
         The module's inexact arrays become ``params``; everything else is
-        static, so the module costs nothing extra inside ``jit``.
+        static, so the module costs nothing extra inside ``jit``. ``support``
+        declares a discrete energy (see :class:`Energy`); the other
+        constructors take it too.
 
         Examples
         --------
@@ -568,7 +600,7 @@ class Energy(eqx.Module):
         """
         params, static = eqx.partition(module, eqx.is_inexact_array)
         fn = _EquinoxApply(static)
-        return cls(fn, params, event_shape=event_shape, temperature=temperature, probe=probe)
+        return cls(fn, params, event_shape=event_shape, temperature=temperature, probe=probe, support=support)
 
     @classmethod
     def from_nnx(
@@ -578,6 +610,7 @@ class Energy(eqx.Module):
         event_shape: int | Sequence[int],
         temperature: float = 1.0,
         probe: jax.Array | None = None,
+        support: Support = REAL,
     ) -> Energy:
         """An energy from a Flax NNX module ``module(x) -> scalar``.
 
@@ -603,7 +636,8 @@ class Energy(eqx.Module):
 
         graphdef, state = nnx.split(module)
         return cls(
-            _NNXApply(graphdef), state, event_shape=event_shape, temperature=temperature, probe=probe
+            _NNXApply(graphdef), state, event_shape=event_shape, temperature=temperature, probe=probe,
+            support=support,
         )
 
     @classmethod
@@ -615,6 +649,7 @@ class Energy(eqx.Module):
         event_shape: int | Sequence[int],
         temperature: float = 1.0,
         probe: jax.Array | None = None,
+        support: Support = REAL,
     ) -> Energy:
         """An energy from a Flax Linen module and its variables (``module.apply(params, x) -> scalar``).
 
@@ -633,7 +668,8 @@ class Energy(eqx.Module):
         >>> energy.energy(jnp.zeros((4, 2))).shape
         (4,)
         """
-        return cls(module.apply, params, event_shape=event_shape, temperature=temperature, probe=probe)
+        return cls(module.apply, params, event_shape=event_shape, temperature=temperature, probe=probe,
+                   support=support)
 
 
 class _EquinoxApply(eqx.Module):

@@ -6,7 +6,10 @@ Into NumPyro:
   ``numpyro.factor``);
 * :class:`EnergyDistribution` is an unnormalised NumPyro distribution with
   ``log_prob = -E/T``, so ``numpyro.sample("x", EnergyDistribution(energy))``
-  puts an EBM prior on ``x`` for NumPyro's NUTS/HMC;
+  puts an EBM prior on ``x`` for NumPyro's NUTS/HMC; on an energy with a
+  discrete support (:mod:`ebmppl.support`, :mod:`ebmppl.discrete`) it is a
+  discrete site with exact draws, enumeration and ``log Z`` when the state set
+  is small (``normalized=True`` adds the exact ``-log Z(θ)`` to ``log_prob``);
 * :func:`potential_fn` is the function ``NUTS(potential_fn=...)`` wants.
 
 Out of NumPyro:
@@ -50,10 +53,11 @@ from numpyro.infer.util import find_valid_initial_params, initialize_model
 
 from ebmppl._validation import check_energy, check_key
 from ebmppl.energy import Energy
+from ebmppl.support import Support
 
 __all__ = [
     "energy_factor", "EnergyDistribution", "potential_fn", "model_energy", "ModelEnergy", "check_support",
-    "SupportWarning",
+    "SupportWarning", "enumeration_gibbs_fn",
 ]
 
 
@@ -119,6 +123,34 @@ class _FiniteSet(constraints.Constraint):
         return (self.states,), (("states",), {"event_dim": self.event_dim})
 
 
+class _DiscreteSupport(constraints.Constraint):
+    """The support of an :class:`EnergyDistribution` of a discrete energy: its :class:`~ebmppl.support.Support`."""
+
+    is_discrete = True
+
+    def __init__(self, support: Support, event_shape: tuple[int, ...]):
+        self.support = support
+        self.event_shape = tuple(event_shape)
+        self.event_dim = len(self.event_shape)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.support.contains(jnp.asarray(x), self.event_shape)
+
+    def __repr__(self) -> str:
+        return f"DiscreteSupport({self.support!r}, event_shape={self.event_shape})"
+
+    def feasible_like(self, prototype: jax.Array) -> jax.Array:
+        state = self.support.first_state(self.event_shape)
+        return jnp.broadcast_to(state, jnp.shape(prototype)).astype(jnp.result_type(prototype))
+
+    def tree_flatten(self):
+        return (), ((), {"support": self.support, "event_shape": self.event_shape, "event_dim": self.event_dim})
+
+
+MAX_EXACT_STATES = 2**16
+"""Default ``max_enumerate`` of :class:`EnergyDistribution`: the most states it enumerates for exact draws."""
+
+
 def _check_states(states: Any, event_shape: tuple[int, ...]) -> jax.Array:
     """``states`` as a float array ``(S, *event_shape)``, else a ValueError/TypeError that says what to pass."""
     try:
@@ -153,6 +185,20 @@ class EnergyDistribution(dist.Distribution):
     :class:`ebmppl.models.exchange.Exchange` sample the posterior of the
     energy's parameters θ exactly when such a site is observed.
 
+    An energy with a discrete :attr:`~ebmppl.Energy.support` (``BINARY``,
+    ``SPINS``, ``Categorical(K)``; e.g. :func:`ebmppl.discrete.ising`) needs no
+    ``states``: the site is discrete (``support.is_discrete``), values outside
+    the support have ``log_prob = -inf``, and up to ``max_enumerate`` states
+    (default ``2**16``) it enumerates them itself: :attr:`states`,
+    ``has_enumerate_support``, :meth:`enumerate_support` (whole states, shape
+    ``(num_states, *event_shape)``, as Pyro/funsor enumeration expects), exact
+    :meth:`sample` (so ``numpyro.infer.Predictive`` works) and exact
+    Exchange. :meth:`log_partition` enumerates in chunks up to ``2**22``
+    states. Larger state sets are drawn with ebmppl's discrete samplers
+    (:mod:`ebmppl.samplers.discrete`). NumPyro's ``DiscreteHMCGibbs`` and
+    ``MixedHMC`` treat every coordinate as an integer ``0 … size-1``: they are
+    not for these (whole-state) sites.
+
     Parameters
     ----------
     energy
@@ -162,6 +208,13 @@ class EnergyDistribution(dist.Distribution):
         Optional ``(num_states, *event_shape)`` array: the finite set ``x``
         lives on. The support is then discrete (a latent site of this kind
         is not for NUTS/HMC).
+    max_enumerate
+        On a discrete support without ``states``: the most states enumerated
+        for :attr:`states`, :meth:`enumerate_support` and exact :meth:`sample`.
+    normalized
+        ``True``: ``log_prob = -E/T - log Z`` with the exact ``log Z`` by
+        enumeration (discrete supports or ``states``), a normalised likelihood
+        that NUTS or SVI over θ can use directly; default ``False`` (``-E/T``).
     validate_args
         NumPyro's argument validation.
 
@@ -191,27 +244,87 @@ class EnergyDistribution(dist.Distribution):
     (4, 3)
     >>> round(float(d.log_partition()), 4)   # log(2 * (2 cosh 0.5)**2)
     2.3197
+
+    The same with a discrete energy: no ``states`` needed, and a normalised ``log_prob``.
+
+    >>> from ebmppl.discrete import ising
+    >>> d = EnergyDistribution(ising(jnp.diag(jnp.ones(2), 1) + jnp.diag(jnp.ones(2), -1), beta=0.5), normalized=True)
+    >>> d.support.is_discrete, d.enumerate_support().shape, round(float(d.log_partition()), 4)
+    (True, (8, 3), 2.3197)
+    >>> round(float(jnp.exp(d.log_prob(d.enumerate_support())).sum()), 4)
+    1.0
     """
 
     arg_constraints: dict[str, Any] = {}
-    pytree_data_fields = ("energy", "states")
+    pytree_data_fields = ("energy", "_states")
+    pytree_aux_fields = ("max_enumerate", "normalized")
     reparametrized_params: list[str] = []
 
-    def __init__(self, energy: Energy, *, states: jax.Array | None = None, validate_args: bool | None = None):
+    def __init__(self, energy: Energy, *, states: jax.Array | None = None, max_enumerate: int = MAX_EXACT_STATES,
+                 normalized: bool = False, validate_args: bool | None = None):
         check_energy(energy)
         self.energy = energy
-        self.states = None if states is None else _check_states(states, energy.event_shape)
+        self._states = None if states is None else _check_states(states, energy.event_shape)
+        if isinstance(max_enumerate, bool) or not isinstance(max_enumerate, (int, np.integer)) or max_enumerate < 1:
+            raise ValueError(f"max_enumerate must be an int ≥ 1, got {max_enumerate!r}.")
+        self.max_enumerate = int(max_enumerate)
+        self.normalized = bool(normalized)
+        if self.normalized and self._states is None and not energy.support.is_discrete:
+            raise ValueError("normalized=True needs the exact log Z: give a discrete energy (Energy(..., "
+                             "support=BINARY / SPINS / Categorical(K))) or states=...; a continuous energy's log Z "
+                             "is estimated with ebmppl.log_partition.")
         super().__init__(batch_shape=(), event_shape=energy.event_shape, validate_args=validate_args)
+
+    @property
+    def states(self) -> jax.Array | None:
+        """The finite state set: ``states`` as given, else every state of a discrete energy's support when there
+        are at most ``max_enumerate`` (in :meth:`ebmppl.support.Support.enumerate` order), else ``None``.
+
+        Examples
+        --------
+        >>> from ebmppl.discrete import ising
+        >>> EnergyDistribution(ising(lattice=3)).states.shape, EnergyDistribution(ising(lattice=(5, 5))).states
+        ((8, 3), None)
+        """
+        if self._states is not None:
+            return self._states
+        support = self.energy.support
+        if support.is_discrete and support.num_states(self.energy.event_shape) <= self.max_enumerate:
+            return support.enumerate(self.energy.event_shape)
+        return None
 
     @constraints.dependent_property(is_discrete=False, event_dim=None)
     def support(self):
-        if self.states is not None:
-            return _FiniteSet(self.states, len(self.energy.event_shape))
+        if self._states is not None:
+            return _FiniteSet(self._states, len(self.energy.event_shape))
+        if self.energy.support.is_discrete:
+            return _DiscreteSupport(self.energy.support, self.energy.event_shape)
         return constraints.independent(constraints.real, len(self.energy.event_shape))
 
     @property
+    def has_enumerate_support(self) -> bool:
+        """Whether :meth:`enumerate_support` lists the states (a finite set of at most ``max_enumerate`` states)."""
+        return self.states is not None
+
+    def enumerate_support(self, expand: bool = True) -> jax.Array:
+        """Every state, ``(num_states, *event_shape)`` (the batch shape is empty, so ``expand`` changes nothing).
+
+        Examples
+        --------
+        >>> from ebmppl.support import BINARY
+        >>> from ebmppl import Energy
+        >>> EnergyDistribution(Energy(lambda p, x: -x.sum(), event_shape=(2,), support=BINARY)).enumerate_support()
+        Array([[0., 0.],
+               [1., 0.],
+               [0., 1.],
+               [1., 1.]], dtype=float32)
+        """
+        return self._require_states("enumerable support")
+
+    @property
     def has_exact_sampler(self) -> bool:
-        """Whether :meth:`sample` draws exactly (``True`` when ``states`` is given).
+        """Whether :meth:`sample` draws exactly (``True`` when ``states`` is given or a discrete energy has at most
+        ``max_enumerate`` states).
 
         Examples
         --------
@@ -223,7 +336,9 @@ class EnergyDistribution(dist.Distribution):
         return self.states is not None
 
     def log_prob(self, value: jax.Array) -> jax.Array:
-        """``-E(value)/T`` (no ``-log Z``), batched over leading axes.
+        """``-E(value)/T`` (no ``-log Z`` unless ``normalized=True``), batched over leading axes.
+
+        On a discrete support (without ``states``) a value outside it has ``-inf``.
 
         Examples
         --------
@@ -232,22 +347,38 @@ class EnergyDistribution(dist.Distribution):
         >>> d.log_prob(jnp.ones((3, 2))).tolist()
         [-1.0, -1.0, -1.0]
         """
-        return self.energy.logdensity(value)
+        logp = self.energy.logdensity(value)
+        if self._states is None and self.energy.support.is_discrete:
+            logp = jnp.where(self.energy.support.contains(jnp.asarray(value), self.energy.event_shape), logp, -jnp.inf)
+        if self.normalized:
+            logp = logp - self.log_partition()
+        return logp
 
     def _require_states(self, what: str) -> jax.Array:
-        if self.states is None:
+        states = self.states
+        if states is None and self.energy.support.is_discrete:
+            n = self.energy.support.num_states(self.energy.event_shape)
+            raise NotImplementedError(
+                f"This discrete energy has {n:.4g} states, more than max_enumerate={self.max_enumerate}, so the "
+                f"distribution has no {what} by enumeration. Draw from it with ebmppl's discrete samplers "
+                "(ebmppl.samplers.discrete: gibbs, gibbs_with_gradients, dmala; block Gibbs for RBMs), or raise "
+                "max_enumerate (enumeration costs one energy evaluation per state and draw batch)."
+            )
+        if states is None:
             raise NotImplementedError(
                 f"An energy-based distribution has no {what}. Use it as a prior inside a model run by "
                 "NUTS/HMC, or draw from it with ebmppl.sample(energy, key, ...) (log Z: ebmppl.log_partition); "
                 "on a finite state set pass states=(num_states, *event_shape) to get both exactly."
             )
-        return self.states
+        return states
 
     def log_partition(self) -> jax.Array:
         """The exact ``log Z = logsumexp(-E(states)/T)`` over the finite state set.
 
-        Without ``states`` it raises ``NotImplementedError``: estimate ``log Z``
-        with :func:`ebmppl.log_partition` instead.
+        A discrete energy without ``states`` is enumerated in chunks
+        (:func:`ebmppl.discrete.enumerate_log_partition`, up to ``2**22``
+        states). Otherwise, without ``states``, it raises ``NotImplementedError``:
+        estimate ``log Z`` with :func:`ebmppl.log_partition` instead.
 
         Examples
         --------
@@ -256,6 +387,10 @@ class EnergyDistribution(dist.Distribution):
         >>> round(float(d.log_partition()), 4)   # log(1 + e)
         1.3133
         """
+        if self._states is None and self.energy.support.is_discrete:
+            from ebmppl.discrete.exact import enumerate_log_partition
+
+            return enumerate_log_partition(self.energy)
         return jax.nn.logsumexp(self.energy.logdensity(self._require_states("known log Z")))
 
     def sample(self, key, sample_shape=()):
@@ -281,6 +416,64 @@ class EnergyDistribution(dist.Distribution):
         u = jax.random.uniform(key, tuple(sample_shape), dtype=cdf.dtype) * cdf[-1]
         index = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), states.shape[0] - 1)
         return states[index]
+
+
+def enumeration_gibbs_fn(model: Callable, *model_args: Any, **model_kwargs: Any) -> Callable:
+    """A ``gibbs_fn`` for NumPyro's ``HMCGibbs`` that redraws latent discrete energy sites exactly, by enumeration.
+
+    For each Gibbs site (in the order NumPyro passes them) it lists the site's
+    states (``EnergyDistribution.states``: at most ``max_enumerate``), evaluates
+    the model's log joint with the site set to each state and every other site
+    at its current value, and draws the new value from that exact full
+    conditional. ``HMCGibbs(NUTS(model), gibbs_fn=enumeration_gibbs_fn(model,
+    *args), gibbs_sites=[...])`` then samples a model with a latent discrete
+    energy (an Ising or RBM prior, say) beside continuous sites. Each update
+    costs one model evaluation per state.
+
+    Parameters
+    ----------
+    model
+        The NumPyro model.
+    *model_args, **model_kwargs
+        Its arguments (the same as passed to ``mcmc.run``).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> from numpyro.infer import MCMC, NUTS, HMCGibbs
+    >>> from ebmppl.discrete import ising
+    >>> def model(y):
+    ...     x = numpyro.sample("x", EnergyDistribution(ising(lattice=3, beta=0.5)))
+    ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    ...     numpyro.sample("y", dist.Normal(mu + x.sum(), 1.0), obs=y)
+    >>> gibbs_fn = enumeration_gibbs_fn(model, 2.5)
+    >>> gibbs_fn(jax.random.key(0), {"x": -jnp.ones(3)}, {"mu": jnp.array(0.0)})["x"].shape   # one exact update
+    (3,)
+    >>> kernel = HMCGibbs(NUTS(model), gibbs_fn=gibbs_fn, gibbs_sites=["x"])
+    >>> mcmc = MCMC(kernel, num_warmup=500, num_samples=1000, progress_bar=False)
+    >>> mcmc.run(jax.random.key(0), 2.5)  # doctest: +SKIP
+    """
+    from numpyro.infer.util import log_density
+
+    def joint(values: dict[str, jax.Array]) -> jax.Array:
+        return log_density(model, model_args, model_kwargs, values)[0]
+
+    def gibbs_fn(rng_key: jax.Array, gibbs_sites: dict[str, jax.Array], hmc_sites: dict[str, jax.Array]):
+        current = {**hmc_sites, **gibbs_sites}
+        tr = trace(substitute(seed(model, 0), data=current)).get_trace(*model_args, **model_kwargs)
+        out = dict(gibbs_sites)
+        for name, key in zip(gibbs_sites, jax.random.split(rng_key, max(len(gibbs_sites), 1)), strict=False):
+            fn = tr[name]["fn"]
+            if not isinstance(fn, EnergyDistribution):
+                raise ValueError(f"enumeration_gibbs_fn: site '{name}' is a {type(fn).__name__}, not an "
+                                 "EnergyDistribution (inside a plate or .expand() it is batched: give each example "
+                                 "its own site, or sample the site with ebmppl's discrete samplers).")
+            states = fn._require_states("exact full conditional")
+            logp = jax.vmap(lambda state: joint({**current, **out, name: state}))(states)
+            out[name] = states[jax.random.categorical(key, logp)]
+        return out
+
+    return gibbs_fn
 
 
 def potential_fn(energy: Energy) -> Callable[[jax.Array], jax.Array]:
