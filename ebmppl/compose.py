@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from ebmppl.energy import Energy
+from ebmppl.support import Binary
 
 __all__ = ["product", "weighted_sum", "mixture", "negation", "condition"]
 
@@ -69,8 +70,12 @@ def _compose(energies, weights, combine):
         if isinstance(e.temperature, jax.core.Tracer):
             raise TypeError("compose energies outside jit: part temperatures must be concrete numbers.")
         temps.append(float(e.temperature))
+    supports = {e.support for e in energies}
+    if len(supports) > 1:
+        raise ValueError(f"energies live on different supports ({', '.join(sorted(map(repr, supports)))}); compose "
+                         "energies over the same values, e.g. all on SPINS (map 0/1 states to ±1 inside the energy).")
     fn = _Weighted([e.energy_fn for e in energies], temps, [float(w) for w in weights], combine)
-    return Energy(fn, tuple(e.params for e in energies), event_shape=shape)
+    return Energy(fn, tuple(e.params for e in energies), event_shape=shape, support=energies[0].support)
 
 
 def product(*energies: Energy) -> Energy:
@@ -184,6 +189,13 @@ def condition(energy: Energy, observed: jax.Array, mask: jax.Array) -> Energy:
     free = np.flatnonzero(~mask.reshape(-1))
     if free.size == 0:
         raise ValueError("mask observes every entry: nothing is left to condition on.")
+    support = energy.support
+    if support.is_discrete:
+        if not isinstance(support, Binary):
+            raise ValueError(f"condition: a {support!r} energy's free entries would not be one-hot rows; condition "
+                             "binary energies (BINARY, SPINS), or a categorical one through its own conditionals.")
+        support.check(observed[None], energy.event_shape, "observed")
     fn = _Conditioned(energy.energy_fn, free, energy.event_shape)
+    probe = (support.first_state((free.size,)) if support.is_discrete else observed.reshape(-1)[free])
     return Energy(fn, (energy.params, observed), event_shape=(free.size,), temperature=energy.temperature,
-                  probe=observed.reshape(-1)[free])
+                  probe=probe, support=support)

@@ -54,6 +54,7 @@ import numpy as np
 from ebmppl._validation import check_energy
 from ebmppl.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from ebmppl.energy import Energy, SamplerSettings, _EquinoxApply
+from ebmppl.support import REAL, Binary, Categorical, Support
 
 __all__ = ["save", "load", "describe", "ENERGY_FORMAT"]
 
@@ -345,6 +346,30 @@ def _describe(energy: Energy) -> tuple[dict[str, Any] | None, str]:
         return None, str(why)
 
 
+def _support_to_json(support: Support) -> dict[str, Any] | None:
+    """The support as JSON (``None`` for the real line, which files of older ebmppl imply)."""
+    if isinstance(support, Binary):
+        return {"type": "binary", "low": float(support.low), "high": float(support.high)}
+    if isinstance(support, Categorical):
+        return {"type": "categorical", "num_categories": int(support.num_categories)}
+    if not support.is_discrete:
+        return None
+    raise TypeError(f"save: the support {support!r} has no file format; ebmppl stores REAL, Binary and Categorical.")
+
+
+def _support_from_json(spec: Any, path: pathlib.Path) -> Support:
+    try:
+        if spec is None:
+            return REAL
+        if spec["type"] == "binary":
+            return Binary(float(spec["low"]), float(spec["high"]))
+        if spec["type"] == "categorical":
+            return Categorical(int(spec["num_categories"]))
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise CheckpointError(f"{path}: its support description {spec!r} is malformed.")
+
+
 def _concrete_temperature(energy: Energy) -> float:
     if isinstance(energy.temperature, jax.core.Tracer):
         raise TypeError("save a concrete energy, outside jit: its temperature is a traced value.")
@@ -369,7 +394,8 @@ def energy_metadata(energy: Energy) -> dict[str, Any]:
     return {"content": CONTENT, "energy_format": ENERGY_FORMAT, "ebmppl_version": __version__,
             "event_shape": list(energy.event_shape), "temperature": _concrete_temperature(energy),
             "architecture": architecture, "not_described": why, "parameters": paths,
-            "sampler_settings": None if settings is None else settings.to_json()}
+            "sampler_settings": None if settings is None else settings.to_json(),
+            "support": _support_to_json(energy.support)}
 
 
 def save(path: str | os.PathLike, energy: Any) -> pathlib.Path:
@@ -552,10 +578,15 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
             raise CheckpointError(f"{path}: its sampler settings are malformed ({err}).") from None
     names = meta.get("parameters") if isinstance(meta.get("parameters"), list) else None
     stored = _Arrays(arrays, path, names)
+    # files of older ebmppl record no support; a like= energy then keeps its own
+    support = _support_from_json(meta.get("support"), path) if "support" in meta else None
     if like is not None:
         if like.event_shape != event_shape:
             raise CheckpointError(f"{path} holds an energy of event_shape {event_shape} but like= has "
                                   f"event_shape {like.event_shape}.")
+        if support is not None and like.support != support:
+            raise CheckpointError(f"{path} holds an energy on the support {support!r} but like= is on "
+                                  f"{like.support!r}; pass like= an energy built with support={support!r}.")
         n = len(jax.tree.leaves(like.params))
         if n != len(arrays):
             raise CheckpointError(f"{path} holds {len(arrays)} parameter arrays but like= has {n}: it was written "
@@ -575,4 +606,4 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
     fn, params = _build_fn(spec, event_shape, stored)
     stored.finish()
     return Energy(fn, params, event_shape=event_shape, temperature=1.0 if temperature is None else temperature,
-                  validate=False, sampler_settings=settings)
+                  validate=False, sampler_settings=settings, support=REAL if support is None else support)

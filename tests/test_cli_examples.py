@@ -86,7 +86,7 @@ def test_cli_compare_writes_table_figures_and_page(tmp_path):
         assert (out / name).exists(), name
     assert "| nuts |" in (out / "comparison.md").read_text()
     with pytest.raises(SystemExit) as err:
-        main(["compare", "--samplers", "mala,gibbs", "--out", str(out), "--quiet"])
+        main(["compare", "--samplers", "mala,gibs", "--out", str(out), "--quiet"])
     assert err.value.code == 2
 
 

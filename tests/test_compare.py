@@ -130,7 +130,7 @@ def test_compare_validates_input():
     with pytest.raises(TypeError, match="target must be"):
         compare(lambda x: x, ["nuts"], key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown sampler"):
-        compare(TARGETS["gaussian"](), ["gibbs"], key=jax.random.key(0))
+        compare(TARGETS["gaussian"](), ["gibs"], key=jax.random.key(0))
     with pytest.raises(ValueError, match="max_mcse"):
         compare(TARGETS["gaussian"](), ["nuts"], key=jax.random.key(0), max_mcse=0.0)
     with pytest.raises(TypeError, match="reference must be"):

@@ -15,6 +15,7 @@ from conftest import moment_z_scores
 
 import ebmppl
 from ebmppl import Energy, sample, samplers
+from ebmppl.support import SPINS
 
 
 # ----------------------------------------------------------------- the Design page's example
@@ -83,8 +84,12 @@ def test_samplers_with_equal_options_are_equal_and_hash_equal(name):
     a, b = samplers.get_sampler(name), samplers.get_sampler(name)
     assert a is not b and a == b and hash(a) == hash(b)
     assert a.default_params(3).keys() == b.default_params(3).keys()
-    # every sampler has an option that changes it: its step size, or parallel tempering's number of levels
-    option = {"num_replicas": 5} if name == "parallel_tempering" else {"step_size": 0.123}
+    # every sampler has an option that changes it: its step size, parallel tempering's number of levels, a
+    # discrete sampler's scan or blocks or support
+    option = ({"num_replicas": 5} if name == "parallel_tempering" else {"sweep": True} if name == "gibbs"
+              else {"blocks": ((0,), (1, 2))} if name == "block_gibbs"
+              else {"support": SPINS} if name in ("discrete_metropolis", "gibbs_with_gradients")
+              else {"step_size": 0.123})
     other = samplers.get_sampler(name, **option)
     assert other != a
     assert isinstance(a, samplers.Sampler) and isinstance(a.warmup, samplers.Warmup)

@@ -280,8 +280,8 @@ def test_log_partition_takes_sampler_and_sampler_params_and_old_names_warn():
     assert old.log_z == new.log_z  # the old names mean exactly the new ones
     with pytest.raises(ValueError, match="not exact"):
         log_partition(energy, jax.random.key(0), sampler="ula", **run)
-    with pytest.raises(ValueError, match="transition='gibbs'"):
-        log_partition(energy, jax.random.key(0), transition="gibbs", **run)
+    with pytest.raises(ValueError, match="transition='gibs'"):
+        log_partition(energy, jax.random.key(0), transition="gibs", **run)
     with pytest.raises(ValueError, match="unknown key 'stepsize'"):
         log_partition(energy, jax.random.key(0), sampler_params={"stepsize": 0.1}, **run)
     with pytest.raises(TypeError, match="not both"):

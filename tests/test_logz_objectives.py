@@ -71,7 +71,7 @@ def test_importance_and_grid_methods():
     ({"num_temperatures": 0}, "num_temperatures"),
     ({"base": "cauchy"}, "base must be"),
     ({"step_size": -1.0}, "step_size"),
-    ({"transition": "gibbs"}, "transition"),
+    ({"transition": "gibs"}, "transition"),
     ({"pilot_chains": 0}, "pilot_chains"),
 ])
 def test_log_partition_validation(kwargs, match):

@@ -144,11 +144,11 @@ def test_fit_works_or_names_the_argument(batch_size, num_steps, objective, alpha
 @PROPERTY
 @given(method=st.sampled_from(["ais", "importance", "grid", "exact"]), num_chains=bad_or_count,
        base_scale=st.sampled_from([1.0, 0.0, -2.0, float("nan")]),
-       transition=st.sampled_from(["mala", "hmc", "gibbs"]))
+       transition=st.sampled_from(["mala", "hmc", "gibs"]))
 def test_log_partition_works_or_names_the_argument(method, num_chains, base_scale, transition):
     valid_count = isinstance(num_chains, (int, np.integer)) and not isinstance(num_chains, bool) and num_chains >= 1
     valid = method == "grid" or (method in ("ais", "importance") and valid_count and base_scale > 0
-                                 and transition != "gibbs")
+                                 and transition != "gibs")
     RELIABILITY["bad inputs tried"] += not valid
     est = _expect_documented(
         lambda: ebmppl.log_partition(GAUSS, jax.random.key(0), method=method, num_chains=num_chains,
@@ -296,7 +296,7 @@ def test_checkpoint_format_version_and_shape_mismatch(saved_checkpoint, tmp_path
 CLI_BAD = [
     ["fit", "--steps", "0"], ["fit", "--steps", "ten"], ["fit", "--batch-size", "-3"], ["fit", "--lr", "-1"],
     ["fit", "--lr", "nan"], ["fit", "--alpha", "-0.5"], ["fit", "--widths", "a,b"], ["fit", "--widths", "0,4"],
-    ["fit", "--dataset", "mnist"], ["fit", "--sampler", "gibbs"], ["fit", "--init", "fresh"],
+    ["fit", "--dataset", "mnist"], ["fit", "--sampler", "gibs"], ["fit", "--init", "fresh"],
     ["fit", "--step-size", "0"], ["fit", "--noise-scale", "inf"], ["fit", "--seed", "-1"],
     ["sample", "--chains", "0"], ["sample", "--target", "cat"], ["sample", "--sampler", "x"],
     ["sample", "--warmup", "-1"], ["compare", "--samplers", "mala,nope", "--out", "{tmp}/c"],
