@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ChainInit", "BufferState", "UniformNoise", "GaussianNoise", "ReplayBuffer", "ShortRun", "CDk",
-           "uniform_noise", "gaussian_noise", "replay_buffer", "short_run", "cd_k"]
+__all__ = ["ChainInit", "BufferState", "UniformNoise", "GaussianNoise", "SupportNoise", "ReplayBuffer", "ShortRun",
+           "CDk", "uniform_noise", "gaussian_noise", "support_noise", "replay_buffer", "short_run", "cd_k"]
 
 NoiseFn = Callable[[jax.Array, tuple[int, ...]], jax.Array]
 
@@ -92,6 +92,54 @@ def gaussian_noise(scale: float = 1.0, mean: float = 0.0) -> GaussianNoise:
     if not float(scale) > 0:
         raise ValueError(f"gaussian_noise needs scale > 0, got {scale!r}.")
     return GaussianNoise(float(scale), float(mean))
+
+
+class SupportNoise(eqx.Module):
+    """Uniform draws on a discrete support (:mod:`ebmppl.support`): ``noise(key, (n, *event_shape))``. A value.
+
+    Binary supports get every coordinate uniform on its two values, categorical ones a uniform one-hot
+    vector along the last axis. Built by :func:`support_noise`, which documents it.
+
+    Examples
+    --------
+    >>> from ebmppl.support import SPINS
+    >>> x = SupportNoise(SPINS)(jax.random.key(0), (4, 3))
+    >>> x.shape, sorted(set(x.ravel().tolist())) == [-1.0, 1.0]
+    ((4, 3), True)
+    """
+
+    support: Any = eqx.field(static=True)
+
+    def __call__(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        shape = tuple(shape)
+        return self.support.uniform(key, shape[:1], shape[1:])
+
+
+def support_noise(support: Any) -> SupportNoise:
+    """Noise uniform on a discrete ``support`` (an :class:`ebmppl.support.Support`, e.g. ``energy.support``).
+
+    The chain starts of discrete negatives: :func:`~ebmppl.objectives.contrastive_divergence` and
+    :func:`ebmppl.fit` take it as the noise of the replay buffer (and of short-run chains) whenever the
+    energy's support is discrete, so that every start is a valid state.
+
+    Examples
+    --------
+    >>> from ebmppl.support import BINARY
+    >>> strategy = replay_buffer(capacity=8, noise=support_noise(BINARY))
+    >>> buf = strategy.init(jax.random.key(0), (5,))
+    >>> bool(jnp.all((buf.samples == 0.0) | (buf.samples == 1.0)))
+    True
+    >>> support_noise(BINARY) == support_noise(BINARY)
+    True
+    >>> support_noise("binary")
+    Traceback (most recent call last):
+    ...
+    TypeError: support_noise needs a discrete ebmppl.support.Support (e.g. energy.support), got 'binary'.
+    """
+    if not getattr(support, "is_discrete", False) or not callable(getattr(support, "uniform", None)):
+        raise TypeError(f"support_noise needs a discrete ebmppl.support.Support (e.g. energy.support), got "
+                        f"{support!r}.")
+    return SupportNoise(support)
 
 
 class BufferState(NamedTuple):

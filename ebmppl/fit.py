@@ -148,7 +148,28 @@ def _as_data(data: Any, energy: Energy, event_shape: tuple[int, ...] | None = No
     return None
 
 
-_EXAMPLES_ONLY = ("cd", "dsm", "ssm", "nce")  # objectives whose batches are examples, not tuples
+_EXAMPLES_ONLY = ("cd", "dsm", "ssm", "nce", "pseudo_likelihood", "ratio_matching")  # examples, not tuples
+_CONTINUOUS_ONLY = ("dsm", "ssm", "nce")  # objectives that need gradients in x or a continuous noise density
+
+
+def _discrete_plan(energy: Energy, recipe: str, objective: Any, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A discrete energy's recipe and options: recipe ``"none"``; CD's negatives from a discrete sampler
+    (:data:`~ebmppl.objectives.discrete.DEFAULT_DISCRETE_SAMPLER` unless given) over a replay buffer whose
+    starts are uniform on the support; the continuous-only objectives refused with the names that apply."""
+    from ebmppl.buffer import replay_buffer, support_noise
+    from ebmppl.objectives.discrete import DEFAULT_DISCRETE_SAMPLER
+
+    if recipe not in ("auto", "none"):
+        raise ValueError(f"recipe={recipe!r} scales continuous data; the energy's support is discrete "
+                         f"({energy.support!r}): pass recipe='auto' (or 'none').")
+    if isinstance(objective, str) and objective in _CONTINUOUS_ONLY:
+        raise ValueError(f"objective {objective!r} needs a continuous energy; for a discrete one use 'cd' (discrete "
+                         "negatives), 'pseudo_likelihood' or 'ratio_matching' (binary).")
+    options = dict(options)
+    if isinstance(objective, str) and objective == "cd":
+        options.setdefault("sampler", DEFAULT_DISCRETE_SAMPLER)
+        options.setdefault("chain_init", replay_buffer(noise=support_noise(energy.support)))
+    return "none", options
 
 
 def _check_trainer_data(trainer: Trainer, data: Any) -> None:
@@ -162,6 +183,16 @@ def _check_trainer_data(trainer: Trainer, data: Any) -> None:
     check = getattr(trainer, "check_data", None)
     if check is not None and data is not None:
         check(data)
+
+
+def _check_support(energy: Energy, data: Any) -> None:
+    """Data of a discrete energy must lie on its support (whatever the trainer checks itself)."""
+    support = getattr(energy, "support", None)
+    if data is None or not getattr(support, "is_discrete", False):
+        return
+    from ebmppl.objectives.discrete import check_on_support
+
+    check_on_support(data[0] if isinstance(data, tuple) else data, support, tuple(energy.event_shape))
 
 
 def _check_metrics(metrics: dict[str, np.ndarray]) -> None:
@@ -279,7 +310,9 @@ def fit(
     objective
         ``"cd"`` (contrastive divergence), ``"dsm"`` (denoising score matching),
         ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
-        estimation), ``"recovery_cd"`` (CD on incomplete data), or a trainer:
+        estimation), ``"recovery_cd"`` (CD on incomplete data),
+        ``"pseudo_likelihood"`` and ``"ratio_matching"`` (discrete energies;
+        :mod:`ebmppl.objectives.discrete`), or a trainer:
         an :class:`~ebmppl.objectives.Objective` (what the builders return, or
         one you compose from your own loss terms) or any
         :class:`~ebmppl.objectives.Trainer`; it carries its optimizer and
@@ -325,7 +358,13 @@ def fit(
         all-reduced. ``batch_size`` must be a multiple of the device count.
         Array data only.
     recipe
-        The scale-dependent defaults (:mod:`ebmppl.recipes`). ``"auto"``
+        The scale-dependent defaults (:mod:`ebmppl.recipes`); an energy on a
+        discrete support (``energy.support``, :mod:`ebmppl.support`) always
+        trains under ``"none"``: CD's negatives come from
+        ``"gibbs_with_gradients"`` unless ``sampler=`` names another discrete
+        sampler, over a replay buffer whose starts are uniform on the support,
+        with no energy penalty (``alpha=0``); the data must lie on the support
+        (0/1 data for a ±1 energy is a ``ValueError`` naming the map). ``"auto"``
         (default): ``"images"`` for data of event rank >= 2, ``"density"`` for
         other array data with ``objective="cd"`` when you pass no ``sampler``,
         ``sampler_params`` or ``chain_init``, else ``"none"``. ``"density"``
@@ -396,6 +435,8 @@ def fit(
         check_int(name, value, 1)
     # the recipe (ebmppl.recipes) fills the scale-dependent defaults; under "density" the trainer sees
     # standardised data and a confined energy, and plan.output maps the result back to the data's scale
+    if getattr(getattr(energy, "support", None), "is_discrete", False):
+        recipe, objective_options = _discrete_plan(energy, recipe, objective, objective_options)
     plan = resolve_recipe(recipe, energy, _as_data(data, energy, _data_event_shape(objective, data)), objective,
                           objective_options)
     energy, objective_options = plan.train_energy, plan.options
@@ -419,6 +460,7 @@ def fit(
         raise ValueError("pass resume=True (continue the checkpoint) or overwrite=True (replace it), not both.")
     data_array = plan.data
     _check_trainer_data(trainer, data_array)
+    _check_support(energy, data_array)
     if data_array is None and not isinstance(data, Iterable):
         raise TypeError(f"data must be an array (n, *event_shape) or an iterable of batches, got {type(data).__name__}.")
     mesh = resolve_mesh(devices)
@@ -590,6 +632,7 @@ def _run_batches(trainer, state, batches, n, energy):
             break
         batch = _as_batch(batch, energy, _data_event_shape(trainer, batch))
         _check_trainer_data(trainer, batch)
+        _check_support(energy, batch)
         state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)
         if not bool(metrics.get("finite", True)):

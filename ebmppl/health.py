@@ -253,8 +253,19 @@ class TrainingHealth:
                     + (" (the step is then in standard deviations)" if "step_size" in text else ""))
         return f"fit(..., {text})"
 
+    @property
+    def _discrete(self) -> bool:
+        """A discrete energy: its samplers have no step size; more steps or another kernel is the remedy."""
+        return bool(getattr(getattr(self.energy, "support", None), "is_discrete", False))
+
+    def _discrete_advice(self) -> str:
+        return ("take more sampler steps per update (" + self._option("num_mcmc_steps=40") + "), or a kernel that "
+                "moves further per step (sampler='gibbs_with_gradients' or 'dmala'; 'block_gibbs' for an RBM)")
+
     def _follow(self) -> str:
         """Making the sampler follow a sharpening energy."""
+        if self._discrete:
+            return self._discrete_advice()
         if self.advice_for == "density":
             return ("give the sampler more steps per update (" + self._option("num_mcmc_steps=40") + "); the "
                     "default step already shrinks to keep acceptance near 0.6 (history['step_size'])")
@@ -292,8 +303,11 @@ class TrainingHealth:
                                        f"{self.window} checks{acc_text}): {lagging}; or re-initialise more of the "
                                        "buffer from noise (" + self._option("chain_init=ebmppl.buffer.replay_buffer("
                                                                             "reinit_prob=0.1, noise=...)") + ").")
-        if np.isfinite(acc) and not low < acc < high:
-            if acc <= low:
+        if np.isfinite(acc) and not low < acc < high and not (self._discrete and acc >= high):
+            if self._discrete:  # no step size to tune: proposals that are refused call for another kernel
+                advice = ("the discrete sampler's proposals are refused: " + self._discrete_advice()
+                          + f", or {self._lr()}")
+            elif acc <= low:
                 advice = ("the step is too large for the energy as it has sharpened (it sharpens faster than the "
                           "sampler follows): lower the sampler step size ("
                           + self._option("sampler_params={'step_size': ...}") + ")"
@@ -316,8 +330,9 @@ class TrainingHealth:
             self._warn(step, "flat", f"the energy is flat: fresh noise gets the energy of the data (E(noise) - E(x+) = "
                                      f"{np.mean(contrast):.3g} over the last {len(contrast)} checks; CD gap "
                                      f"{r.get('cd_gap', np.nan):.3g}): the model has collapsed and learned nothing. "
-                                     "Match the sampler to the data's scale (fit's default recipe='density' "
-                                     "standardises the data), or train longer / with a larger learning rate"
+                                     + ("Train longer / with a larger learning rate" if self._discrete else
+                                        "Match the sampler to the data's scale (fit's default recipe='density' "
+                                        "standardises the data), or train longer / with a larger learning rate")
                                      + ("; if alpha > 0, lower it (it flattens the energy)" if self.advice_for != "density"
                                         else "") + ".")
         if np.isfinite(r.get("buffer_std", np.nan)) and r["buffer_std"] < 1e-4:
@@ -327,6 +342,8 @@ class TrainingHealth:
 
     def _lag_advice(self, acc: float) -> str:
         """What to do about chains that lag the model, consistent with the acceptance (never 'larger' when it is low)."""
+        if self._discrete:
+            return f"{self._discrete_advice()}, or {self._lr()}"
         if np.isfinite(acc) and acc < _LOW_ACCEPTANCE_FOR_ADVICE:
             return (f"with acceptance this low the step is already too large for the energy: the energy sharpens "
                     f"faster than the sampler follows. {self._lr()[0].upper()}{self._lr()[1:]}; {self._follow()}")

@@ -40,6 +40,8 @@ LAYERS = {
     "ebmppl._version": BASE,
     "ebmppl.data": BASE,  # the package and every module in it
     "ebmppl.energy": BASE,
+    "ebmppl.support": BASE,  # the values an energy is defined on
+    "ebmppl.discrete": BASE,  # discrete energies and their exact log Z (enumeration, transfer matrix)
     "ebmppl.nn": BASE,
     "ebmppl.sharding": BASE,
     "ebmppl.checkpoint": BASE,

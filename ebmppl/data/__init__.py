@@ -1,5 +1,7 @@
-"""Data sets: 2-D toy densities with exact samplers and log-densities, and the 8x8 digits."""
+"""Data sets: 2-D toy densities with exact samplers and log-densities, the 8x8 digits, and binary data sets
+(bars-and-stripes, binarised digits) for discrete energies."""
 
+from ebmppl.data.binary import bars_and_stripes, binarize, binarized_digits
 from ebmppl.data.digits import load_digits
 from ebmppl.data.toy import (
     TOY_DENSITIES,
@@ -14,4 +16,4 @@ from ebmppl.data.toy import (
 )
 
 __all__ = ["ToyDensity", "TOY_DENSITIES", "toy", "two_moons", "eight_gaussians", "rings", "checkerboard",
-           "two_spirals", "pinwheel", "load_digits"]
+           "two_spirals", "pinwheel", "load_digits", "bars_and_stripes", "binarize", "binarized_digits"]

@@ -20,6 +20,11 @@ estimator, one entry point :func:`log_partition` that dispatches:
   (:mod:`ebmppl.logz.importance`; fine in low dimension, hopeless in high).
 * ``method="grid"`` — quadrature for dimension ≤ 2
   (:func:`~ebmppl.logz.grid.grid_log_partition`).
+* energies on a discrete support (``energy.support``, :mod:`ebmppl.support`):
+  ``method="exact"`` (enumeration; an RBM sums out its smaller layer) and
+  ``method="ais"`` from an independent base with Gibbs (or any exact
+  discrete sampler's) transitions, or, for an RBM, the AIS of Salakhutdinov &
+  Murray (2008) (:mod:`ebmppl.logz.discrete`).
 * ``method="smc"`` — adaptive tempered sequential Monte Carlo from a Gaussian
   reference (:mod:`ebmppl.logz.smc`, on BlackJAX): independent replicates
   give the standard error; :func:`~ebmppl.logz.smc.sample_smc` also returns
@@ -49,6 +54,7 @@ from ebmppl._deprecation import UNSET, renamed
 from ebmppl._validation import check_energy, check_int, check_key, check_sampler_params
 from ebmppl.energy import Energy
 from ebmppl.logz.ais import _ais, _pilot, ais_schedule
+from ebmppl.logz.discrete import discrete_ais, exact_log_partition, rbm_ais
 from ebmppl.logz.base import _TAIL_ADVICE, _Base, _fit_base, _flat_points, _tail_notes
 # the constants of the verdict rules stay readable as ebmppl.logz.MIN_ESS etc.
 from ebmppl.logz.estimate import (
@@ -72,6 +78,7 @@ from ebmppl.logz.smc import _log_partition as _smc
 from ebmppl.logz.stepping_stone import stepping_stone
 from ebmppl.normalisability import assert_normalisable
 from ebmppl.samplers import Sampler, available, as_sampler, get_sampler, hmc
+from ebmppl.samplers.negatives import rbm_of
 
 __all__ = ["LogZEstimate", "LogZBracket", "LogZWarning", "log_partition", "ais_bracket", "ais_schedule",
            "pareto_k", "grid_log_partition", "sample_smc", "SMCResult", "compare_estimators", "LogZComparison",
@@ -134,6 +141,10 @@ def log_partition(
     key
         PRNG key (not needed for ``method="grid"``).
     method
+        For an energy on a discrete support: ``"ais"`` (from an independent base, uniform or fitted to
+        ``data``'s marginals, with ``sampler`` transitions, default a Gibbs sweep, linear schedule; an
+        RBM of :func:`ebmppl.discrete.rbm` without ``sampler``: the AIS of Salakhutdinov & Murray, block Gibbs
+        on intermediate RBMs, their schedule) or ``"exact"`` (:mod:`ebmppl.logz.discrete`). Otherwise:
         ``"ais"`` (forward AIS; with ``samples``: reverse AIS), ``"importance"``, ``"grid"``, ``"smc"`` or
         ``"stepping_stone"`` (:func:`~ebmppl.logz.stepping_stone.stepping_stone` on a parallel-tempering
         ladder: ``sampler`` a ``samplers.parallel_tempering(...)`` value, ``num_chains`` ladders (default 8),
@@ -241,6 +252,14 @@ def log_partition(
     True
     """
     check_energy(energy)
+    if getattr(energy.support, "is_discrete", False):  # sums and AIS over states: ebmppl.logz.discrete
+        return _discrete_log_partition(energy, key, method=method, num_chains=num_chains,
+                                       num_temperatures=num_temperatures, num_mcmc_steps=num_mcmc_steps,
+                                       sampler=None if sampler is UNSET else sampler, sampler_params=sampler_params,
+                                       base=base, data=data, samples=samples)
+    if method == "exact":
+        raise ValueError("method='exact' sums over the states of a discrete energy; this one is continuous: use "
+                         "method='grid' (dimension <= 2), 'ais' or 'smc'.")
     tail_report = None
     if check_normalisable and base != "uniform":  # a density with no finite Z gets an error, never a number
         tail_report = assert_normalisable(energy)
@@ -328,6 +347,41 @@ def log_partition(
     if starts is not None:
         return _ais(energy, k_est, k_pilot, q, start=starts, notes=notes, num_chains=int(starts.shape[0]), **run)
     return _ais(energy, k_est, k_pilot, q, num_chains=int(num_chains), notes=tail_notes, advice=advice, **run)
+
+
+def _discrete_log_partition(energy: Energy, key: Any, *, method: str, num_chains: int, num_temperatures: int,
+                            num_mcmc_steps: int | None, sampler: Any, sampler_params: Any, base: str, data: Any,
+                            samples: Any) -> LogZEstimate:
+    """:func:`log_partition` of a discrete energy: ``"exact"`` or ``"ais"`` (:mod:`ebmppl.logz.discrete`)."""
+    if method == "exact":
+        return exact_log_partition(energy)
+    if method != "ais":
+        raise ValueError(f"method={method!r} does not apply to a discrete energy (support {energy.support!r}); "
+                         "choose 'ais' or 'exact' (enumeration, at most 2**22 states; an RBM sums out its smaller "
+                         "layer).")
+    if key is None:
+        raise ValueError("method='ais' is random: pass a key (jax.random.key(0)).")
+    check_key(key)
+    if samples is not None:
+        raise ValueError("reverse AIS from samples is not available for discrete energies; drop samples= "
+                         "(forward AIS gives a stochastic lower bound with its standard error).")
+    if base not in ("auto", "uniform"):
+        raise ValueError(f"a discrete energy's AIS base is an independent Bernoulli / categorical: base must be "
+                         f"'auto' (fitted to data's marginals when data= is given, else uniform) or 'uniform', got "
+                         f"{base!r}.")
+    steps = 1 if num_mcmc_steps is None else num_mcmc_steps
+    for name, value in (("num_chains", num_chains), ("num_temperatures", num_temperatures),
+                        ("num_mcmc_steps", steps)):
+        check_int(name, value, 1)
+    if data is not None:
+        data = _flat_points(data, tuple(energy.event_shape), "data", jnp.result_type(float))
+        energy.support.check(data, energy.event_shape, name="data")
+    data = None if base == "uniform" else data
+    if sampler is None and sampler_params is None and rbm_of(energy) is not None and float(energy.temperature) == 1.0:
+        return rbm_ais(energy, key, num_chains=num_chains, num_temperatures=num_temperatures, num_mcmc_steps=steps,
+                       data=data)
+    return discrete_ais(energy, key, num_chains=num_chains, num_temperatures=num_temperatures, num_mcmc_steps=steps,
+                        sampler=sampler, sampler_params=sampler_params, data=data)
 
 
 _AIS_SAMPLERS = ("mala", "hmc", "nuts", "barker", "ghmc")

@@ -5,7 +5,9 @@ An objective is a positive phase, a negative phase and loss terms
 ``contrastive_divergence`` (data + negative chains + CD), ``recovery_contrastive_divergence``
 (recovery chains + negative chains + CD), ``denoising_score_matching``,
 ``sliced_score_matching`` and ``noise_contrastive_estimation`` (data + one
-term, no chains); :func:`ebmppl.jem.jem_hybrid` adds JEM's cross-entropy. A
+term, no chains); for discrete energies ``pseudo_likelihood`` and ``ratio_matching``
+(data + one term, no chains; :mod:`ebmppl.objectives.discrete`), and ``contrastive_divergence``
+with discrete negatives; :func:`ebmppl.jem.jem_hybrid` adds JEM's cross-entropy. A
 trainer of your own is either an :class:`Objective` with your own
 :class:`LossTerm`, or any :class:`Trainer` (``init``/``step`` functions).
 """
@@ -17,6 +19,14 @@ from ebmppl.objectives.cd import (
     contrastive_divergence,
     kernel_parameters,
     sample_negatives,
+)
+from ebmppl.objectives.discrete import (
+    PseudoLikelihood,
+    RatioMatching,
+    pseudo_likelihood,
+    pseudo_likelihood_loss,
+    ratio_matching,
+    ratio_matching_loss,
 )
 from ebmppl.objectives.mcmc_free import (
     DenoisingScoreMatching,
@@ -47,6 +57,8 @@ OBJECTIVES = {
     "ssm": sliced_score_matching,
     "nce": noise_contrastive_estimation,
     "recovery_cd": recovery_contrastive_divergence,
+    "pseudo_likelihood": pseudo_likelihood,
+    "ratio_matching": ratio_matching,
 }
 """Objectives by name, as ``fit(objective=...)`` and the command line refer to them."""
 
@@ -55,4 +67,5 @@ __all__ = ["Trainer", "TrainState", "Objective", "Phases", "LossTerm", "Scaled",
            "ContrastiveDivergence", "DenoisingScoreMatching", "SlicedScoreMatching", "NoiseContrastive",
            "cd_loss", "contrastive_divergence", "kernel_parameters", "sample_negatives", "denoising_score_matching",
            "sliced_score_matching", "noise_contrastive_estimation", "recovery_contrastive_divergence", "dsm_loss",
-           "ssm_loss", "nce_loss", "OBJECTIVES"]
+           "ssm_loss", "nce_loss", "PseudoLikelihood", "RatioMatching", "pseudo_likelihood", "ratio_matching",
+           "pseudo_likelihood_loss", "ratio_matching_loss", "OBJECTIVES"]

@@ -26,8 +26,10 @@ import jax.numpy as jnp
 import optax
 
 from ebmppl._validation import check_energy
-from ebmppl.buffer import ChainInit
+from ebmppl.buffer import ChainInit, replay_buffer, support_noise
 from ebmppl.energy import Energy
+from ebmppl.objectives.discrete import (DEFAULT_DISCRETE_SAMPLER, SupportCheck, _check_chain_init,
+                                        discrete_negative_sampler, is_discrete)
 from ebmppl.objectives.trainer import NOISE_PROBE, LossTerm, Objective, negative_chains
 from ebmppl.samplers.base import Sampler
 # negative-chain sampling lives in the inference layer; importable from here as before
@@ -122,10 +124,10 @@ def contrastive_divergence(
     energy: Energy,
     optimizer: optax.GradientTransformation,
     *,
-    sampler: str | Sampler = "langevin",
+    sampler: str | Sampler | None = None,
     chain_init: ChainInit | None = None,
     num_mcmc_steps: int = 20,
-    alpha: float = 0.1,
+    alpha: float | None = None,
     sampler_params: dict[str, Any] | None = None,
     energy_clip: float | None = None,
     target_acceptance: float | None = None,
@@ -142,18 +144,24 @@ def contrastive_divergence(
         Any Optax transformation, e.g. ``optax.adam(1e-3)``.
     sampler
         Sampler for the negatives (name or :class:`~ebmppl.samplers.Sampler`);
-        default practical Langevin. MALA, HMC and ULA work as well: each
+        default practical Langevin (``"gibbs_with_gradients"`` for an energy on a
+        discrete support, which needs a discrete sampler: ``"gibbs"``,
+        ``"block_gibbs"`` for RBMs, ...). MALA, HMC and ULA work as well: each
         training step re-initialises the sampler state from the stored
         positions under the current θ, so cached log-densities and gradients
         are never stale and the Metropolis ratio is right.
     chain_init
         Where chains start: :func:`~ebmppl.buffer.replay_buffer` (default),
-        :func:`~ebmppl.buffer.short_run` or :func:`~ebmppl.buffer.cd_k`.
+        :func:`~ebmppl.buffer.short_run` or :func:`~ebmppl.buffer.cd_k`. For a
+        discrete energy the default buffer draws its starts uniformly on the
+        support (:func:`~ebmppl.buffer.support_noise`); a strategy left with the
+        default noise gets that noise too, and one with other continuous noise is an error.
     num_mcmc_steps
         K, sampler steps per training step.
     alpha
         Weight ``α`` of the L2 energy penalty ``α (E(x⁺)² + E(x⁻)²)`` (Du &
-        Mordatch; default 0.1). It is a regulariser that BIASES the fit: it
+        Mordatch; default 0.1, and 0 for a discrete energy, whose ``Z`` is
+        always finite). It is a regulariser that BIASES the fit: it
         pulls energies towards 0, so the learned density is flatter than the maximum-likelihood
         one (a Gaussian energy on N(1, 0.5 I) data: variance 1.7-2 times the
         truth at ``α = 0.1``). Keep it where nothing else bounds the energies
@@ -211,7 +219,19 @@ def contrastive_divergence(
     ['acceptance_rate', 'buffer_std', 'cd_gap', 'energy_neg', 'energy_noise']
     """
     check_energy(energy)
-    alpha, energy_clip = check_cd_options(alpha, energy_clip)
-    negative = negative_chains(sampler, energy.dim, sampler_params=sampler_params, num_mcmc_steps=num_mcmc_steps,
-                               chain_init=chain_init, target_acceptance=target_acceptance, adapt_rate=adapt_rate)
-    return Objective("cd", energy, optimizer, ContrastiveDivergence(alpha, energy_clip), negative=negative)
+    check_data = None
+    if is_discrete(energy):  # discrete negatives: a discrete sampler bound to the support, starts on the support
+        sampler = discrete_negative_sampler(DEFAULT_DISCRETE_SAMPLER if sampler is None else sampler, energy)
+        if chain_init is None:
+            chain_init = replay_buffer(noise=support_noise(energy.support))
+        chain_init = _check_chain_init(chain_init, energy)
+        check_data = SupportCheck(energy.support, tuple(energy.event_shape))
+        alpha = 0.0 if alpha is None else alpha
+    elif sampler is not None:
+        sampler = discrete_negative_sampler(sampler, energy)  # a discrete sampler here is an error naming the fix
+    alpha, energy_clip = check_cd_options(0.1 if alpha is None else alpha, energy_clip)
+    negative = negative_chains("langevin" if sampler is None else sampler, energy.dim, sampler_params=sampler_params,
+                               num_mcmc_steps=num_mcmc_steps, chain_init=chain_init,
+                               target_acceptance=target_acceptance, adapt_rate=adapt_rate)
+    return Objective("cd", energy, optimizer, ContrastiveDivergence(alpha, energy_clip), negative=negative,
+                     check_data=check_data)

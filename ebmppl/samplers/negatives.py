@@ -27,7 +27,7 @@ from ebmppl.energy import Energy
 from ebmppl.samplers.base import Sampler
 from ebmppl.sharding import constrain_leading
 
-__all__ = ["kernel_parameters", "sample_negatives", "sample_masked"]
+__all__ = ["kernel_parameters", "sample_negatives", "sample_masked", "rbm_of", "rbm_block_gibbs"]
 
 
 def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | None) -> dict[str, jax.Array]:
@@ -120,6 +120,9 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
 
     Notes
     -----
+    ``block_gibbs`` without ``blocks`` on an RBM's free energy (:func:`ebmppl.discrete.rbm`, temperature 1)
+    runs the RBM's exact block Gibbs (:func:`rbm_block_gibbs`; acceptance ``nan``): the persistent
+    contrastive divergence of Tieleman (2008).
     The sampler state is initialised from the positions under ``params``, so
     no cached log-density or gradient from an older θ is ever used. The keys
     of every chain and step are split once, outside the loop (a split inside
@@ -135,6 +138,10 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
     >>> x.shape, bool(jnp.abs(x.mean()) < 1.0), 0.0 < float(acc) <= 1.0
     ((64, 2), True, True)
     """
+    if _rbm_block_gibbs(sampler, energy):  # an RBM's exact block Gibbs, v -> h -> v, from its conditionals
+        x = rbm_block_gibbs(jax.lax.stop_gradient(params), key, constrain_leading(x0), num_mcmc_steps)
+        nan = jnp.asarray(jnp.nan, jnp.result_type(float))
+        return (jax.lax.stop_gradient(x), nan) + ((None,) if with_stats else ())
     logdensity = energy.with_params(jax.lax.stop_gradient(params)).logdensity_fn
     x0 = constrain_leading(x0)  # no-op unless fit(devices=...) shards the chains
     keys = jax.random.split(key, (num_mcmc_steps + 1, x0.shape[0]))
@@ -154,6 +161,70 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
         return x, trace.mean()
     stats = jax.tree.map(lambda v: jnp.nanmean(v, axis=0), trace)
     return x, jnp.mean(trace.acceptance_rate), stats
+
+
+def rbm_of(energy: Any) -> Any:
+    """The :class:`ebmppl.discrete.RBM` of an energy built by :func:`ebmppl.discrete.rbm`, or ``None``.
+
+    Examples
+    --------
+    >>> from ebmppl.discrete import rbm
+    >>> plain = Energy(lambda p, x: jnp.sum(x), None, event_shape=(2,))
+    >>> rbm_of(rbm(4, 2, key=jax.random.key(0))).W.shape, rbm_of(plain)
+    ((4, 2), None)
+    """
+    try:
+        from ebmppl.discrete.energies import RBM, _rbm_free_energy
+    except ImportError:  # pragma: no cover - the discrete package is part of ebmppl
+        return None
+    if getattr(energy, "energy_fn", None) is _rbm_free_energy and isinstance(getattr(energy, "params", None), RBM):
+        return energy.params
+    return None
+
+
+def _rbm_block_gibbs(sampler: Any, energy: Energy) -> bool:
+    """``block_gibbs`` without blocks on an RBM's free energy (at temperature 1): the RBM's own block Gibbs."""
+    if getattr(sampler, "name", None) != "block_gibbs" or getattr(sampler, "blocks", None) is not None:
+        return False
+    try:
+        from ebmppl.discrete.energies import _rbm_free_energy
+    except ImportError:  # pragma: no cover
+        return False
+    if getattr(energy, "energy_fn", None) is not _rbm_free_energy:  # (a trainer's template holds no params)
+        return False
+    t = energy.temperature
+    return isinstance(t, jax.core.Tracer) or float(t) == 1.0
+
+
+def rbm_block_gibbs(rbm: Any, key: jax.Array, v: jax.Array, num_steps: int, *, beta: Any = 1.0,
+                    base_logits: jax.Array | None = None) -> jax.Array:
+    """``num_steps`` sweeps of an RBM's block Gibbs, ``h ~ p(h | v)`` then ``v ~ p(v | h)``, of chains ``v`` ``(n, ...)``.
+
+    With ``beta < 1`` it samples the intermediate RBM of Salakhutdinov & Murray's AIS (2008): weights
+    and hidden bias times ``β``, visible bias ``(1 − β)·base_logits + β·b`` (``base_logits``: the
+    visible logits of an independent base, default 0), whose marginal of ``v`` is
+    ``∝ exp((1−β)·aᵀv + β·bᵀv + Σⱼ softplus(β·(cⱼ + (Wᵀv)ⱼ)))``.
+
+    Examples
+    --------
+    >>> from ebmppl.discrete import RBM
+    >>> r = RBM(jnp.zeros((3, 2)), jnp.array([2.0, 0.0, -2.0]))      # independent units: p(v=1) = σ(b)
+    >>> v = rbm_block_gibbs(r, jax.random.key(0), jnp.zeros((4000, 3)), 2)
+    >>> [round(float(m), 1) for m in v.mean(0)]
+    [0.9, 0.5, 0.1]
+    """
+    shape = v.shape
+    flat = v.reshape(shape[0], -1)
+    base = jnp.zeros(flat.shape[1], flat.dtype) if base_logits is None else base_logits.reshape(-1)
+
+    def sweep(v, k):
+        k_h, k_v = jax.random.split(k)
+        h = jax.random.bernoulli(k_h, jax.nn.sigmoid(beta * rbm.hidden_logits(v))).astype(v.dtype)
+        logits = (1 - beta) * base + beta * rbm.visible_logits(h)
+        return jax.random.bernoulli(k_v, jax.nn.sigmoid(logits)).astype(v.dtype), None
+
+    flat, _ = jax.lax.scan(sweep, flat, jax.random.split(key, num_steps))
+    return flat.reshape(shape)
 
 
 def sample_masked(energy: Energy, sampler: Sampler, sampler_params: dict[str, Any], num_mcmc_steps: int,
