@@ -11,6 +11,16 @@ the target's exact moments, or of a long reference run's moments (whose own
 Monte-Carlo error is added in quadrature). Without a truth, bias cannot be
 judged and the table says so (``bias_check == "not checked"``).
 
+Discrete energies (binary or categorical support, :mod:`ebmppl.support`) are
+judged on *statistics* of the state rather than on its raw coordinates: by
+default the mean of the state (the magnetisation; per category, the fraction
+of variables in it) and the log-density, or any ``statistics=`` function.
+R-hat, ESS, MCSE and the moment checks are then those of the statistics' series,
+and where the support is small enough to enumerate (at most
+:data:`EXACT_STATES` states) their exact mean and standard deviation are the
+truth. Every sampler's cost is reported per second, per gradient evaluation
+and, for samplers that count them (the discrete ones), per energy evaluation.
+
 Multimodal targets get two more checks. Where the modes are known (a
 :class:`~ebmppl.targets.Target` from :func:`~ebmppl.targets.gaussian_mixture`
 carries :class:`~ebmppl.targets.Modes`), the weight of each mode in the draws
@@ -24,12 +34,14 @@ whose means, disagree beyond their Monte-Carlo error (the test of
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ebmppl import _arviz as azb
@@ -37,20 +49,25 @@ from ebmppl._deprecation import UNSET, EbmpplDeprecationWarning
 from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, Samples, as_sampler, sample
+from ebmppl.samplers.discrete import is_discrete
 from ebmppl.samplers.sample import _disagreement, split_rhat
 from ebmppl.targets import Modes, Target
 
-__all__ = ["compare", "Comparison", "ModeWeights", "mode_weights", "COLUMNS", "moment_threshold"]
+__all__ = ["compare", "Comparison", "ModeWeights", "mode_weights", "COLUMNS", "moment_threshold", "EXACT_STATES"]
 
 COLUMNS = [
     "sampler", "converged", "rhat_max", "ess_bulk_min", "ess_tail_min", "grad_evals", "ess_per_1k_grads",
-    "ess_per_s", "compile_s", "sampling_s", "acceptance", "divergences", "step_size",
+    "energy_evals", "ess_per_1k_energy_evals", "ess_per_s", "compile_s", "sampling_s", "acceptance", "divergences",
+    "step_size",
     "bias_check", "mean_err_mcse", "std_err_mcse", "mode_weights", "mode_err_mcse", "stuck_chains", "flag",
 ]
 """Columns of :attr:`Comparison.table`, in order."""
 
 BIAS_NOT_CHECKED = "not checked"
 """``bias_check`` of a run that had no truth to be judged against."""
+
+EXACT_STATES = 2**20
+"""A discrete energy with at most this many states is enumerated by :func:`compare` for the exact truth."""
 
 
 def moment_threshold(num_tests: int, family_alpha: float = 0.01) -> float:
@@ -273,8 +290,11 @@ class Comparison:
         Name of the target.
     table
         A pandas DataFrame, one row per sampler (see ``COLUMNS``): max split
-        R-hat, min bulk/tail ESS over dimensions, gradient evaluations, bulk
-        ESS per 1000 gradient evaluations and per second of sampling (compile
+        R-hat, min bulk/tail ESS over dimensions (over the statistics, where
+        ``statistics`` is set), gradient evaluations, bulk ESS per 1000
+        gradient evaluations, energy evaluations and bulk ESS per 1000 of
+        them (samplers that count them: the discrete ones; ``nan`` for the
+        others), bulk ESS per second of sampling (compile
         excluded and reported in ``compile_s``), mean acceptance, divergences,
         adapted step size, what the moments were judged against
         (``bias_check``: ``"exact moments"``, ``"reference run (...)"`` or
@@ -302,6 +322,9 @@ class Comparison:
     mode_weights
         Per sampler, its :class:`ModeWeights` (estimate, MCSE, truth, scores,
         per-chain occupancy); empty when the modes are not known.
+    statistics
+        Names of the statistics the table's R-hat, ESS and moments are about
+        (``None``: the raw coordinates); see :func:`compare`'s ``statistics``.
 
     Examples
     --------
@@ -324,6 +347,7 @@ class Comparison:
     reference: Samples | None = None
     modes: Modes | None = None
     mode_weights: dict[str, ModeWeights] = dataclasses.field(default_factory=dict)
+    statistics: list[str] | None = None
 
     def to_markdown(self, digits: int = 3) -> str:
         """The table as GitHub-flavoured Markdown; non-converged runs and stuck chains are marked in bold.
@@ -365,24 +389,31 @@ def _scores(estimate: np.ndarray, mcse: np.ndarray, truth: np.ndarray, truth_se)
     return np.where((se == 0) & (err == 0), 0.0, np.where((se == 0) & (err > 0), np.inf, z))
 
 
-def _moment_failures(kind: str, z: np.ndarray, limit: float, shown: int = 3) -> str:
+def _moment_failures(kind: str, z: np.ndarray, limit: float, shown: int = 3,
+                     labels: Sequence[str] | None = None) -> str:
     """``"sd[0] off by 13.1 MCSE, sd[1] off by 12.0 MCSE (limit 3.02)"`` for the worst scores above ``limit``."""
     bad = np.flatnonzero(~(z <= limit))  # nan counts as a failure
     if not bad.size:
         return ""
     bad = bad[np.argsort(-np.nan_to_num(z[bad], nan=np.inf), kind="stable")]
-    parts = [f"{kind}[{i}] not finite" if np.isnan(z[i]) else f"{kind}[{i}] off by {z[i]:.1f} MCSE"
+    name = (lambda i: labels[i]) if labels is not None else (lambda i: i)  # noqa: E731
+    parts = [f"{kind}[{name(i)}] not finite" if np.isnan(z[i]) else f"{kind}[{name(i)}] off by {z[i]:.1f} MCSE"
              for i in bad[:shown]]
     more = f" and {bad.size - shown} more of {z.size}" if bad.size > shown else ""
     return ", ".join(parts) + more + f" (limit {limit:.2f})"
 
 
 def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold: float,
-         min_ess: float, modes: Modes | None = None) -> tuple[dict[str, Any], ModeWeights | None]:
-    draws = np.asarray(out.positions, np.float64).reshape(out.positions.shape[:2] + (-1,))
+         min_ess: float, modes: Modes | None = None, series: np.ndarray | None = None,
+         labels: Sequence[str] | None = None) -> tuple[dict[str, Any], ModeWeights | None]:
+    positions = np.asarray(out.positions, np.float64).reshape(out.positions.shape[:2] + (-1,))
+    # what is judged: the statistics' series (chain, draw, k) where given, else the coordinates
+    draws = positions if series is None else series
     rhat = azb.rhat(draws)
     ess_bulk, ess_tail = azb.ess(draws, "bulk"), azb.ess(draws, "tail")
     grads = int(np.asarray(out.stats.num_grad_evals).sum())
+    counted = getattr(out.stats, "num_energy_evals", None)  # the discrete samplers count energy evaluations
+    energy_evals = int(np.asarray(counted).sum()) if counted is not None else None
     row = {
         "sampler": name,
         "rhat_max": float(np.max(rhat)),
@@ -391,6 +422,9 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
         "grad_evals": grads,
         # a gradient-free sampler has no efficiency per gradient (nan shows as n/a), not an infinite one
         "ess_per_1k_grads": 1000.0 * float(np.min(ess_bulk)) / grads if grads > 0 else float("nan"),
+        "energy_evals": float("nan") if energy_evals is None else energy_evals,
+        "ess_per_1k_energy_evals": (1000.0 * float(np.min(ess_bulk)) / energy_evals if energy_evals
+                                    else float("nan")),
         "ess_per_s": float(np.min(ess_bulk)) / max(out.timings["sampling"], 1e-9),
         "compile_s": out.timings["compile"],
         "sampling_s": out.timings["sampling"],
@@ -415,18 +449,18 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
     if truth.mean is not None:
         z = _scores(draws.mean((0, 1)), azb.mcse(draws, "mean"), truth.mean, truth.mean_se)
         row["mean_err_mcse"] = float(np.max(np.nan_to_num(z, nan=np.inf)))
-        if failed := _moment_failures("mean", z, max_mcse):
+        if failed := _moment_failures("mean", z, max_mcse, labels=labels):
             reasons.append(failed)
     if truth.std is not None:
         z = _scores(draws.std((0, 1), ddof=1), azb.mcse(draws, "sd"), truth.std, truth.std_se)
         row["std_err_mcse"] = float(np.max(np.nan_to_num(z, nan=np.inf)))
-        if failed := _moment_failures("sd", z, max_mcse):
+        if failed := _moment_failures("sd", z, max_mcse, labels=labels):
             reasons.append(failed)
     # multimodality: mode weights against the truth where known; chains stuck in disjoint regions always
     weights = indicators = None
     if modes is not None:
-        indicators = _indicators(draws, modes)
-        weights = mode_weights(draws, modes, ess=row["ess_bulk_min"])
+        indicators = _indicators(positions, modes)
+        weights = mode_weights(positions, modes, ess=row["ess_bulk_min"])
         row["mode_weights"] = _slashed(weights.estimate)
         row["mode_err_mcse"] = float(np.max(np.nan_to_num(weights.z, nan=np.inf, posinf=np.inf)))
     stuck = _stuck(draws, weights, indicators)
@@ -444,6 +478,93 @@ def _row(name: str, out: Samples, truth: _Truth, max_mcse: float, rhat_threshold
     return row, weights
 
 
+StatisticsFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _statistics(statistics: Any, energy: Energy, discrete: bool) -> tuple[StatisticsFn | None, list[str] | None]:
+    """``(fn(x, logdensity) -> (k,) array, names)`` of what :func:`compare` judges; ``(None, None)``: the coordinates.
+
+    Without ``statistics``, a discrete energy gets the mean of the state (per category for a categorical one)
+    and the log-density.
+    """
+    if statistics is None:
+        if not discrete:
+            return None, None
+        k = getattr(energy.support, "num_categories", None)
+        if k is not None:
+            return _fractions_and_logdensity, [f"fraction[{c}]" for c in range(k)] + ["logdensity"]
+        return _mean_and_logdensity, ["mean(x)", "logdensity"]
+    if not callable(statistics):
+        raise TypeError(f"statistics must be a function of one state x (event-shaped) returning a scalar, a 1-D "
+                        f"array or a dict of them, e.g. lambda x: {{'magnetisation': x.mean()}}; got "
+                        f"{type(statistics).__name__}.")
+    try:
+        probe = jax.eval_shape(statistics, jax.ShapeDtypeStruct(tuple(energy.event_shape), jnp.float32))
+    except Exception as err:  # noqa: BLE001 (any failure of the user's function is reported as such)
+        raise ValueError(f"statistics failed on a state of shape {tuple(energy.event_shape)}: {err}") from None
+    items = probe.items() if isinstance(probe, Mapping) else [("statistic", probe)]
+    names = []
+    for key, value in items:
+        shape = getattr(value, "shape", None)
+        if shape is None or len(shape) > 1:
+            raise ValueError(f"statistics must return scalars or 1-D arrays (or a dict of them); {key!r} has shape "
+                             f"{shape}.")
+        names += [str(key)] if shape == () else [f"{key}[{i}]" for i in range(shape[0])]
+    if not names:
+        raise ValueError("statistics returned no values; return at least one scalar.")
+
+    def fn(x, ld):
+        out = statistics(x)
+        values = out.values() if isinstance(out, Mapping) else [out]
+        return jnp.concatenate([jnp.asarray(v, jnp.float32).reshape(-1) for v in values])
+
+    return fn, names
+
+
+def _mean_and_logdensity(x: jax.Array, ld: jax.Array) -> jax.Array:
+    """A binary state's default statistics: its mean (the magnetisation) and its log-density."""
+    return jnp.stack([jnp.mean(x), ld])
+
+
+def _fractions_and_logdensity(x: jax.Array, ld: jax.Array) -> jax.Array:
+    """A categorical state's default statistics: the fraction of variables in each category, and its log-density."""
+    return jnp.concatenate([x.reshape(-1, x.shape[-1]).mean(0), ld[None]])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _statistics_of(fn: StatisticsFn, states: jax.Array, logdensity: jax.Array) -> jax.Array:
+    return jax.vmap(fn)(states, logdensity)
+
+
+def _series(fn: StatisticsFn, positions: jax.Array, logdensity: jax.Array, event_shape: tuple[int, ...]) -> np.ndarray:
+    """The statistics of every draw: ``(chain, draw, k)`` float64."""
+    lead = positions.shape[:2]
+    flat = _statistics_of(fn, jnp.reshape(positions, (-1, *event_shape)), jnp.reshape(logdensity, (-1,)))
+    return np.asarray(flat, np.float64).reshape(*lead, -1)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _enumerated_values(energy: Energy, fn: StatisticsFn, states: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Log-density and statistics of every enumerated state, in batches (bounded memory)."""
+    ld = jax.lax.map(energy.logdensity_fn, states, batch_size=4096)
+    return ld, jax.lax.map(lambda a: fn(*a), (states, ld), batch_size=4096)
+
+
+def _enumerated_truth(energy: Energy, fn: StatisticsFn) -> _Truth | None:
+    """Exact mean and sd of the statistics by enumerating a discrete support (``None`` beyond EXACT_STATES)."""
+    support, event_shape = energy.support, tuple(energy.event_shape)
+    num_states = int(support.num_states(event_shape))
+    if num_states > EXACT_STATES:
+        return None
+    states = support.enumerate(event_shape)
+    ld, stats = (np.asarray(a, np.float64) for a in _enumerated_values(energy, fn, states))
+    weights = np.exp(ld - ld.max())
+    weights /= weights.sum()
+    mean = weights @ stats
+    std = np.sqrt(np.maximum(weights @ (stats - mean) ** 2, 0.0))
+    return _Truth(mean, std, 0.0, 0.0, f"exact (enumeration of {num_states} states)")
+
+
 def _flat_moment(value: Any, name: str, dim: int) -> np.ndarray | None:
     if value is None:
         return None
@@ -458,9 +579,10 @@ def _flat_moment(value: Any, name: str, dim: int) -> np.ndarray | None:
 
 
 def _reference_truth(reference: Samples, dim: int, known_mean, known_std, label: str, rhat_threshold: float,
-                     min_ess: float) -> _Truth:
-    """Moments of a reference run and their Monte-Carlo errors, or 'not checked' if the run is not trustworthy."""
-    positions = np.asarray(reference.positions, np.float64)
+                     min_ess: float, series: np.ndarray | None = None) -> _Truth:
+    """Moments of a reference run and their Monte-Carlo errors, or 'not checked' if the run is not trustworthy.
+    ``series``: the run's statistics (chain, draw, k), judged instead of its positions."""
+    positions = np.asarray(reference.positions if series is None else series, np.float64)
     if positions.ndim < 3 or int(np.prod(positions.shape[2:])) != dim:
         raise ValueError(f"reference positions have shape {positions.shape}; expected (chain, draw, *event_shape) "
                          f"with {dim} values per draw.")
@@ -533,6 +655,8 @@ def compare(
     modes: Modes | None = None,
     name: str | None = None,
     progress_bar: bool = True,
+    statistics: Callable[[jax.Array], Any] | None = None,
+    thinning: int = 1,
     **keywords: Any,
 ) -> Comparison:
     """Run several samplers on the same energy with the same chains, budget and keys, and tabulate.
@@ -593,6 +717,26 @@ def compare(
         Label of the target (default: the Target's name or ``"energy"``).
     progress_bar
         Show a progress bar per sampler.
+    statistics
+        Judge the runs on these statistics of the state instead of its raw
+        coordinates: a function of one state ``x`` (event-shaped) returning a
+        scalar, a 1-D array or a dict of them (e.g. ``lambda x: {"m":
+        x.mean(), "corr": x[0] * x[1]}``). R-hat, ESS (and ESS per second, per
+        gradient, per energy evaluation), MCSE and the moment checks are then
+        those of the statistics' series, and ``true_mean``/``true_std`` are the
+        statistics' exact moments (a Target's coordinate moments are not
+        used). Default: the coordinates, except for a discrete energy
+        (``energy.support`` binary or categorical), which is judged on the mean
+        of its state (the magnetisation; per category, the fraction of
+        variables in it) and its log-density. For a discrete energy with at
+        most :data:`EXACT_STATES` states and no ``true_mean``/``true_std``,
+        the statistics' exact moments by enumeration are the truth; its
+        chains start uniformly on the support.
+    thinning
+        Sampler steps per kept draw, for every sampler (and the reference
+        run): the budget is ``num_samples × thinning`` steps per chain. Useful
+        for single-site samplers (one coordinate per step), e.g. ``thinning``
+        = the number of coordinates keeps one draw per sweep's worth of steps.
 
     Returns
     -------
@@ -632,14 +776,26 @@ def compare(
     [False, True]
     >>> "mode weights" in c.table.loc[0, "flag"], c.mode_weights["mala"].truth.round(2).tolist()
     (True, [0.1, 0.2, 0.3, 0.4])
+
+    A discrete energy (8 spins on a ring) is judged on its magnetisation and log-density, against their exact
+    moments by enumeration:
+
+    >>> from ebmppl import Energy
+    >>> from ebmppl.support import SPINS
+    >>> ring = Energy(lambda b, x: -b * jnp.sum(x * jnp.roll(x, 1)), 0.3, event_shape=(8,), support=SPINS)
+    >>> c = compare(ring, jax.random.key(0), ["gibbs_with_gradients"], num_warmup=50, num_samples=500,
+    ...             progress_bar=False)
+    >>> c.statistics, c.bias_check, bool(c.table.loc[0, "mean_err_mcse"] < 4)
+    (['mean(x)', 'logdensity'], 'exact (enumeration of 256 states)', True)
     """
     import pandas as pd
 
     key, samplers = _key_and_samplers(key, samplers, keywords)
     if isinstance(target, Target):
         energy, name = target.energy, name or target.name
-        true_mean = target.mean if true_mean is None else true_mean
-        true_std = target.std if true_std is None else true_std
+        if statistics is None:  # a Target's moments are those of its coordinates
+            true_mean = target.mean if true_mean is None else true_mean
+            true_std = target.std if true_std is None else true_std
         modes = target.modes if modes is None else modes
     elif isinstance(target, Energy):
         energy, name = target, name or "energy"
@@ -655,25 +811,41 @@ def compare(
                          f"got {max_mcse!r}.")
     if reference_samples is not None:
         check_int("reference_samples", reference_samples, 1)
+    check_int("thinning", thinning, 1)
     if reference is not None and not isinstance(reference, (str, Sampler, Samples)):
         raise TypeError(f"reference must be a sampler name (e.g. 'nuts'), a Sampler or Samples, "
                         f"got {type(reference).__name__}.")
-    dim = int(np.prod(energy.event_shape))
+    support = getattr(energy, "support", None)
+    discrete = is_discrete(support)
+    stat_fn, stat_names = _statistics(statistics, energy, discrete)
+    event_dim = int(np.prod(energy.event_shape))
+    dim = event_dim if stat_fn is None else len(stat_names)  # what the moments are about
     if modes is not None:
         if not isinstance(modes, Modes):
             raise TypeError(f"modes must be ebmppl.targets.Modes (e.g. target.modes), got {type(modes).__name__}.")
-        if modes.means.shape[1] != dim:
-            raise ValueError(f"modes are {modes.means.shape[1]}-D but the energy's event has {dim} values; pass "
-                             "the modes of this target.")
+        if modes.means.shape[1] != event_dim:
+            raise ValueError(f"modes are {modes.means.shape[1]}-D but the energy's event has {event_dim} values; "
+                             "pass the modes of this target.")
     truth = _Truth(_flat_moment(true_mean, "true_mean", dim), _flat_moment(true_std, "true_std", dim), 0.0, 0.0,
                    BIAS_NOT_CHECKED)
     if truth.mean is not None or truth.std is not None:
         # say which moments are judged: a mean-only truth cannot catch a wrong spread
         truth = truth._replace(source=_known_source(truth.mean, truth.std))
+    elif discrete and stat_fn is not None:  # a small discrete support: the statistics' exact moments
+        truth = _enumerated_truth(energy, stat_fn) or truth
     resolved = {label: as_sampler(s, f"samplers[{label!r}]") for label, s in samplers.items()}
     k_init, k_run = jax.random.split(key)
     center, scale = energy.typical_region()  # [-2, 2] unless the energy declares where its mass is
-    init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+
+    def starts(k):  # the same starting states for every sampler: uniform on a discrete support
+        if discrete:
+            return support.uniform(k, (num_chains,), energy.event_shape)
+        return center + scale * jax.random.uniform(k, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
+
+    def judged(out):  # the statistics' series of a run, or None for its coordinates
+        return None if stat_fn is None else _series(stat_fn, out.positions, out.stats.logdensity, energy.event_shape)
+
+    init = starts(k_init)
     ref_out = None
     if reference is not None and (truth.mean is None or truth.std is None):
         if isinstance(reference, Samples):
@@ -682,12 +854,12 @@ def compare(
             ref_label = reference if isinstance(reference, str) else "sampler"
             ref_sampler = as_sampler(reference, "reference")
             k_ref_init, k_ref = jax.random.split(jax.random.fold_in(key, 0x5EF))  # apart from the compared runs
-            ref_init = center + scale * jax.random.uniform(k_ref_init, (num_chains, *energy.event_shape),
-                                                           minval=-2.0, maxval=2.0)
+            ref_init = starts(k_ref_init)
             ref_out = sample(energy, k_ref, sampler=ref_sampler, num_chains=num_chains, num_warmup=num_warmup,
                              num_samples=reference_samples or 4 * num_samples, init=ref_init,
-                             progress_bar=progress_bar)
-        truth = _reference_truth(ref_out, dim, truth.mean, truth.std, ref_label, rhat_threshold, min_ess)
+                             progress_bar=progress_bar, thinning=thinning)
+        truth = _reference_truth(ref_out, dim, truth.mean, truth.std, ref_label, rhat_threshold, min_ess,
+                                 judged(ref_out))
     elif reference is not None:
         warnings.warn("compare: the target's exact mean and sd are known, so reference= is not used.", UserWarning,
                       stacklevel=2)
@@ -697,14 +869,15 @@ def compare(
     for label, sampler in resolved.items():
         try:
             out = sample(energy, k_run, sampler=sampler, num_chains=num_chains, num_warmup=num_warmup,
-                         num_samples=num_samples, init=init, progress_bar=progress_bar)
+                         num_samples=num_samples, init=init, progress_bar=progress_bar, thinning=thinning)
         except FloatingPointError as err:  # a diverged run is a result, not a crash
             results[label] = None
             rows.append({"sampler": label, "converged": False, "bias_check": truth.source, "stuck_chains": False,
                          "flag": f"diverged: {err}".split(". ")[0]})
             continue
         results[label] = out
-        row, weights[label] = _row(label, out, truth, limit, rhat_threshold, min_ess, modes)
+        row, weights[label] = _row(label, out, truth, limit, rhat_threshold, min_ess, modes, judged(out),
+                                   stat_names)
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["converged"] = table["converged"].astype(bool)
@@ -712,4 +885,4 @@ def compare(
     table["flag"] = table["flag"].fillna("")
     table["mode_weights"] = table["mode_weights"].fillna("")
     return Comparison(name, table, results, energy, limit, truth.source, ref_out, modes,
-                      {label: w for label, w in weights.items() if w is not None})
+                      {label: w for label, w in weights.items() if w is not None}, stat_names)

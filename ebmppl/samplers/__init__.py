@@ -4,10 +4,13 @@ A sampler is a value (:class:`Sampler`, an Equinox module hashing by its
 options); its warm-up strategy is an object (:class:`WindowAdaptation`,
 :class:`StepSizeAdaptation`, :class:`MCLMCTuning`, :class:`NoAdaptation`).
 A new sampler subclasses :class:`Sampler` and is made a name with :func:`register`.
+Discrete energies (binary, categorical: :mod:`ebmppl.support`) have their own
+samplers (:mod:`ebmppl.samplers.discrete`): Gibbs, random-scan Metropolis,
+Gibbs-with-Gradients, DMALA/DULA and block Gibbs.
 
 >>> from ebmppl import samplers
 >>> samplers.available()
-['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
+['barker', 'block_gibbs', 'discrete_metropolis', 'dmala', 'dula', 'ghmc', 'gibbs', 'gibbs_with_gradients', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
 """
 
 from ebmppl.samplers.adaptation import (
@@ -26,6 +29,11 @@ from ebmppl.samplers.kernels import (
     GHMC, HMC, MALA, MCLMC, NUTS, SGHMC, ULA, Barker, Langevin, PositionState,
     barker, ghmc, hmc, langevin, mala, mclmc, nuts, sghmc, ula,
 )
+from ebmppl.samplers.discrete import (
+    DMALA, DULA, BlockGibbs, DiscreteMetropolis, DiscreteSampler, DiscreteState, DiscreteStats, Gibbs,
+    GibbsWithGradients, GradientState, bind_support, block_gibbs, check_blocks, discrete_metropolis, dmala, dula,
+    gibbs, gibbs_with_gradients,
+)
 from ebmppl.samplers.negatives import kernel_parameters, sample_masked, sample_negatives
 from ebmppl.samplers.tempering import (
     LadderAdaptation, ParallelTempering, TemperingState, TemperingStats, TemperingSummary, parallel_tempering,
@@ -43,4 +51,7 @@ __all__ = [
     "MALA", "HMC", "NUTS", "Barker", "GHMC", "MCLMC", "ULA", "Langevin", "SGHMC",
     "parallel_tempering", "ParallelTempering", "LadderAdaptation", "TemperingState", "TemperingStats",
     "TemperingSummary", "tempering_summary",
+    "gibbs", "discrete_metropolis", "gibbs_with_gradients", "dmala", "dula", "block_gibbs",
+    "Gibbs", "DiscreteMetropolis", "GibbsWithGradients", "DMALA", "DULA", "BlockGibbs",
+    "DiscreteSampler", "DiscreteState", "GradientState", "DiscreteStats", "bind_support", "check_blocks",
 ]

@@ -244,7 +244,7 @@ class NoAdaptation(_Pooled):
     --------
     >>> from ebmppl import samplers
     >>> [name for name in samplers.available() if not samplers.get_sampler(name).warmup.adapts]
-    ['langevin', 'sghmc', 'ula']
+    ['block_gibbs', 'discrete_metropolis', 'dula', 'gibbs', 'gibbs_with_gradients', 'langevin', 'sghmc', 'ula']
     """
 
     adapts: ClassVar[bool] = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ebmppl.samplers import kernels
+from ebmppl.samplers import discrete, kernels
 from ebmppl.samplers.base import Sampler
 
 __all__ = ["SAMPLERS", "available", "get_sampler", "register", "as_sampler"]
@@ -20,6 +20,8 @@ SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "mclmc": kernels.MCLMC,
     "ghmc": kernels.GHMC,
     "sghmc": kernels.SGHMC,
+    # discrete energies (binary and categorical supports, ebmppl.support)
+    **discrete.DISCRETE_SAMPLERS,
 }
 
 
@@ -29,7 +31,7 @@ def available() -> list[str]:
     Examples
     --------
     >>> available()
-    ['barker', 'ghmc', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
+    ['barker', 'block_gibbs', 'discrete_metropolis', 'dmala', 'dula', 'ghmc', 'gibbs', 'gibbs_with_gradients', 'hmc', 'langevin', 'mala', 'mclmc', 'nuts', 'parallel_tempering', 'sghmc', 'ula']
     """
     return sorted(SAMPLERS)
 
@@ -92,10 +94,10 @@ def get_sampler(name: str, **options) -> Sampler:
     'hmc'
     >>> get_sampler("hmc") == get_sampler("hmc")   # samplers are values
     True
-    >>> get_sampler("gibbs")
+    >>> get_sampler("slice")
     Traceback (most recent call last):
     ...
-    ValueError: unknown sampler 'gibbs'; choose one of barker, ghmc, hmc, langevin, mala, mclmc, nuts, parallel_tempering, sghmc, ula.
+    ValueError: unknown sampler 'slice'; choose one of barker, block_gibbs, discrete_metropolis, dmala, dula, ghmc, gibbs, gibbs_with_gradients, hmc, langevin, mala, mclmc, nuts, parallel_tempering, sghmc, ula.
     """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(available())}.")

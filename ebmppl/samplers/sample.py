@@ -20,6 +20,7 @@ from ebmppl._validation import check_energy, check_examples, check_int, check_ke
 from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
+from ebmppl.samplers.discrete import bind_support, is_discrete
 from ebmppl.samplers.negatives import kernel_parameters
 from ebmppl.samplers.registry import as_sampler
 from ebmppl.samplers.tempering import reference_params
@@ -200,11 +201,14 @@ def run_chains(
             step_keys = jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, thinning))(chain_keys), 0, 1)
             states, stats = jax.lax.scan(transition, states, step_keys)
             # a sampler's own extra statistics (parallel tempering's swaps, ...) keep their last value
+            summed = stats
             stats = jax.tree.map(lambda a: a[-1], stats)._replace(
                 acceptance_rate=stats.acceptance_rate.mean(0),
                 is_divergent=stats.is_divergent.any(0),
                 num_grad_evals=stats.num_grad_evals.sum(0),
             )
+            if "num_energy_evals" in stats._fields:  # the discrete samplers' count, summed like the gradients'
+                stats = stats._replace(num_energy_evals=summed.num_energy_evals.sum(0))
         return states, (sampler.position(states), stats)
 
     # every chain's key for every draw in one split, outside the loop (a split per
@@ -492,6 +496,17 @@ def _validate(energy, num_chains, num_samples, num_warmup, thinning, init):
     return energy, init
 
 
+def _check_on_support(init: jax.Array, support: Any, event_shape: tuple[int, ...]) -> None:
+    """A ValueError naming the chains whose ``init`` is not a state of the discrete ``support``."""
+    inside = np.asarray(support.contains(init, event_shape))
+    if not inside.all():
+        bad = np.flatnonzero(~inside)
+        raise ValueError(f"init: the starting states of {_chains(bad)} are not states of the energy's support "
+                         f"{support!r} (e.g. chain {int(bad[0])}); pass init=... with values of the support only "
+                         "(0./1. for BINARY, -1./+1. for SPINS, one-hot rows for Categorical), or leave init=None "
+                         "for uniform draws of the support.")
+
+
 def sample(
     energy: Energy,
     key: jax.Array,
@@ -534,7 +549,11 @@ def sample(
     sampler
         A registered name (see :func:`ebmppl.samplers.available`) or a
         :class:`~ebmppl.samplers.Sampler` from a builder such as
-        ``samplers.hmc(num_integration_steps=32)``.
+        ``samplers.hmc(num_integration_steps=32)``. A discrete energy takes a
+        discrete sampler (``"gibbs"``, ``"gibbs_with_gradients"``, ``"dmala"``,
+        ...; :mod:`ebmppl.samplers.discrete`), which is given the energy's
+        support; its warm-up is the sampler's own (DMALA tunes its step size,
+        the others run untuned), with no mass matrix or typical region.
     sampler_params
         Kernel parameters overriding the sampler's ``default_params`` before
         warm-up, e.g. ``{"step_size": 0.05}`` (with ``adapt=False``, exactly
@@ -550,6 +569,9 @@ def sample(
         NumPyro model, NumPyro's ``init_to_uniform`` per chain, redrawn where
         the potential or its gradient is not finite (as NumPyro's MCMC does).
         The energy and its gradient must be finite at every starting position.
+        For a discrete energy (``energy.support`` binary or categorical):
+        uniform draws of the support, and a given ``init`` must hold states of
+        the support (values as floats, one-hot rows for categorical).
     adapt
         Tune step size (and mass matrix) during warm-up; see
         :mod:`ebmppl.samplers.adaptation` for what each sampler gets.
@@ -578,8 +600,9 @@ def sample(
     ValueError
         Unknown sampler name; an unknown ``sampler_params`` name, a
         non-positive step size or a parameter of the wrong shape; non-positive
-        counts; ``init`` of the wrong shape or not finite; the energy or its gradient not finite at the starting
-        position of some chains (the message names them).
+        counts; ``init`` of the wrong shape or not finite, or (discrete energies) not on the support; the energy
+        or its gradient not finite at the starting position of some chains (the message names them); a discrete
+        sampler built for another support than the energy's.
     FloatingPointError
         The draws of some chains are not finite (the chains diverged).
 
@@ -589,7 +612,8 @@ def sample(
         Chains with mean acceptance below 1 % or non-finite log-densities
         over the draws, and chains restarted late in warm-up.
     TypeError
-        ``energy`` is not an :class:`~ebmppl.Energy`; ``init`` not floating point.
+        ``energy`` is not an :class:`~ebmppl.Energy`; ``init`` not floating point; a discrete sampler on a
+        continuous energy, or a continuous one on a discrete energy (the message names the samplers to use).
 
     Examples
     --------
@@ -608,20 +632,29 @@ def sample(
     check_key(key)
     mesh = resolve_mesh(devices)
     check_divisible("num_chains", num_chains, mesh)
-    sampler = as_sampler(sampler)
+    sampler = bind_support(as_sampler(sampler), energy)  # a discrete sampler takes the energy's support
+    support = getattr(energy, "support", None)
+    discrete = is_discrete(support)
 
     k_init, k_states, k_warm, k_draw = jax.random.split(key, 4)
     # an energy made by ebmppl.numpyro.model_energy knows its model: NumPyro's init and post-processing
     model = energy.energy_fn if getattr(energy.energy_fn, "_ebmppl_model_potential", False) else None
     if init is not None:
         origin = "the init you passed"
+        if discrete:
+            _check_on_support(init, support, energy.event_shape)
+    elif discrete:  # uniform on the support; no typical region, no reference: those are continuous notions
+        init = support.uniform(k_init, (num_chains,), energy.event_shape)
+        origin = f"the default init (uniform on the support {support!r})"
     elif model is not None:
         init, origin = model.init_positions(k_init, num_chains), "NumPyro's initialisation of the model"
     else:
         center, scale = energy.typical_region()
         init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
         origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
-    params = reference_params(_kernel_params(sampler, energy.dim, sampler_params), energy, sampler_params)
+    params = _kernel_params(sampler, energy.dim, sampler_params)
+    if not discrete:  # parallel tempering's Gaussian reference, from the typical region (continuous only)
+        params = reference_params(params, energy, sampler_params)
     initial_step = float(params["step_size"]) if "step_size" in params else None
     # the compiled programs follow the placement of their inputs: chains sharded, everything else replicated
     init, (energy, params) = shard_leading(init, mesh), replicate((energy, params), mesh)
