@@ -436,6 +436,9 @@ def save(path: str | os.PathLike, energy: Any) -> pathlib.Path:
     >>> bool((loaded.energy(x) == energy.energy(x)).all())
     True
     """
+    if isinstance(energy, (str, os.PathLike)) and not isinstance(path, (str, os.PathLike)):
+        raise TypeError("save(path, energy): the file comes first, then the energy; got them the other way round "
+                        f"(energy={energy!r}).")
     energy = _as_energy(energy, "energy")
     return save_checkpoint(path, energy.params, energy_metadata(energy))
 

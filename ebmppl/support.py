@@ -120,7 +120,20 @@ class Support(eqx.Module):
         if isinstance(x, jax.core.Tracer):
             return
         shape = _shape(event_shape)
-        inside = np.asarray(self.contains(jnp.asarray(x), shape)).reshape(-1)
+        arr = np.asarray(x)
+        k = len(shape)
+        if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != shape:
+            hint = ""
+            if isinstance(self, Categorical) and tuple(arr.shape[arr.ndim - k + 1:]) == shape[:-1]:
+                hint = (f" These look like integer labels: one-hot encode them, "
+                        f"jax.nn.one_hot({name}, {self.num_categories}).")
+            raise ValueError(f"{name} has shape {arr.shape}, whose trailing axes must equal the event shape "
+                             f"{shape}.{hint}")
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            rows = np.flatnonzero(~np.isfinite(arr.reshape(-1, int(np.prod(shape)))).all(axis=1))
+            raise ValueError(f"{name} contains NaN or inf (examples {rows[:10].tolist()}); remove or impute them.")
+        with jax.ensure_compile_time_eval():  # a concrete x closed over inside jit is still checked, eagerly
+            inside = np.asarray(self.contains(jnp.asarray(x), shape)).reshape(-1)
         bad = int(np.sum(~inside))
         if bad:
             first = np.asarray(x).reshape(-1, *shape)[int(np.argmin(inside))]

@@ -22,9 +22,10 @@ in NumPyro's potential), its step size and diagonal scale adapt during warm-up
 The EBM sites are the observed :class:`~ebmppl.numpyro.EnergyDistribution`
 sites of the model (inside plates and masks too):
 
-* an ``EnergyDistribution(energy, states=...)`` over a finite state set draws
-  ``y`` *exactly* by enumeration: the exchange algorithm is then exact;
-* on real ``x`` there is no exact sampler: ``auxiliary=`` names an ebmppl
+* an ``EnergyDistribution(energy, states=...)`` over a finite state set, or of
+  a discrete energy with at most ``max_enumerate`` states, draws ``y``
+  *exactly* by enumeration: the exchange algorithm is then exact;
+* on real ``x``, or a discrete energy with more states, there is no exact sampler: ``auxiliary=`` names an ebmppl
   sampler that runs ``num_mcmc_steps`` steps per auxiliary draw, started at
   the observed data. The draws are then only approximately from ``p_θ'`` and
   the chain targets the posterior only approximately (biased towards the prior
@@ -58,6 +59,7 @@ from numpyro.util import is_prng_key
 
 from ebmppl.numpyro import EnergyDistribution
 from ebmppl.samplers import Sampler, as_sampler, kernel_parameters, sample_negatives
+from ebmppl.samplers.discrete import bind_support
 
 __all__ = ["Exchange", "ExchangeState", "ApproximateExchangeWarning"]
 
@@ -124,6 +126,7 @@ class _EBMSite(NamedTuple):
     name: str
     exact: bool
     sampler_params: dict[str, jax.Array] | None
+    sampler: Sampler | None = None  # the auxiliary sampler, bound to the site's support
 
 
 def _base(fn: Any) -> Any:
@@ -181,9 +184,11 @@ class Exchange(MCMCKernel):
         sites; other observed sites (ordinary likelihoods) are allowed.
     auxiliary
         ``None`` (default): every EBM site must draw exactly
-        (``EnergyDistribution(..., states=...)``). Otherwise an ebmppl sampler
-        (a name such as ``"mala"`` or a :class:`~ebmppl.samplers.Sampler`
-        value) that draws the auxiliary data of the sites without an exact
+        (``EnergyDistribution(..., states=...)``, or a discrete energy with at
+        most ``max_enumerate`` states). Otherwise an ebmppl sampler
+        (a name such as ``"mala"``, ``"gibbs_with_gradients"`` for a discrete
+        site — it is bound to the site's support — or a
+        :class:`~ebmppl.samplers.Sampler` value) that draws the auxiliary data of the sites without an exact
         sampler: ``num_mcmc_steps`` steps per draw, one chain per observed
         example, started at the observed data. Approximate; an
         :class:`ApproximateExchangeWarning` says so. Sites with ``states``
@@ -368,15 +373,24 @@ class Exchange(MCMCKernel):
                 _check_members(name, site["value"], base.states)
                 sites.append(_EBMSite(name, True, None))
                 continue
+            support = base.energy.support
             if self._auxiliary is None:
+                if support.is_discrete:
+                    raise ValueError(
+                        f"EBM site '{name}' has {support.num_states(base.energy.event_shape):.3g} states, more than "
+                        f"its EnergyDistribution enumerates for exact draws (max_enumerate={base.max_enumerate}), "
+                        "and auxiliary is None. Pass a discrete sampler for approximate auxiliary draws, e.g. "
+                        "Exchange(model, auxiliary='gibbs_with_gradients', num_mcmc_steps=...), or raise "
+                        "max_enumerate if the states fit in memory.")
                 raise ValueError(
                     f"EBM site '{name}' has no exact sampler (its EnergyDistribution has no states=), and "
                     "auxiliary is None. Pass auxiliary=<an ebmppl sampler>, e.g. Exchange(model, auxiliary='mala', "
                     "auxiliary_params={'step_size': ...}, num_mcmc_steps=...) for approximate auxiliary draws, or "
                     "give a finite state set with EnergyDistribution(energy, states=...) for exact ones."
                 )
-            params = kernel_parameters(self._auxiliary, base.energy.dim, self._auxiliary_params)
-            sites.append(_EBMSite(name, False, params))
+            sampler = bind_support(self._auxiliary, base.energy)  # a continuous kernel on spins is an error
+            params = kernel_parameters(sampler, base.energy.dim, self._auxiliary_params)
+            sites.append(_EBMSite(name, False, params, sampler))
             approximate.append(name)
         if approximate and not self._warned:
             self._warned = True  # once per kernel (NumPyro calls init once per chain outside "vectorized")
@@ -469,7 +483,7 @@ class Exchange(MCMCKernel):
             if site.exact:
                 y = base.sample(k, (flat.shape[0],))
             else:
-                y, accept = sample_negatives(base.energy, self._auxiliary, site.sampler_params, self._num_mcmc_steps,
+                y, accept = sample_negatives(base.energy, site.sampler, site.sampler_params, self._num_mcmc_steps,
                                              k, base.energy.params, flat.astype(jnp.result_type(float)))
                 accepts.append(accept)
             y = y.reshape(x.shape)

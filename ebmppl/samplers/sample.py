@@ -20,7 +20,8 @@ from ebmppl._validation import check_energy, check_examples, check_int, check_ke
 from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
-from ebmppl.samplers.discrete import bind_support, is_discrete
+from ebmppl.samplers.discrete import BlockGibbs, bind_support, check_blocks, is_discrete
+from ebmppl.support import Binary
 from ebmppl.samplers.negatives import kernel_parameters
 from ebmppl.samplers.registry import as_sampler
 from ebmppl.samplers.tempering import reference_params
@@ -316,7 +317,7 @@ def split_rhat(positions: Any) -> np.ndarray:
     return np.where(within > 0, rhat, np.where(between > 0, np.inf, 1.0))
 
 
-def _disagreement(positions: Any) -> str | None:
+def _disagreement(positions: Any, discrete: bool = False) -> str | None:
     """A sentence when the chains disagree beyond their Monte-Carlo error, or None.
 
     A coordinate is reported when its split R-hat exceeds ``RHAT_LIMIT`` AND the
@@ -351,9 +352,13 @@ def _disagreement(positions: Any) -> str | None:
     return (f"the chains disagree: split R-hat {rhat[worst]:.4f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
             f"coordinates (coordinate {worst}: chain means {shown}). Pooled draws then weigh the regions the chains "
             "happen to sit in, not the target's — typical of a multimodal energy (each chain keeps to its mode) or "
-            "of too few draws. Run more chains from spread-out starts (init=...) for longer, or sample with "
-            "samplers.parallel_tempering(...), which moves between modes; for mode weights, compare against "
-            "ebmppl.compare or a log_partition-based check rather than trusting one run.")
+            "of too few draws. Run more chains from spread-out starts (init=...) for longer, or "
+            + ("use a kernel that moves further per step (sampler='dmala'; 'block_gibbs' where blocks do not "
+               "interact); parallel tempering does not take discrete energies yet; for a small model, ebmppl."
+               "discrete.exact_expectation gives the exact answer" if discrete else
+               "sample with samplers.parallel_tempering(...), which moves between modes")
+            + "; for mode weights, compare against ebmppl.compare or a log_partition-based check rather than "
+            "trusting one run.")
 
 
 def _health_report(sampler, health, num_warmup, divergent=None, collapse=None, disagreement=None):
@@ -646,6 +651,11 @@ def sample(
     elif discrete:  # uniform on the support; no typical region, no reference: those are continuous notions
         init = support.uniform(k_init, (num_chains,), energy.event_shape)
         origin = f"the default init (uniform on the support {support!r})"
+    if (isinstance(sampler, BlockGibbs) and sampler.blocks is not None and isinstance(support, Binary)
+            and sum(len(b) * (len(b) - 1) // 2 for b in sampler.blocks) <= 20_000):
+        # the kernel's one assumption, checked where it is cheap: interacting blocks would sample the wrong law
+        probes = support.uniform(jax.random.fold_in(k_init, 1), (4,), energy.event_shape)
+        check_blocks(energy.logdensity_fn, sampler.blocks, probes, support)
     elif model is not None:
         init, origin = model.init_positions(k_init, num_chains), "NumPyro's initialisation of the model"
     else:
@@ -707,7 +717,7 @@ def sample(
         )
     health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
     report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent),
-                            _collapse(initial_step, params.get("step_size"), positions), _disagreement(positions))
+                            _collapse(initial_step, params.get("step_size"), positions), _disagreement(positions, discrete))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
