@@ -71,3 +71,16 @@ def test_exchange_binds_a_discrete_sites_support_and_refuses_a_continuous_kernel
 def test_save_with_its_arguments_swapped_says_the_order(tmp_path):
     with pytest.raises(TypeError, match="the file comes first"):
         ebmppl.save(ising(lattice=(2, 2)), str(tmp_path / "x.ebm"))
+
+
+def test_chains_start_where_they_should_discrete_on_the_support_and_a_given_init_kept():
+    """A regression: a check inserted into sample() once cut its chain of starts, so discrete chains began
+    uniform on [-2, 2] (off the support, silently) and every user init was replaced."""
+    spins = ebmppl.sample(ising(lattice=(2, 2), beta=0.3), jax.random.key(0), sampler="gibbs", num_chains=2,
+                          num_warmup=0, num_samples=3, progress_bar=False)
+    assert set(np.unique(np.asarray(spins.positions)).tolist()) <= {-1.0, 1.0}
+    far = ebmppl.Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    init = jnp.full((2, 2), 7.0)
+    out = ebmppl.sample(far, jax.random.key(0), sampler=samplers.mala(step_size=1e-4), init=init, num_chains=2,
+                        num_warmup=0, num_samples=1, progress_bar=False)
+    np.testing.assert_allclose(np.asarray(out.positions)[:, 0], 7.0, atol=0.1)

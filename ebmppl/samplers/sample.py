@@ -651,17 +651,17 @@ def sample(
     elif discrete:  # uniform on the support; no typical region, no reference: those are continuous notions
         init = support.uniform(k_init, (num_chains,), energy.event_shape)
         origin = f"the default init (uniform on the support {support!r})"
-    if (isinstance(sampler, BlockGibbs) and sampler.blocks is not None and isinstance(support, Binary)
-            and sum(len(b) * (len(b) - 1) // 2 for b in sampler.blocks) <= 20_000):
-        # the kernel's one assumption, checked where it is cheap: interacting blocks would sample the wrong law
-        probes = support.uniform(jax.random.fold_in(k_init, 1), (4,), energy.event_shape)
-        check_blocks(energy.logdensity_fn, sampler.blocks, probes, support)
     elif model is not None:
         init, origin = model.init_positions(k_init, num_chains), "NumPyro's initialisation of the model"
     else:
         center, scale = energy.typical_region()
         init = center + scale * jax.random.uniform(k_init, (num_chains, *energy.event_shape), minval=-2.0, maxval=2.0)
         origin = "the default init (uniform on center ± 2·scale of energy.typical_region(): [-2, 2] by default)"
+    if (isinstance(sampler, BlockGibbs) and sampler.blocks is not None and isinstance(support, Binary)
+            and sum(len(b) * (len(b) - 1) // 2 for b in sampler.blocks) <= 20_000):
+        # the kernel's one assumption, checked where it is cheap: interacting blocks would sample the wrong law
+        probes = support.uniform(jax.random.fold_in(k_init, 1), (4,), energy.event_shape)
+        check_blocks(energy.logdensity_fn, sampler.blocks, probes, support)
     params = _kernel_params(sampler, energy.dim, sampler_params)
     if not discrete:  # parallel tempering's Gaussian reference, from the typical region (continuous only)
         params = reference_params(params, energy, sampler_params)
