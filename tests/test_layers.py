@@ -67,6 +67,7 @@ LAYERS = {
     # energies learned inside NumPyro models: sites and MCEM use the trainer; the exchange kernel only samples
     "ebmppl.models": OBJECTIVES,
     "ebmppl.models.exchange": INFERENCE,
+    "ebmppl.models.discrete_gibbs": INFERENCE,
     # 5. workflows
     "ebmppl.recipes": WORKFLOWS,
     "ebmppl.fit": WORKFLOWS,

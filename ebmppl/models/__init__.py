@@ -12,16 +12,20 @@ Three routes, one model convention (an energy registered with
 * **Bayesian θ** (:mod:`ebmppl.models.exchange`): the exchange algorithm, a
   NumPyro MCMC kernel for ``θ ~ prior; x ~ EBM(θ)``.
 
+Latent discrete energy sites too large to enumerate are moved inside NumPyro's
+``HMCGibbs`` by ebmppl's discrete kernels (:func:`discrete_gibbs_fn`).
+
 See the guide page "Learning energies inside models".
 """
 
 from __future__ import annotations
 
+from ebmppl.models.discrete_gibbs import discrete_gibbs_fn
 from ebmppl.models.exchange import ApproximateExchangeWarning, Exchange, ExchangeState
 from ebmppl.models.mcem import ModelDataCheck, PosteriorChains, PosteriorState, mcem, posterior_inference_data
 from ebmppl.models.sites import chain_report, ebm_sample, energy_module, prior_chains, site_energy
 
 __all__ = ["energy_module", "ebm_sample", "prior_chains", "chain_report", "site_energy", "Exchange", "ExchangeState",
            "ApproximateExchangeWarning", "mcem", "PosteriorChains", "PosteriorState", "ModelDataCheck",
-           "posterior_inference_data"]
+           "posterior_inference_data", "discrete_gibbs_fn"]
 
