@@ -24,7 +24,10 @@ def check_examples(name: str, x: Any, event_shape: tuple[int, ...], leading: int
     x = jnp.asarray(x)
     expected = f"({leading if leading is not None else 'n'}, *event_shape) = ({leading if leading is not None else 'n'}, *{event_shape})"
     if x.ndim != 1 + len(event_shape) or x.shape[1:] != tuple(event_shape) or (leading is not None and x.shape[0] != leading):
-        raise ValueError(f"{name} has shape {x.shape}; expected {expected}.")
+        labels = len(event_shape) >= 2 and x.shape[1:] == tuple(event_shape[:-1])
+        hint = (f" These look like integer labels of a categorical energy: one-hot encode them, "
+                f"jax.nn.one_hot({name}, {event_shape[-1]})." if labels else "")
+        raise ValueError(f"{name} has shape {x.shape}; expected {expected}.{hint}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{name} has dtype {x.dtype}; pass floating-point values (e.g. .astype('float32')).")
     if not bool(jnp.all(jnp.isfinite(x))):

@@ -49,7 +49,7 @@ from ebmppl._deprecation import UNSET, EbmpplDeprecationWarning
 from ebmppl._validation import check_energy, check_int, check_key
 from ebmppl.energy import Energy
 from ebmppl.samplers import Sampler, Samples, as_sampler, sample
-from ebmppl.samplers.discrete import is_discrete
+from ebmppl.samplers.discrete import BlocksInteractError, is_discrete
 from ebmppl.samplers.sample import _disagreement, split_rhat
 from ebmppl.targets import Modes, Target
 
@@ -874,6 +874,11 @@ def compare(
             results[label] = None
             rows.append({"sampler": label, "converged": False, "bias_check": truth.source, "stuck_chains": False,
                          "flag": f"diverged: {err}".split(". ")[0]})
+            continue
+        except BlocksInteractError as err:  # refused before it ran: a wrong sampler is a row, not the end
+            results[label] = None
+            rows.append({"sampler": label, "converged": False, "bias_check": truth.source, "stuck_chains": False,
+                         "flag": f"refused: {err}".split("; block Gibbs")[0]})
             continue
         results[label] = out
         row, weights[label] = _row(label, out, truth, limit, rhat_threshold, min_ess, modes, judged(out),

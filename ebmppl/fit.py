@@ -205,8 +205,6 @@ def _warn_if_binary(x: Any) -> None:
 def _check_support(energy: Energy, data: Any) -> None:
     """Data of a discrete energy must lie on its support (whatever the trainer checks itself)."""
     support = getattr(energy, "support", None)
-    if data is not None and not getattr(support, "is_discrete", False):
-        _warn_if_binary(data[0] if isinstance(data, tuple) else data)
     if data is None or not getattr(support, "is_discrete", False):
         return
     from ebmppl.objectives.discrete import check_on_support
@@ -456,6 +454,8 @@ def fit(
     # standardised data and a confined energy, and plan.output maps the result back to the data's scale
     if getattr(getattr(energy, "support", None), "is_discrete", False):
         recipe, objective_options = _discrete_plan(energy, recipe, objective, objective_options)
+    elif data is not None:  # before any recipe rescales it: 0/1 data for a continuous energy is a forgotten support=
+        _warn_if_binary(data[0] if isinstance(data, tuple) else data)
     plan = resolve_recipe(recipe, energy, _as_data(data, energy, _data_event_shape(objective, data)), objective,
                           objective_options)
     energy, objective_options = plan.train_energy, plan.options

@@ -24,8 +24,7 @@ def test_binary_data_for_a_continuous_energy_warn_of_a_forgotten_support():
     e = ebmppl.Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(3), event_shape=(3,))
     data = jnp.asarray(np.random.default_rng(0).integers(0, 2, (64, 3)), jnp.float32)
     with pytest.warns(UserWarning, match="support=ebmppl.support.BINARY"):
-        ebmppl.fit(e, jax.random.key(0), data, num_steps=2, progress_bar=False, health=False, recipe="none",
-                   batch_size=16)
+        ebmppl.fit(e, jax.random.key(0), data, num_steps=2, progress_bar=False, health=False, batch_size=16)
 
 
 def test_labels_for_a_categorical_energy_and_nan_spins_say_the_fix():
@@ -84,3 +83,18 @@ def test_chains_start_where_they_should_discrete_on_the_support_and_a_given_init
     out = ebmppl.sample(far, jax.random.key(0), sampler=samplers.mala(step_size=1e-4), init=init, num_chains=2,
                         num_warmup=0, num_samples=1, progress_bar=False)
     np.testing.assert_allclose(np.asarray(out.positions)[:, 0], 7.0, atol=0.1)
+
+
+def test_compare_keeps_a_refused_block_sampler_as_a_flagged_row():
+    model = ising(lattice=(2, 3), beta=0.3, periodic=False)
+    bad = samplers.block_gibbs(blocks=((0, 1, 2), (3, 4, 5)))
+    table = ebmppl.compare(model, jax.random.key(0), {"gibbs": "gibbs", "bad blocks": bad}, num_chains=2,
+                           num_warmup=50, num_samples=200, progress_bar=False).table.set_index("sampler")
+    assert not table.loc["bad blocks", "converged"] and "interact" in table.loc["bad blocks", "flag"]
+    assert table.loc["gibbs", "flag"] == "" or "refused" not in table.loc["gibbs", "flag"]
+
+
+def test_an_upper_triangular_coupling_matrix_is_told_to_add_its_transpose():
+    J = jnp.triu(jnp.ones((4, 4)), 1)
+    with pytest.raises(ValueError, match=r"J \+ J.T"):
+        ising(J)

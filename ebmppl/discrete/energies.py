@@ -69,9 +69,12 @@ def _check_couplings(couplings: Any, name: str = "couplings") -> jax.Array:
         scale = max(1.0, float(np.max(np.abs(Jn))))
         if not np.allclose(Jn, Jn.T, rtol=0.0, atol=1e-6 * scale):
             i, j = np.unravel_index(np.argmax(np.abs(Jn - Jn.T)), Jn.shape)
+            triangular = not np.any(np.tril(Jn, -1)) or not np.any(np.triu(Jn, 1))
+            fix = ("it holds each bond once (one triangle is zero): pass J + J.T, which keeps every bond's strength"
+                   if triangular else "symmetrise it, e.g. 0.5 * (J + J.T) (each bond the mean of its two entries)")
             raise ValueError(
                 f"{name} must be symmetric (J[i, j] = J[j, i], the bond between i and j); J[{i}, {j}] = {Jn[i, j]:g} "
-                f"but J[{j}, {i}] = {Jn[j, i]:g}. Symmetrise it, e.g. 0.5 * (J + J.T)."
+                f"but J[{j}, {i}] = {Jn[j, i]:g}; {fix}."
             )
         if np.any(np.diag(Jn) != 0):
             i = int(np.argmax(np.abs(np.diag(Jn))))

@@ -66,7 +66,7 @@ __all__ = [
     "DiscreteSampler", "DiscreteState", "GradientState", "DiscreteStats",
     "Gibbs", "DiscreteMetropolis", "GibbsWithGradients", "DMALA", "DULA", "BlockGibbs",
     "gibbs", "discrete_metropolis", "gibbs_with_gradients", "dmala", "dula", "block_gibbs",
-    "bind_support", "is_discrete", "DISCRETE_SAMPLERS", "check_blocks",
+    "bind_support", "is_discrete", "DISCRETE_SAMPLERS", "check_blocks", "BlocksInteractError",
 ]
 
 
@@ -715,6 +715,16 @@ class BlockGibbs(_Cached):
         return DiscreteState(x.reshape(c.shape), _f(ld)), _stats(jnp.nan, ld, 0, evals)
 
 
+class BlocksInteractError(ValueError):
+    """Two coordinates of a :class:`BlockGibbs` block interact: the blocks would sample the wrong law.
+
+    Examples
+    --------
+    >>> issubclass(BlocksInteractError, ValueError)
+    True
+    """
+
+
 def check_blocks(logdensity_fn: LogDensityFn, blocks: Sequence[Sequence[int]], positions: jax.Array,
                  support: Any, atol: float = 1e-4) -> None:
     """Check :class:`BlockGibbs`'s assumption: no two coordinates of a block interact, at the given states.
@@ -779,7 +789,7 @@ def check_blocks(logdensity_fn: LogDensityFn, blocks: Sequence[Sequence[int]], p
         worst = jnp.max(jnp.abs(jax.lax.map(lambda jl: mixed(*jl), (js, ls))), axis=1)
         bad = int(jnp.argmax(worst))
         if float(worst[bad]) > atol:
-            raise ValueError(f"blocks[{b}]: coordinates {pairs[bad][0]} and {pairs[bad][1]} interact (mixed "
+            raise BlocksInteractError(f"blocks[{b}]: coordinates {pairs[bad][0]} and {pairs[bad][1]} interact (mixed "
                              f"difference {float(worst[bad]):.3g} of the log-density at a test state); block Gibbs "
                              "needs blocks of non-interacting coordinates.")
 
