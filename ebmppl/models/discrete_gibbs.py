@@ -23,14 +23,15 @@ from numpyro.infer.util import log_density
 
 from ebmppl._validation import check_int
 from ebmppl.numpyro import EnergyDistribution
-from ebmppl.samplers import Sampler, as_sampler
+from ebmppl.samplers import Sampler, as_sampler, kernel_parameters
 from ebmppl.samplers.discrete import bind_support
 
 __all__ = ["discrete_gibbs_fn"]
 
 
 def discrete_gibbs_fn(model: Callable, *model_args: Any, sampler: str | Sampler = "gibbs_with_gradients",
-                      num_steps: int = 10, **model_kwargs: Any) -> Callable:
+                      sampler_params: dict[str, Any] | None = None, num_steps: int = 10,
+                      **model_kwargs: Any) -> Callable:
     """A ``gibbs_fn`` for NumPyro's ``HMCGibbs``: latent discrete energy sites moved by an ebmppl discrete kernel.
 
     For each Gibbs site it runs ``num_steps`` steps of ``sampler`` (bound to
@@ -48,6 +49,9 @@ def discrete_gibbs_fn(model: Callable, *model_args: Any, sampler: str | Sampler 
         An exact discrete sampler (name or value): ``"gibbs_with_gradients"``
         (default), ``"gibbs"``, ``"discrete_metropolis"``, ``"dmala"``.
         ``"dula"`` is refused: it does not leave the conditional invariant.
+    sampler_params
+        Its kernel parameters (e.g. ``{"step_size": 0.3}`` for ``"dmala"``);
+        default: the sampler's own (no warm-up runs inside a Gibbs update).
     num_steps
         Sampler steps per Gibbs update (one GwG step flips at most one
         coordinate: take several per update for a large site).
@@ -83,13 +87,15 @@ def discrete_gibbs_fn(model: Callable, *model_args: Any, sampler: str | Sampler 
                          "the Gibbs chain would not target the posterior; use 'gibbs_with_gradients', 'gibbs', "
                          "'discrete_metropolis' or 'dmala'.")
     check_int("num_steps", num_steps, 1)
+    overrides = dict(kernel_parameters(kernel, 1, sampler_params)) if sampler_params else {}
+    overrides = {k: v for k, v in overrides.items() if k in (sampler_params or {})}  # checked here, outside jit
 
     def joint(values: dict[str, jax.Array]) -> jax.Array:
         return log_density(model, model_args, model_kwargs, values)[0]
 
     def update(key: jax.Array, name: str, fn: EnergyDistribution, values: dict[str, jax.Array]) -> jax.Array:
         s = bind_support(kernel, fn.energy)  # a discrete kernel on the site's support; a continuous one: TypeError
-        params = s.default_params(fn.energy.dim)  # the kernel's own defaults (no warm-up inside a Gibbs update)
+        params = {**s.default_params(fn.energy.dim), **overrides}  # no warm-up inside a Gibbs update
 
         def conditional(x: jax.Array) -> jax.Array:
             return joint({**values, name: x})

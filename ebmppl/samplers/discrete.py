@@ -761,7 +761,7 @@ def check_blocks(logdensity_fn: LogDensityFn, blocks: Sequence[Sequence[int]], p
     >>> check_blocks(ld, ((0, 1, 2), (3, 4, 5)), x, SPINS)
     Traceback (most recent call last):
     ...
-    ValueError: blocks[0]: coordinates 0 and 1 interact (mixed difference 2 of the log-density at a test state); block Gibbs needs blocks of non-interacting coordinates.
+    ebmppl.samplers.discrete.BlocksInteractError: blocks[0]: coordinates 0 and 1 interact (mixed difference 2 of the log-density at a test state); block Gibbs needs blocks of non-interacting coordinates.
     """
     if _is_categorical(support) or not is_discrete(support):
         raise TypeError(f"check_blocks tests binary supports only, got {support!r}.")
