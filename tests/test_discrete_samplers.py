@@ -154,8 +154,9 @@ def _potts_moments(x):
     return jnp.concatenate([x.mean(0), jnp.sum(x[POTTS_BONDS[:, 0]] * x[POTTS_BONDS[:, 1]], axis=1)])
 
 
-POTTS_SAMPLERS = {  # the categorical branches with a non-trivial proposal (Metropolis' is uniform: symmetric)
+POTTS_SAMPLERS = {  # every exact sampler's categorical branch (dula is biased by design)
     "gibbs": (samplers.gibbs(support=Categorical(POTTS_K)), 9),
+    "discrete_metropolis": (samplers.discrete_metropolis(support=Categorical(POTTS_K)), 9),
     "gibbs_with_gradients": (samplers.gibbs_with_gradients(support=Categorical(POTTS_K)), 9),
     "dmala": (samplers.dmala(step_size=1.0, support=Categorical(POTTS_K)), 1),
 }
