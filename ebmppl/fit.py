@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ebmppl._deprecation import UNSET, moved
 from ebmppl._validation import check_energy, check_examples, check_int, check_key, is_key
 from ebmppl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ebmppl.ema import _check_decay, _ema_states, ema_params, with_ema
 from ebmppl.energy import Energy
 from ebmppl.health import TrainingHealth
 from ebmppl.io import energy_metadata
@@ -65,9 +66,14 @@ class FitResult:
     Attributes
     ----------
     energy
-        The energy with the trained parameters.
+        The energy with the trained parameters; when the optimizer keeps a
+        moving average of them (``fit(ema=...)`` or an optimizer wrapped in
+        :func:`ebmppl.ema.with_ema`), with that average, which is then what
+        sampling and evaluation of ``result.energy`` use.
     state
-        The final :class:`~ebmppl.objectives.TrainState` (params, optimizer, buffer, key, step).
+        The final :class:`~ebmppl.objectives.TrainState` (params, optimizer, buffer, key, step);
+        ``state.params`` are the last (raw) parameters, the average is
+        ``ebmppl.ema.ema_params(state.opt_state)``.
     history
         Per-step metrics, each an array of length ``num_steps`` (steps of a
         resumed run included when the checkpoint carried them).
@@ -79,6 +85,10 @@ class FitResult:
         The :class:`~ebmppl.health.TrainingHealth` that watched the run
         (``fit(health=...)``; ``None`` with ``health=False``): ``health.warnings``,
         ``health.plot()``.
+    raw_energy
+        The energy with the last parameters of training, not averaged (the
+        ones the training negatives were drawn with); the same as ``energy``
+        without an EMA.
 
     Examples
     --------
@@ -95,6 +105,7 @@ class FitResult:
     seconds: float
     recipe: str = "none"
     health: Any = None
+    raw_energy: Energy | None = None
 
 
 def _default_optimizer(num_steps: int = 2000, peak: float = 1e-3) -> optax.GradientTransformation:
@@ -151,8 +162,9 @@ def _as_data(data: Any, energy: Energy, event_shape: tuple[int, ...] | None = No
     return None
 
 
-_EXAMPLES_ONLY = ("cd", "dsm", "ssm", "nce", "pseudo_likelihood", "ratio_matching")  # examples, not tuples
-_CONTINUOUS_ONLY = ("dsm", "ssm", "nce")  # objectives that need gradients in x or a continuous noise density
+_EXAMPLES_ONLY = ("cd", "dsm", "ssm", "nce", "pseudo_likelihood", "ratio_matching", "sm", "ed", "multiscale_dsm",
+                  "drl")  # examples, not tuples
+_CONTINUOUS_ONLY = ("dsm", "ssm", "nce", "sm", "ed", "multiscale_dsm", "drl")  # objectives that need gradients in x or a continuous noise density
 
 
 def _discrete_plan(energy: Energy, recipe: str, objective: Any, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -225,11 +237,13 @@ def _postfix(metrics: dict[str, np.ndarray]) -> dict[str, str]:
     return {label: f"{float(np.ravel(metrics[k])[-1]):{fmt}}" for k, (label, fmt) in shown.items() if k in metrics}
 
 
-def _energy_leaf_indices(trainer: Trainer, state: TrainState) -> list[int] | None:
-    """Positions of the energy's parameters among the state's leaves (None if the Trainer derives them)."""
+def _energy_leaf_indices(trainer: Trainer, state: TrainState, uses_ema: bool = False) -> list[int] | None:
+    """Positions of the energy's parameters among the state's leaves (None if the Trainer derives them);
+    with ``uses_ema``, of the averaged parameters in the optimizer state (what ``fit`` returns)."""
     by_id = {id(leaf): i for i, leaf in enumerate(jax.tree.leaves(state))}
     try:
-        leaves = jax.tree.leaves(trainer.energy_params(state.params))
+        params = ema_params(state.opt_state, state.params) if uses_ema else state.params
+        leaves = jax.tree.leaves(trainer.energy_params(params))
     except Exception:  # a custom energy_params: nothing recorded, the checkpoint still loads with like=
         return None
     indices = [by_id.get(id(leaf)) for leaf in leaves]
@@ -295,6 +309,7 @@ def fit(
     devices: Sequence[jax.Device] | int | str | Mesh | None = None,
     recipe: str = "auto",
     health: bool | Any = True,
+    ema: float | None = None,
     **objective_options: Any,
 ) -> FitResult:
     """Fit the parameters of ``energy`` to ``data`` by maximum likelihood.
@@ -407,7 +422,27 @@ def fit(
         :class:`~ebmppl.health.TrainingHealth` sized to the run, which issues a
         :class:`~ebmppl.health.HealthWarning` on a flat (collapsed) energy,
         non-mixing chains, bad acceptance or runaway energies; ``False``: off;
-        or your own ``TrainingHealth``. Returned as ``result.health``.
+        or your own ``TrainingHealth``. Returned as ``result.health``. It
+        watches the training chains, so it probes the raw parameters that
+        drew them, with or without ``ema``.
+    ema
+        Keep an exponential moving average of the parameters with this decay
+        in ``[0, 1)`` (``0.99``: about the last 100 steps; ``0.999``: the last
+        1000), debiased:
+        the optimizer is wrapped in :func:`ebmppl.ema.with_ema` (a named
+        objective only; for a Trainer wrap the optimizer you build it with,
+        which ``fit`` detects as it does one you pass wrapped). Training is
+        unchanged (its negatives come from the current parameters); the
+        returned ``result.energy`` uses the average, for sampling and
+        evaluation, and ``result.raw_energy`` the last parameters. The average
+        is part of the optimizer state, so checkpoints carry it (a resumed run
+        ends bit-identical) and :func:`ebmppl.load` of ``checkpoint_dir``
+        reads the averaged energy. A decay whose average reaches far into the
+        first half of the run is warned about. Keep ``1 / (1 - ema)`` a small
+        fraction of ``num_steps``: on digits CD with the default schedule over
+        3000 steps, ``ema=0.99`` helped a little and ``0.999`` lost 2 nats per
+        digit (it lags a model still improving); with a constant learning rate
+        both helped by 7 to 10 nats (``docs/benchmarks/ema.md``).
     **objective_options
         Passed to the objective builder, e.g. ``sampler="mala"``,
         ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``.
@@ -450,6 +485,9 @@ def fit(
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size), ("chunk_size", chunk_size),
                         ("checkpoint_every", checkpoint_every)):
         check_int(name, value, 1)
+    if ema is not None:
+        ema = _check_decay(ema, "ema")
+        _warn_if_ema_lags(ema, num_steps)
     # the recipe (ebmppl.recipes) fills the scale-dependent defaults; under "density" the trainer sees
     # standardised data and a confined energy, and plan.output maps the result back to the data's scale
     if getattr(getattr(energy, "support", None), "is_discrete", False):
@@ -463,13 +501,26 @@ def fit(
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(sorted(OBJECTIVES))}.")
         peak = 1e-2 if getattr(getattr(energy, "support", None), "is_discrete", False) else 1e-3
-        trainer = OBJECTIVES[objective](energy, optimizer or _default_optimizer(num_steps, peak), **objective_options)
+        opt = optimizer or _default_optimizer(num_steps, peak)
+        if ema is not None:
+            if _ema_states(jax.eval_shape(opt.init, energy.params)):
+                raise ValueError("ema: the optimizer already keeps a moving average of the parameters (with_ema); "
+                                 "pass ema=None (fit uses the average it finds) or the unwrapped optimizer.")
+            try:
+                opt = _with_ema_cached(opt, ema)
+            except TypeError:  # an unhashable optimizer: wrapped afresh (its steps compile per call)
+                opt = with_ema(opt, ema)
+        trainer = OBJECTIVES[objective](energy, opt, **objective_options)
     else:
         if objective_options:
             raise TypeError(f"options {sorted(objective_options)} apply to a named objective, not to a Trainer.")
         if optimizer is not None:
             raise TypeError("optimizer applies to a named objective, not to a Trainer: the Trainer was built with "
                             "its own optimizer (pass it to the builder, e.g. contrastive_divergence(energy, optimizer)).")
+        if ema is not None:
+            raise TypeError("ema applies to a named objective, not to a Trainer: wrap the optimizer the Trainer is "
+                            "built with, e.g. contrastive_divergence(energy, ebmppl.ema.with_ema(optimizer, "
+                            f"{ema})); fit then uses the average it finds.")
         if not isinstance(objective, (Objective, Trainer)):
             raise TypeError(f"objective must be a name ({', '.join(sorted(OBJECTIVES))}), an ebmppl.objectives."
                             f"Objective or an ebmppl.objectives.Trainer, got {type(objective).__name__}.")
@@ -498,6 +549,10 @@ def fit(
         ckpt_path.unlink()
 
     state = trainer.init(key, energy.params)
+    # an EMA of the parameters in the optimizer state (fit(ema=...) or the user's with_ema): the result's energy
+    uses_ema = bool(_ema_states(state.opt_state))
+    if uses_ema:
+        ema_params(state.opt_state, state.params)  # an ambiguous average is an error now, not after training
     history: dict[str, list[np.ndarray]] = {}
     if resume and ckpt_path is not None and ckpt_path.exists():
         state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True)
@@ -512,7 +567,7 @@ def fit(
 
     def save(state):
         meta = {"step": int(state.step), "num_steps": num_steps, "config": config or {}}
-        leaf_indices = _energy_leaf_indices(trainer, state)
+        leaf_indices = _energy_leaf_indices(trainer, state, uses_ema)
         if leaf_indices is not None:  # ebmppl.load(checkpoint_dir) reads the trained energy from here
             meta["energy"] = {**energy_meta, "leaf_indices": leaf_indices}
         save_checkpoint(ckpt_path, state, meta, extras={k: np.concatenate(v) for k, v in history.items()})
@@ -571,8 +626,31 @@ def fit(
     if health_monitor is not None:
         health_monitor.final_check(int(state.step))
     plan = _with_adapted_step(plan, state)
-    return FitResult(plan.output(trainer.energy_params(state.params)), state, hist, time.perf_counter() - t0,
-                     plan.name, health_monitor)
+    raw_energy = plan.output(trainer.energy_params(state.params))
+    # with an EMA the result's energy (sampling, evaluation) is the average; NCE's log_c is mapped away alike
+    out = plan.output(trainer.energy_params(ema_params(state.opt_state, state.params))) if uses_ema else raw_energy
+    return FitResult(out, state, hist, time.perf_counter() - t0, plan.name, health_monitor, raw_energy)
+
+
+# the same optimizer object and decay give the same wrapper: an equal objective reuses its compiled steps
+_with_ema_cached = functools.lru_cache(maxsize=32)(with_ema)
+
+
+def _warn_if_ema_lags(decay: float, num_steps: int) -> None:
+    """``fit(ema=...)``: warn when more than 20 % of the debiased average's weight is on the first half of the run
+    (e.g. ``ema=0.999`` with fewer than about 2,800 steps)."""
+    if decay == 0.0:
+        return
+    half = num_steps - num_steps // 2  # the later half's steps
+    weight_late = 1.0 - decay**half
+    share_early = 1.0 - weight_late / (1.0 - decay**num_steps)
+    if share_early > 0.2:
+        warnings.warn(f"ema={decay:g} averages over about {1 / (1 - decay):.0f} steps, so {share_early:.0%} of the "
+                      f"returned average is parameters from the first half of the {num_steps} steps: result.energy "
+                      f"then lags the fit. For an average over about the last fifth of training pass "
+                      f"ema={max(0.0, 1 - 5 / num_steps):.4g} (or train longer); result.raw_energy holds the last "
+                      "parameters.",
+                      UserWarning, stacklevel=3)
 
 
 def _key_and_data(key: Any, data: Any, options: dict[str, Any]) -> tuple[jax.Array, Any]:
