@@ -18,7 +18,11 @@ The architecture is recorded for
   ``mixture``, ``negation``, ``condition``) whose parts are describable;
 * the analytic targets of :mod:`ebmppl.targets`;
 * the standardised energies :func:`ebmppl.fit` returns under its ``"density"``
-  recipe (:class:`ebmppl.recipes.Standardized`) around any of the above.
+  recipe (:class:`ebmppl.recipes.Standardized`) around any of the above;
+* noise-conditional energies built by :func:`ebmppl.noise.noise_conditional_mlp`
+  (all levels: the ladder and the network, loaded back as a
+  :class:`~ebmppl.noise.NoiseConditionalEnergy`) and their single levels
+  (:meth:`~ebmppl.noise.NoiseConditionalEnergy.at_noise`).
 
 The settings of the sampler that trained the energy
 (:attr:`Energy.sampler_settings <ebmppl.Energy>`, recorded by :func:`ebmppl.fit`)
@@ -164,6 +168,10 @@ def _describe_fn(fn: Any, params: Any) -> dict[str, Any]:
 
     if isinstance(fn, _EquinoxApply):
         return _describe_equinox(fn, params)
+    from ebmppl import noise
+
+    if isinstance(fn, noise._AtSigma):  # one level of a noise-conditional energy (NoiseConditionalEnergy.at_noise)
+        return {"type": "at_noise", "sigma": float(fn.sigma), "inner": _describe_noise_fn(fn.noise_energy_fn, params)}
     if isinstance(fn, compose._Weighted):
         if not isinstance(params, tuple) or len(params) != len(fn.fns):
             raise _NotDescribable("its composed parameters do not match its parts")
@@ -222,6 +230,11 @@ def _build_fn(spec: Any, event_shape: tuple[int, ...], arrays: _Arrays) -> tuple
 
         inner_fn, params = _build_fn(spec["inner"], event_shape, arrays)
         return _WithRegion(inner_fn, np.asarray(spec["center"], np.float64), np.asarray(spec["scale"], np.float64)), params
+    if kind == "at_noise":
+        from ebmppl.noise import _AtSigma
+
+        inner_fn, params = _build_noise_fn(spec["inner"], arrays)
+        return _AtSigma(inner_fn, float(spec["sigma"])), params
     if kind == "target":
         name = spec.get("function")
         if name not in _TARGET_FUNCTIONS:
@@ -318,6 +331,61 @@ def _build_equinox(spec: dict[str, Any], arrays: _Arrays) -> tuple[Any, Any]:
     return _EquinoxApply(static), arrays.take_like(template, f"the {spec['module']} it describes")
 
 
+def _noise_mlp_args(net: Any) -> dict[str, Any]:
+    return {"in_size": int(net.layers[0].in_features), "sigmas": list(net.sigmas),
+            "widths": [int(layer.out_features) for layer in net.layers[:-1]],
+            "activation": _activation_name(net.activation), "scale_by_sigma": bool(net.scale_by_sigma),
+            "confinement_scale": net.confinement_scale,
+            "confinement_center": None if net.confinement_center is None else list(net.confinement_center),
+            "num_frequencies": int(net.num_frequencies)}
+
+
+def _make_noise_mlp(args: dict[str, Any]) -> Any:
+    from ebmppl.noise import NoiseConditionalMLP
+
+    acts = _activations()
+    if args.get("activation") not in acts:
+        raise ValueError(f"unknown activation {args.get('activation')!r}")
+    return NoiseConditionalMLP(int(args["in_size"]), tuple(float(s) for s in args["sigmas"]),
+                               tuple(int(w) for w in args["widths"]), scale_by_sigma=bool(args["scale_by_sigma"]),
+                               confinement_scale=args.get("confinement_scale"),
+                               confinement_center=args.get("confinement_center"), activation=acts[args["activation"]],
+                               num_frequencies=int(args["num_frequencies"]), key=jax.random.key(0))
+
+
+def _describe_noise_fn(fn: Any, params: Any) -> dict[str, Any]:
+    """A noise-conditional ``noise_energy_fn(params, x, sigma)`` as JSON: ebmppl's NoiseConditionalMLP only."""
+    from ebmppl.noise import NoiseConditionalMLP, _NoiseEquinoxApply
+
+    if not (isinstance(fn, _NoiseEquinoxApply) and type(fn.static) is NoiseConditionalMLP):
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        raise _NotDescribable(f"its noise_energy_fn {name!r} is not ebmppl.noise's NoiseConditionalMLP")
+    args = _noise_mlp_args(fn.static)
+    try:  # rebuild and compare, as for ebmppl.nn's networks
+        ref_params, ref_static = eqx.partition(_make_noise_mlp(args), eqx.is_inexact_array)
+    except (TypeError, ValueError) as err:
+        raise _NotDescribable(f"its NoiseConditionalMLP cannot be rebuilt from its arguments ({err})") from None
+    same_shapes = jax.tree.structure(ref_params) == jax.tree.structure(params) and all(
+        np.shape(a) == np.shape(b) for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params), strict=True))
+    if not (eqx.tree_equal(ref_static, fn.static) is True and same_shapes):
+        raise _NotDescribable("its NoiseConditionalMLP differs from one built from its constructor arguments")
+    return {"type": "noise_equinox", "module": "NoiseConditionalMLP", "args": args}
+
+
+def _build_noise_fn(spec: Any, arrays: _Arrays) -> tuple[Any, Any]:
+    from ebmppl.noise import _NoiseEquinoxApply
+
+    if not (isinstance(spec, dict) and spec.get("type") == "noise_equinox"
+            and spec.get("module") == "NoiseConditionalMLP"):
+        raise CheckpointError(f"{arrays.path}: unknown noise-conditional network {spec!r}; written by a newer ebmppl?")
+    try:
+        module = _make_noise_mlp(dict(spec.get("args", {})))
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{arrays.path}: cannot rebuild the network NoiseConditionalMLP ({err}).") from None
+    template, static = eqx.partition(module, eqx.is_inexact_array)
+    return _NoiseEquinoxApply(static), arrays.take_like(template, "the NoiseConditionalMLP it describes")
+
+
 # --------------------------------------------------------------------------- public API
 def describe(energy: Energy) -> dict[str, Any] | None:
     """The JSON architecture :func:`save` records for ``energy``, or ``None`` if ebmppl cannot describe it.
@@ -340,7 +408,12 @@ def describe(energy: Energy) -> dict[str, Any] | None:
 
 
 def _describe(energy: Energy) -> tuple[dict[str, Any] | None, str]:
+    from ebmppl.noise import NoiseConditionalEnergy
+
     try:
+        if isinstance(energy, NoiseConditionalEnergy):  # all its levels: the ladder and E(x, σ)
+            return {"type": "noise_conditional", "ladder": list(energy.ladder.sigmas),
+                    "inner": _describe_noise_fn(energy.noise_energy_fn, energy.params)}, ""
         return _describe_fn(energy.energy_fn, energy.params), ""
     except _NotDescribable as why:
         return None, str(why)
@@ -606,6 +679,18 @@ def _energy_from(path: pathlib.Path, meta: dict[str, Any], arrays: list[np.ndarr
             f"{path} holds parameters only ({why}); pass like=<an energy of the same structure>, e.g. "
             "ebmppl.load(path, like=ebmppl.Energy(energy_fn, initial_params, event_shape=...))."
         )
+    if isinstance(spec, dict) and spec.get("type") == "noise_conditional":  # a NoiseConditionalEnergy, all levels
+        from ebmppl.noise import NoiseConditionalEnergy, NoiseLadder
+
+        noise_fn, params = _build_noise_fn(spec.get("inner"), stored)
+        stored.finish()
+        try:
+            ladder = NoiseLadder(tuple(float(v) for v in spec["ladder"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: its noise ladder is malformed ({err}).") from None
+        return NoiseConditionalEnergy(noise_fn, params, event_shape=event_shape, ladder=ladder,
+                                      temperature=1.0 if temperature is None else temperature, validate=False,
+                                      sampler_settings=settings, support=REAL if support is None else support)
     fn, params = _build_fn(spec, event_shape, stored)
     stored.finish()
     return Energy(fn, params, event_shape=event_shape, temperature=1.0 if temperature is None else temperature,
