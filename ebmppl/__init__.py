@@ -6,8 +6,9 @@ vectorised chains, and reports diagnostics through ArviZ.
 """
 
 # every documented module is an attribute of the package after ``import ebmppl`` (ebmppl.conditional.inpaint, ...)
-from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, evaluation, jem, latent, nn, numpyro,
-                    objectives, samplers, structured, support, targets)
+from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, ema, evaluation, goodness, jem, latent,
+                    nn, noise, numpyro, objectives, samplers, structured, support, targets)
+from ebmppl.ema import with_ema
 from ebmppl._version import __version__
 from ebmppl.compare import Comparison, compare
 from ebmppl.energy import Energy
@@ -22,5 +23,5 @@ __all__ = [
     "samplers", "objectives", "buffer", "data", "nn", "targets", "diagnostics", "compose", "conditional",
     "evaluation", "jem", "latent", "numpyro", "structured", "support", "discrete", "__version__", "ChainHealthWarning",
     "assert_normalisable", "NotNormalisableError",
-    "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison",
+    "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison", "noise", "ema", "with_ema", "goodness",
 ]

@@ -344,7 +344,11 @@ def fit(
         ``"ssm"`` (sliced score matching), ``"nce"`` (noise-contrastive
         estimation), ``"recovery_cd"`` (CD on incomplete data),
         ``"pseudo_likelihood"`` and ``"ratio_matching"`` (discrete energies;
-        :mod:`ebmppl.objectives.discrete`), or a trainer:
+        :mod:`ebmppl.objectives.discrete`), ``"sm"`` (exact score matching,
+        low dimension), ``"ed"`` (energy discrepancy), and for a
+        noise-conditional energy (:mod:`ebmppl.noise`) ``"multiscale_dsm"``
+        (multi-σ denoising score matching) and ``"drl"`` (diffusion recovery
+        likelihood), or a trainer:
         an :class:`~ebmppl.objectives.Objective` (what the builders return, or
         one you compose from your own loss terms) or any
         :class:`~ebmppl.objectives.Trainer`; it carries its optimizer and

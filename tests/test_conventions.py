@@ -57,6 +57,8 @@ BUILDING_BLOCKS = {
     "ebmppl.samplers.negatives.sample_masked",
     "ebmppl.objectives.mcmc_free.dsm_loss",
     "ebmppl.objectives.mcmc_free.ssm_loss",
+    "ebmppl.objectives.mcmc_free.ed_loss",
+    "ebmppl.objectives.multiscale.multiscale_dsm_loss",
 }
 
 #: Subjects of an entry point: a function whose first parameter has one of these names and takes a key is one.

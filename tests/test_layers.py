@@ -41,6 +41,8 @@ LAYERS = {
     "ebmppl.data": BASE,  # the package and every module in it
     "ebmppl.energy": BASE,
     "ebmppl.support": BASE,  # the values an energy is defined on
+    "ebmppl.noise": BASE,  # noise ladders and noise-conditional energies (an Energy at its smallest level)
+    "ebmppl.ema": BASE,  # an Optax wrapper: the parameters' moving average
     "ebmppl.discrete": BASE,  # discrete energies and their exact log Z (enumeration, transfer matrix)
     "ebmppl.nn": BASE,
     "ebmppl.sharding": BASE,
@@ -54,6 +56,7 @@ LAYERS = {
     "ebmppl.normalisability": INFERENCE,
     "ebmppl.logz": INFERENCE,
     "ebmppl.evaluation": INFERENCE,  # log-likelihoods from a log Z: beside ebmppl.logz, above it
+    "ebmppl.goodness": INFERENCE,  # goodness of fit from samples and scores (KSD, classifier test)
     "ebmppl.conditional": INFERENCE,
     "ebmppl.latent": INFERENCE,
     "ebmppl.structured": INFERENCE,

@@ -72,6 +72,7 @@ from ebmppl.logz.estimate import (
 from ebmppl.logz.grid import GRID_OUTER_TOLERANCE, GRID_TOLERANCE, _grid, grid_log_partition
 from ebmppl.logz.importance import _importance
 from ebmppl.logz.report import ESTIMATORS, LogZComparison, _grid_limits, compare_estimators
+from ebmppl.logz.pf_ode import PFODELogLikelihood, pf_ode_log_likelihood
 from ebmppl.logz.reverse import MAX_RHAT, MIN_SAMPLE_ESS, _reverse_starts
 from ebmppl.logz.smc import SMCResult, sample_smc
 from ebmppl.logz.smc import _log_partition as _smc
@@ -82,7 +83,7 @@ from ebmppl.samplers.negatives import rbm_of
 
 __all__ = ["LogZEstimate", "LogZBracket", "LogZWarning", "log_partition", "ais_bracket", "ais_schedule",
            "pareto_k", "grid_log_partition", "sample_smc", "SMCResult", "compare_estimators", "LogZComparison",
-           "ESTIMATORS"]
+           "ESTIMATORS", "pf_ode_log_likelihood", "PFODELogLikelihood"]
 
 STEP_SIZE = 0.05
 """Initial step size of the pilot run that tunes the AIS transitions (``sampler_params={"step_size": ...}``)."""

@@ -4,8 +4,10 @@ An objective is a positive phase, a negative phase and loss terms
 (:mod:`ebmppl.objectives.trainer`); the builders below configure it:
 ``contrastive_divergence`` (data + negative chains + CD), ``recovery_contrastive_divergence``
 (recovery chains + negative chains + CD), ``denoising_score_matching``,
-``sliced_score_matching`` and ``noise_contrastive_estimation`` (data + one
-term, no chains); for discrete energies ``pseudo_likelihood`` and ``ratio_matching``
+``sliced_score_matching``, ``score_matching`` (exact, low dimension), ``energy_discrepancy`` and
+``noise_contrastive_estimation`` (data + one term, no chains); over a noise ladder
+(:mod:`ebmppl.noise`) ``multiscale_dsm`` and ``diffusion_recovery_likelihood`` (recovery chains at
+every level); for discrete energies ``pseudo_likelihood`` and ``ratio_matching``
 (data + one term, no chains; :mod:`ebmppl.objectives.discrete`), and ``contrastive_divergence``
 with discrete negatives; :func:`ebmppl.jem.jem_hybrid` adds JEM's cross-entropy. A
 trainer of your own is either an :class:`Objective` with your own
@@ -35,9 +37,22 @@ from ebmppl.objectives.mcmc_free import (
     denoising_score_matching,
     dsm_loss,
     nce_loss,
+    EnergyDiscrepancy,
+    ScoreMatching,
+    ed_loss,
+    energy_discrepancy,
     noise_contrastive_estimation,
+    score_matching,
     sliced_score_matching,
+    sm_loss,
     ssm_loss,
+)
+from ebmppl.objectives.multiscale import MultiscaleDSM, multiscale_dsm, multiscale_dsm_loss
+from ebmppl.objectives.recovery_likelihood import (
+    RecoveryLikelihood,
+    diffusion_recovery_likelihood,
+    recovery_conditional_sample,
+    recovery_sample,
 )
 from ebmppl.objectives.recovery import RecoveryPhase, recovery_contrastive_divergence
 from ebmppl.objectives.trainer import (
@@ -59,6 +74,10 @@ OBJECTIVES = {
     "recovery_cd": recovery_contrastive_divergence,
     "pseudo_likelihood": pseudo_likelihood,
     "ratio_matching": ratio_matching,
+    "sm": score_matching,
+    "ed": energy_discrepancy,
+    "multiscale_dsm": multiscale_dsm,
+    "drl": diffusion_recovery_likelihood,
 }
 """Objectives by name, as ``fit(objective=...)`` and the command line refer to them."""
 
@@ -68,4 +87,7 @@ __all__ = ["Trainer", "TrainState", "Objective", "Phases", "LossTerm", "Scaled",
            "cd_loss", "contrastive_divergence", "kernel_parameters", "sample_negatives", "denoising_score_matching",
            "sliced_score_matching", "noise_contrastive_estimation", "recovery_contrastive_divergence", "dsm_loss",
            "ssm_loss", "nce_loss", "PseudoLikelihood", "RatioMatching", "pseudo_likelihood", "ratio_matching",
-           "pseudo_likelihood_loss", "ratio_matching_loss", "OBJECTIVES"]
+           "pseudo_likelihood_loss", "ratio_matching_loss", "OBJECTIVES",
+           "ScoreMatching", "EnergyDiscrepancy", "MultiscaleDSM", "RecoveryLikelihood", "score_matching", "sm_loss",
+           "energy_discrepancy", "ed_loss", "multiscale_dsm", "multiscale_dsm_loss", "diffusion_recovery_likelihood",
+           "recovery_sample", "recovery_conditional_sample"]

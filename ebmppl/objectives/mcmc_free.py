@@ -15,6 +15,12 @@ without sampling the model during training:
   classification of data against samples of a tractable noise density, with
   the model's log-normaliser ``c`` learned as a parameter, so that
   ``-E(x)/T - c`` becomes a normalised log-density.
+* **Exact score matching** (Hyvärinen 2005): the same objective as sliced
+  score matching with the Hessian trace computed exactly, one Jacobian-vector
+  product per coordinate; for low dimension (at most :data:`SM_MAX_DIM`).
+* **Energy discrepancy** (Schröder et al. 2023): contrasts the energy of each
+  example with the energies of ``M`` points reached by a Gaussian
+  perturbation and its reverse; needs neither scores nor samples of the model.
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebmppl._validation import check_int
 from ebmppl.energy import Energy
 from ebmppl.objectives.trainer import LossTerm, Objective, freeze_arrays, thaw_arrays
 
 __all__ = ["denoising_score_matching", "sliced_score_matching", "noise_contrastive_estimation", "dsm_loss",
-           "ssm_loss", "nce_loss", "DenoisingScoreMatching", "SlicedScoreMatching", "NoiseContrastive"]
+           "ssm_loss", "nce_loss", "DenoisingScoreMatching", "SlicedScoreMatching", "NoiseContrastive",
+           "score_matching", "sm_loss", "ScoreMatching", "SM_MAX_DIM", "energy_discrepancy", "ed_loss",
+           "EnergyDiscrepancy"]
+
+SM_MAX_DIM = 64
+"""The largest dimension exact score matching accepts by default: its cost grows as ``d`` gradient passes per
+example (use sliced score matching, ``"ssm"``, above it)."""
 
 
 def _score_fn(energy: Energy, params: Any) -> Callable[[jax.Array], jax.Array]:
@@ -101,6 +114,74 @@ def nce_loss(energy: Energy, params: Any, log_c: jax.Array, x: jax.Array, noise:
         return model.logdensity(z) - log_c - noise_log_prob(z) - math.log(nu)
 
     return jnp.mean(jax.nn.softplus(-logit(x))) + nu * jnp.mean(jax.nn.softplus(logit(noise)))
+
+
+def sm_loss(energy: Energy, params: Any, x: jax.Array) -> jax.Array:
+    """Hyvärinen's score matching loss ``E[½‖s_θ(x)‖² + tr ∇ₓs_θ(x)]`` with the exact Hessian trace.
+
+    ``s_θ = -∇ₓE/T``; the trace is exact: forward-over-reverse, one
+    Jacobian-vector product per coordinate (``d`` of them, vmapped), so the
+    cost grows as ``d`` gradient passes per example. Its minimiser is the
+    data density itself (up to the model family), like sliced score matching's.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    >>> x = jax.random.normal(jax.random.key(0), (20000, 2))
+    >>> round(float(sm_loss(e, None, x)), 1)   # = -d/2 at the optimum
+    -1.0
+    """
+    score = _score_fn(energy, params)
+    shape = x.shape[1:]
+
+    def one(xi):
+        flat = xi.reshape(-1)
+        s, jvp = jax.linearize(lambda z: score(z.reshape(shape)).reshape(-1), flat)
+        columns = jax.vmap(jvp)(jnp.eye(flat.size, dtype=flat.dtype))  # row i = ∇ₓs · e_i
+        return 0.5 * jnp.sum(s**2) + jnp.trace(columns)
+
+    return jnp.mean(jax.vmap(one)(x))
+
+
+def _ed_parts(energy: Energy, params: Any, x: jax.Array, key: jax.Array, t: float, num_negatives: int,
+              w: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Energy discrepancy's loss and the mean potentials of the examples and of their contrast points."""
+    model = energy.with_params(params)
+    k_y, k_neg = jax.random.split(key)
+    scale = math.sqrt(t)
+    y = x + scale * jax.random.normal(k_y, x.shape, x.dtype)
+    x_neg = y[None] + scale * jax.random.normal(k_neg, (num_negatives, *x.shape), x.dtype)
+    u_pos = model.potential(x)  # E/T: (n,)
+    u_neg = model.potential(x_neg)  # (M, n)
+    diffs = u_pos[None] - u_neg
+    if w > 0:  # the w/M term: log w joins the log-sum-exp as one more "difference"
+        diffs = jnp.concatenate([jnp.full((1, x.shape[0]), math.log(w), diffs.dtype), diffs])
+    per = jax.scipy.special.logsumexp(diffs, axis=0) - math.log(num_negatives)
+    return jnp.mean(per), jnp.mean(u_pos), jnp.mean(u_neg)
+
+
+def ed_loss(energy: Energy, params: Any, x: jax.Array, key: jax.Array, t: float = 0.25, num_negatives: int = 16,
+            w: float = 1.0) -> jax.Array:
+    """Energy discrepancy, w-stabilised: ``mean log(w/M + (1/M) Σⱼ exp(U(x) - U(x'ⱼ)))``, ``U = E/T``.
+
+    For each example ``x``: ``y = x + √t ξ`` and ``M = num_negatives``
+    contrast points ``x'ⱼ = y + √t ξ'ⱼ`` (all ``ξ`` standard normal); the sum
+    is a log-sum-exp (no overflow). It estimates Schröder et al.'s (2023)
+    energy discrepancy ``E_data[U(x)] + E_data E_{y|x}[log ∫ q(y|x') exp(-U(x')) dx']``
+    up to a constant.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    >>> x = jnp.zeros((8, 2))   # U = 0 at the data, U > 0 at every contrast point: the loss is < log((1 + M)/M)
+    >>> float(ed_loss(e, None, x, jax.random.key(0), t=1.0, num_negatives=4, w=1.0)) < float(jnp.log(5 / 4))
+    True
+    """
+    return _ed_parts(energy, params, x, key, t, num_negatives, w)[0]
 
 
 class DenoisingScoreMatching(LossTerm):
@@ -190,6 +271,48 @@ class NoiseContrastive(LossTerm):
         return nce_loss(model, model.params, extra["log_c"], x, y, noise_log_prob), {}
 
 
+class ScoreMatching(LossTerm):
+    """The exact score-matching term, :func:`sm_loss` on ``x⁺`` (draws nothing).
+
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    >>> x = jax.random.normal(jax.random.key(0), (20000, 2))
+    >>> round(float(ScoreMatching()(e, Phases(None, x, None, None), {})[0]), 1)
+    -1.0
+    """
+
+    def __call__(self, model, phases, extra):
+        return sm_loss(model, model.params, phases.positive), {}
+
+
+class EnergyDiscrepancy(LossTerm):
+    """The energy-discrepancy term, :func:`ed_loss` on ``x⁺``; reports ``energy_pos`` and ``energy_neg``.
+
+    ``energy_pos`` is the mean ``E/T`` of the examples, ``energy_neg`` that of
+    their contrast points (the points whose energy the term raises).
+
+    Examples
+    --------
+    >>> from ebmppl.objectives import Phases
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum(x**2), event_shape=(2,))
+    >>> loss, aux = EnergyDiscrepancy(1.0, 4, 1.0)(e, Phases(None, jnp.zeros((8, 2)), None, jax.random.key(0)), {})
+    >>> float(aux["energy_pos"]), bool(aux["energy_neg"] > 0)
+    (0.0, True)
+    """
+
+    t: float = eqx.field(static=True, default=0.25)
+    num_negatives: int = eqx.field(static=True, default=16)
+    w: float = eqx.field(static=True, default=1.0)
+    needs_key = True
+
+    def __call__(self, model, phases, extra):
+        loss, u_pos, u_neg = _ed_parts(model, model.params, phases.positive, phases.key, self.t,
+                                       self.num_negatives, self.w)
+        return loss, {"energy_pos": u_pos, "energy_neg": u_neg}
+
+
 def denoising_score_matching(energy: Energy, optimizer: optax.GradientTransformation, *,
                              sigma: float = 0.1) -> Objective:
     """A denoising-score-matching trainer (noise scale ``sigma``); fits the σ-smoothed data density.
@@ -250,3 +373,104 @@ def noise_contrastive_estimation(
     """
     return Objective("nce", energy, optimizer, NoiseContrastive.gaussian(energy.event_shape, noise_mean, noise_scale,
                                                                        noise_ratio))
+
+
+def score_matching(energy: Energy, optimizer: optax.GradientTransformation, *,
+                   max_dim: int = SM_MAX_DIM) -> Objective:
+    """An exact score-matching trainer (Hyvärinen 2005), for low dimension.
+
+    The loss is :func:`sm_loss`: ``E[½‖s_θ‖² + tr ∇ₓs_θ]`` with the Hessian
+    trace computed exactly (one Jacobian-vector product per coordinate), so a
+    step costs about ``d`` gradient passes per example; no noise, no
+    projections. Like sliced score matching it fits the data density itself;
+    for a Gaussian energy its minimiser is the Gaussian MLE (sample mean and
+    inverse sample covariance) exactly.
+
+    Parameters
+    ----------
+    energy, optimizer
+        The energy trained and any Optax transformation.
+    max_dim
+        The largest ``energy.dim`` accepted (default :data:`SM_MAX_DIM` = 64). Raise it knowingly: the
+        cost and the memory of the trace grow as ``d²`` per example.
+
+    Raises
+    ------
+    ValueError
+        If ``energy.dim > max_dim``: use sliced score matching (``"ssm"``), whose trace estimate costs one
+        Jacobian-vector product per projection whatever ``d``.
+
+    Examples
+    --------
+    >>> import optax
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> score_matching(e, optax.adam(1e-2)).name
+    'sm'
+    >>> score_matching(Energy(lambda p, x: jnp.sum(x**2), event_shape=(100,)), optax.adam(1e-2))
+    Traceback (most recent call last):
+    ...
+    ValueError: exact score matching computes d = 100 Jacobian-vector products per example (max_dim=64); ...
+    """
+    max_dim = check_int("max_dim", max_dim, 1)
+    if isinstance(energy, Energy) and energy.dim > max_dim:
+        raise ValueError(f"exact score matching computes d = {energy.dim} Jacobian-vector products per example "
+                         f"(max_dim={max_dim}); use sliced score matching, objective='ssm' "
+                         "(ebmppl.objectives.sliced_score_matching), or pass a larger max_dim knowingly.")
+    return Objective("sm", energy, optimizer, ScoreMatching())
+
+
+def energy_discrepancy(energy: Energy, optimizer: optax.GradientTransformation, *, t: float = 0.25,
+                       num_negatives: int = 16, w: float = 1.0) -> Objective:
+    """An energy-discrepancy trainer (Schröder et al., NeurIPS 2023) with Gaussian perturbations.
+
+    What is implemented is the paper's w-stabilised estimator for the
+    Gaussian perturbation: for each example ``x`` draw ``y = x + √t ξ`` and
+    ``M`` contrast points ``x'ⱼ = y + √t ξ'ⱼ``; the loss is
+    ``mean log(w/M + (1/M) Σⱼ exp(U(x) - U(x'ⱼ)))`` with ``U = E/T``
+    (:func:`ed_loss`, computed as a log-sum-exp). No model samples and no
+    scores are needed: ``M + 1`` energy evaluations per example.
+
+    With ``w = 1`` the loss is a cross-entropy for picking the data point out
+    of ``{x, x'₁, …, x'_M}``, which is minimised by ``U = -log p_data + c``
+    for every ``M``: the estimator is consistent. ``w = 0`` is the plain
+    Monte-Carlo estimate of the discrepancy, biased for finite ``M`` and
+    unstable (the loss is unbounded below when ``U`` runs off at the
+    contrast points); the paper recommends ``w > 0``.
+
+    Parameters
+    ----------
+    energy, optimizer
+        The energy trained and any Optax transformation.
+    t
+        Variance of each Gaussian perturbation (contrast points lie about
+        ``√(2t)`` from their example per coordinate). Small ``t`` makes the
+        loss approach score matching (blind to how mass is shared between
+        separated modes); large ``t`` approaches maximum likelihood but the
+        contrast points land far from the data and the estimate gets noisy.
+        The default 0.25 suits data of unit scale; scale it with the data's
+        variance (``t ≈ 0.25 · std²``).
+    num_negatives
+        ``M``, contrast points per example.
+    w
+        The stabilisation weight (≥ 0; default 1).
+
+    Examples
+    --------
+    >>> import optax
+    >>> from ebmppl import Energy
+    >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+    >>> energy_discrepancy(e, optax.adam(1e-2)).name
+    'ed'
+    >>> energy_discrepancy(e, optax.adam(1e-2), t=0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: t must be a finite number > 0 (the perturbation's variance; about 0.25 * the data's variance), got 0.0.
+    """
+    if not (math.isfinite(float(t)) and float(t) > 0):
+        raise ValueError(f"t must be a finite number > 0 (the perturbation's variance; about 0.25 * the data's "
+                         f"variance), got {t!r}.")
+    num_negatives = check_int("num_negatives", num_negatives, 1)
+    if not (math.isfinite(float(w)) and float(w) >= 0):
+        raise ValueError(f"w must be a finite number >= 0 (default 1: the stabilised, consistent loss), got {w!r}.")
+    return Objective("ed", energy, optimizer, EnergyDiscrepancy(float(t), int(num_negatives), float(w)))

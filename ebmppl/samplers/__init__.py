@@ -34,6 +34,7 @@ from ebmppl.samplers.discrete import (
     GibbsWithGradients, GradientState, bind_support, block_gibbs, check_blocks, discrete_metropolis, dmala, dula,
     gibbs, gibbs_with_gradients,
 )
+from ebmppl.samplers.annealed import AnnealedSamples, annealed_langevin, predictor_corrector
 from ebmppl.samplers.negatives import kernel_parameters, sample_masked, sample_negatives
 from ebmppl.samplers.tempering import (
     LadderAdaptation, ParallelTempering, TemperingState, TemperingStats, TemperingSummary, parallel_tempering,
@@ -54,4 +55,5 @@ __all__ = [
     "gibbs", "discrete_metropolis", "gibbs_with_gradients", "dmala", "dula", "block_gibbs",
     "Gibbs", "DiscreteMetropolis", "GibbsWithGradients", "DMALA", "DULA", "BlockGibbs",
     "DiscreteSampler", "DiscreteState", "GradientState", "DiscreteStats", "bind_support", "check_blocks",
+    "annealed_langevin", "predictor_corrector", "AnnealedSamples",
 ]
