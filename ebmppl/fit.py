@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import itertools
 import pathlib
 import time
@@ -250,11 +251,29 @@ def _energy_leaf_indices(trainer: Trainer, state: TrainState, uses_ema: bool = F
     return None if any(i is None for i in indices) else indices
 
 
+def _has_chains(trainer: Any) -> bool | None:
+    """Whether the trainer runs chains whose energies CD contrasts with the data's (negative chains, recovery or
+    posterior chains, DRL's recovery runs); ``None`` for a Trainer that is no Objective (judged by its name)."""
+    if not isinstance(trainer, Objective):
+        return None
+    from ebmppl.objectives import DataPhase, RecoveryLikelihood
+
+    return (trainer.negative is not None or not isinstance(trainer.positive, DataPhase)
+            or any(isinstance(term, RecoveryLikelihood) for term in trainer.loss))
+
+
 def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int,
-                    advice_for: str = "fit") -> TrainingHealth | None:
+                    advice_for: str = "fit", trainer: Any = None) -> TrainingHealth | None:
     """``fit(health=True)``: a TrainingHealth whose window and grace fit the run's number of checks, whose
-    advice names the options that apply (``advice_for``: fit's, the density recipe's, or a Trainer's builder)."""
-    if isinstance(health, TrainingHealth):
+    advice names the options that apply (``advice_for``: fit's, the density recipe's, or a Trainer's builder);
+    ``trainer`` says whether the objective has negative chains (only then are runaway energies and CD gaps judged)."""
+    name = getattr(trainer, "name", None)
+    name = name if isinstance(name, str) else None
+    if isinstance(health, TrainingHealth):  # the user's: what it leaves unset is filled in
+        if health.objective is None:
+            health.objective = name
+        if health.chains is None:
+            health.chains = _has_chains(trainer)
         return health
     if health is False or health is None:
         return None
@@ -262,7 +281,23 @@ def _default_health(health: Any, energy: Energy, num_steps: int, chunk_size: int
         raise TypeError(f"health must be True, False or an ebmppl.health.TrainingHealth, got {type(health).__name__}.")
     checks = -(-num_steps // chunk_size)
     window = max(4, min(20, checks // 4))
-    return TrainingHealth(energy, window=window, grace=window, advice_for=advice_for)
+    return TrainingHealth(energy, window=window, grace=window, advice_for=advice_for, objective=name,
+                          chains=_has_chains(trainer))
+
+
+def _check_objective_options(objective: str, options: dict[str, Any]) -> None:
+    """An option the named objective's builder does not take is a TypeError listing the options it does take."""
+    params = inspect.signature(OBJECTIVES[objective]).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    valid = [p.name for p in params if p.kind in named and p.name not in ("energy", "optimizer")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        s = "s" if len(unknown) > 1 else ""
+        raise TypeError(f"unknown option{s} {', '.join(map(repr, unknown))} for objective {objective!r}; its options "
+                        f"are {', '.join(valid) if valid else '(none)'}, besides fit's own (num_steps, batch_size, "
+                        "optimizer, ema, ...).")
 
 
 def _advice(metrics: dict[str, np.ndarray], trainer: bool = False) -> str:
@@ -347,8 +382,11 @@ def fit(
         :mod:`ebmppl.objectives.discrete`), ``"sm"`` (exact score matching,
         low dimension), ``"ed"`` (energy discrepancy), and for a
         noise-conditional energy (:mod:`ebmppl.noise`) ``"multiscale_dsm"``
-        (multi-σ denoising score matching) and ``"drl"`` (diffusion recovery
-        likelihood), or a trainer:
+        (multi-σ denoising score matching; ``continuous=True`` draws σ
+        log-uniformly, as the probability-flow ODE needs) and ``"drl"``
+        (diffusion recovery likelihood). Only ``"cd"`` standardises the data
+        (its ``"density"`` recipe): for the others standardise by hand or
+        choose a noise ladder to the data's scale. Or a trainer:
         an :class:`~ebmppl.objectives.Objective` (what the builders return, or
         one you compose from your own loss terms) or any
         :class:`~ebmppl.objectives.Trainer`; it carries its optimizer and
@@ -449,7 +487,8 @@ def fit(
         both helped by 7 to 10 nats (``docs/benchmarks/ema.md``).
     **objective_options
         Passed to the objective builder, e.g. ``sampler="mala"``,
-        ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``.
+        ``num_mcmc_steps=20``, ``alpha=0.1``, ``chain_init=buffer.short_run()``;
+        one the builder does not take is a TypeError listing those it takes.
         ``sampler=samplers.parallel_tempering(...)`` gives tempered negatives
         that learn the weights of separated modes: its reference is set from
         the data (mean, 2 sd per coordinate) unless ``sampler_params`` gives
@@ -514,6 +553,7 @@ def fit(
                 opt = _with_ema_cached(opt, ema)
             except TypeError:  # an unhashable optimizer: wrapped afresh (its steps compile per call)
                 opt = with_ema(opt, ema)
+        _check_objective_options(objective, objective_options)
         trainer = OBJECTIVES[objective](energy, opt, **objective_options)
     else:
         if objective_options:
@@ -611,7 +651,7 @@ def fit(
         return state
 
     advice_for = "trainer" if not isinstance(objective, str) else "density" if plan.name == "density" else "fit"
-    health_monitor = _default_health(health, energy, num_steps, chunk_size, advice_for)
+    health_monitor = _default_health(health, energy, num_steps, chunk_size, advice_for, trainer)
     if health_monitor is not None and not any(cb is health_monitor for cb in callbacks):
         callbacks = [*callbacks, health_monitor]
     t0 = time.perf_counter()

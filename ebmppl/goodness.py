@@ -297,6 +297,11 @@ class KSDTest(NamedTuple):
         return self.verdict
 
 
+_KSD_MIN_DRAWS = 10  # fewer draws than this are refused
+_KSD_FEW_DRAWS = 200  # a pass from fewer draws than this is said to have little power (a stranger's too-narrow ULA
+# passed with 148 thinned draws, p = 0.77, while C2ST rejected it)
+
+
 def ksd_test(energy: Energy, key: jax.Array, samples: Any, *, num_bootstrap: int = 1000, alpha: float = 0.05,
              bandwidth: float | None = None, c: float = 1.0, beta: float = -0.5, block_size: int = 512) -> KSDTest:
     """Test ``H₀: samples ~ p ∝ exp(-E/T)`` with the kernel Stein discrepancy and a wild bootstrap.
@@ -374,9 +379,13 @@ def ksd_test(energy: Energy, key: jax.Array, samples: Any, *, num_bootstrap: int
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
     x, interval, min_ess = _ksd_points(energy, samples)
     n = x.shape[0]
-    if n < 10:
-        raise ValueError(f"only {n} draws are left to test (thinning every {interval}-th draw by the ESS "
-                         f"{min_ess}); run longer chains, or more of them.")
+    if n < _KSD_MIN_DRAWS:
+        if min_ess is None:
+            raise ValueError(f"ksd_test needs at least {_KSD_MIN_DRAWS} independent draws, got {n}; pass more draws "
+                             f"(a few hundred or more for a test with power).")
+        raise ValueError(f"only {n} draws are left to test (thinning keeps 1 draw in {interval} of each chain, by the "
+                         f"min bulk ESS {min_ess:.1f}), and ksd_test needs at least {_KSD_MIN_DRAWS}; run longer "
+                         "chains, or more of them.")
     stat, p, ell_used = _run_ksd(energy, x, key, ell, num_bootstrap, block_size, c, beta)
     reject = p < alpha
     source = "independent draws" if min_ess is None else \
@@ -388,6 +397,10 @@ def ksd_test(energy: Energy, key: jax.Array, samples: Any, *, num_bootstrap: int
         verdict = (f"KSD test finds no evidence against the energy from {n} {source}: KSD² = {stat:.3g}, "
                    f"p = {p:.3g} ≥ α = {alpha:g}. This does not show the fit is right: the test is nearly blind "
                    f"to the weights of separated modes and weak in high dimension.")
+        if n < _KSD_FEW_DRAWS:
+            more = "longer chains" if min_ess is not None else "more draws"
+            verdict += (f" A pass with only {n} draws has little power (a too-narrow or too-wide sampler can pass): "
+                        f"check with classifier_two_sample_test, or test {more}.")
     return KSDTest(stat, p, reject, float(alpha), float(ell_used), n, num_bootstrap, interval, min_ess, verdict)
 
 

@@ -38,6 +38,11 @@ ADVICE_FOR = ("fit", "density", "trainer")
 """Whom :class:`TrainingHealth`'s advice addresses: options of ``fit`` for a named objective, the same under
 the ``"density"`` recipe (step in standard deviations, adapted by default), or the builder of a Trainer."""
 
+MCMC_FREE = ("dsm", "ssm", "nce", "sm", "ed", "multiscale_dsm", "pseudo_likelihood", "ratio_matching")
+"""Objectives without negative chains: their loss does not pin the energy's absolute level (multi-σ DSM's
+``E = f/σ`` is about -2500 by design at σ = 5e-4), so :class:`TrainingHealth` does not judge their energies'
+size or the gap ``E(x⁺) - E(x⁻)`` (energy discrepancy's ``x⁻`` are contrast points, not chains)."""
+
 _LOW_ACCEPTANCE_FOR_ADVICE = 0.3  # below this a chain that lags is never told to take larger steps
 _HIGH_ACCEPTANCE_FOR_ADVICE = 0.9  # above this a lagging chain may take larger steps
 
@@ -109,6 +114,17 @@ class TrainingHealth:
         belong to the builder that made it, e.g.
         ``ebmppl.jem.jem_hybrid(joint, optimizer, sampler_params=...)``).
         :func:`ebmppl.fit` sets it.
+    objective
+        The name of the objective trained (``Objective.name``; :func:`ebmppl.fit`
+        sets it when ``None``). The runaway-energy and CD-gap judgments apply
+        only to objectives with negative chains (``"cd"``, ``"recovery_cd"``,
+        ``"drl"``, JEM, MCEM, ...), not to those in :data:`MCMC_FREE`; for
+        ``"drl"`` the advice names its recovery chains' options
+        (``num_mcmc_steps``, ``step_scale``, ``adjusted``).
+    chains
+        Whether the objective has negative chains; ``None`` (default): every
+        objective not in :data:`MCMC_FREE`. :func:`ebmppl.fit` sets it from the
+        trainer when ``None``.
 
     Notes
     -----
@@ -153,6 +169,8 @@ class TrainingHealth:
     grace: int | None = None
     emit: bool = True
     advice_for: str = "fit"
+    objective: str | None = None
+    chains: bool | None = None
     records: list[dict[str, float]] = dataclasses.field(default_factory=list)
     warnings: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     _probe_energies: list[np.ndarray] = dataclasses.field(default_factory=list)
@@ -215,7 +233,7 @@ class TrainingHealth:
         >>> health.final_check(100), "not a fit" in health.warnings[-1][1]
         (True, True)
         """
-        if not self.records:
+        if not self.records or not self._contrastive:
             return False
         r = self.records[-1]
         energies = [abs(r.get(k, 0.0)) for k in ("energy_pos", "energy_neg") if np.isfinite(r.get(k, np.nan))]
@@ -236,7 +254,25 @@ class TrainingHealth:
 
     # -- advice, worded for the options that apply (fit's keywords, or a Trainer's builder) --------------------
 
+    @property
+    def _contrastive(self) -> bool:
+        """The objective has negative chains, so the size of its energies and its CD gap are judged."""
+        return bool(self.chains) if self.chains is not None else self.objective not in MCMC_FREE
+
+    @property
+    def _drl(self) -> bool:
+        return self.objective == "drl"
+
+    def _drl_option(self, text: str) -> str:
+        """How to pass a Diffusion Recovery Likelihood option: ``text`` is e.g. ``"step_scale=0.05"``."""
+        if self.advice_for == "trainer":
+            return f"diffusion_recovery_likelihood(energy, optimizer, {text})"
+        return f"fit(..., objective='drl', {text})"
+
     def _lr(self) -> str:
+        if self.advice_for == "trainer" and self._drl:
+            return ("lower the learning rate of the optimizer the Trainer was built with (e.g. "
+                    "diffusion_recovery_likelihood(energy, optax.adam(1e-4), ...))")
         if self.advice_for == "trainer":
             return ("lower the learning rate of the optimizer the Trainer was built with (e.g. "
                     "jem_hybrid(joint, optax.adam(1e-4, b1=0.0), ...))")
@@ -268,6 +304,10 @@ class TrainingHealth:
         """Making the sampler follow a sharpening energy."""
         if self._discrete:
             return self._discrete_advice()
+        if self._drl:
+            return ("give the recovery chains more Langevin steps or a smaller step ("
+                    + self._drl_option("num_mcmc_steps=60, step_scale=0.05") + "), with the Metropolis correction on "
+                    "(adjusted=True, the default)")
         if self.advice_for == "density":
             return ("give the sampler more steps per update (" + self._option("num_mcmc_steps=40") + "); the "
                     "default step already shrinks to keep acceptance near 0.6 (history['step_size'])")
@@ -278,6 +318,9 @@ class TrainingHealth:
                 "steps (fit(..., num_mcmc_steps=40))")
 
     def _alpha(self) -> str:
+        if self._drl:  # no energy penalty in DRL: narrower conditionals are what makes its short runs follow
+            return ("or use more levels in the ladder (each recovery conditional is then narrower and easier for "
+                    "the short runs)")
         where = "the Trainer's builder" if self.advice_for == "trainer" else "fit(..., alpha=0.1)"
         return (f"only as a last resort raise the energy penalty alpha ({where}): it keeps energies bounded but "
                 "biases the fitted density towards flatter")
@@ -286,7 +329,7 @@ class TrainingHealth:
         acc = r.get("acceptance_rate", np.nan)
         acc_text = f", sampler acceptance {acc:.2f}" if np.isfinite(acc) else ""
         energies = [abs(r.get(k, 0.0)) for k in ("energy_pos", "energy_neg") if np.isfinite(r.get(k, np.nan))]
-        if energies and max(energies) > self.energy_limit:
+        if self._contrastive and energies and max(energies) > self.energy_limit:
             self._warn(step, "energy", f"energies are running away (|E| = {max(energies):.3g}{acc_text}): the energy "
                                        "is sharpening faster than the sampler follows it, so the negatives no longer "
                                        "represent the model and CD pushes the data's energy down without bound; an "
@@ -297,7 +340,7 @@ class TrainingHealth:
             return
         low, high = self.acceptance_band
         lagging = self._lag_advice(acc)
-        if np.isfinite(r.get("cd_gap", np.nan)) and abs(r["cd_gap"]) > self.gap_limit:
+        if self._contrastive and np.isfinite(r.get("cd_gap", np.nan)) and abs(r["cd_gap"]) > self.gap_limit:
             self._warn(step, "gap", f"the CD gap E(x+) - E(x-) = {r['cd_gap']:.3g} is large{acc_text}: the negatives "
                                     f"lag the model; {lagging}.")
         # not judged for discrete energies: there the probe's R-hat rose to 1.3-1.6 in every fit a stranger ran
@@ -311,6 +354,11 @@ class TrainingHealth:
             if self._discrete:  # no step size to tune: proposals that are refused call for another kernel
                 advice = ("the discrete sampler's proposals are refused: " + self._discrete_advice()
                           + f", or {self._lr()}")
+            elif self._drl:
+                way = "lower" if acc <= low else "raise"
+                advice = (f"{way} the recovery chains' Langevin step ("
+                          + self._drl_option("step_scale=" + ("0.05" if acc <= low else "0.2")) + ")"
+                          + (f", or {self._lr()}" if acc <= low else ""))
             elif acc <= low:
                 advice = ("the step is too large for the energy as it has sharpened (it sharpens faster than the "
                           "sampler follows): lower the sampler step size ("
@@ -348,6 +396,8 @@ class TrainingHealth:
         """What to do about chains that lag the model, consistent with the acceptance (never 'larger' when it is low)."""
         if self._discrete:
             return f"{self._discrete_advice()}, or {self._lr()}"
+        if self._drl:
+            return f"{self._follow()}, or {self._lr()}"
         if np.isfinite(acc) and acc < _LOW_ACCEPTANCE_FOR_ADVICE:
             return (f"with acceptance this low the step is already too large for the energy: the energy sharpens "
                     f"faster than the sampler follows. {self._lr()[0].upper()}{self._lr()[1:]}; {self._follow()}")
