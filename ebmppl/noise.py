@@ -33,7 +33,7 @@ from ebmppl.energy import Energy, SamplerSettings, _as_event_shape
 from ebmppl.support import REAL, Support
 
 __all__ = ["NoiseLadder", "NoiseConditionalEnergy", "NoiseConditionalMLP", "noise_conditional",
-           "noise_conditional_mlp"]
+           "noise_conditional_mlp", "NoiseLadderWarning", "LadderScaleCheck", "ladder_scale_problems"]
 
 NoiseEnergyFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
@@ -182,7 +182,12 @@ class _AtSigma(eqx.Module):
         return self.noise_energy_fn(params, x, jnp.asarray(self.sigma, x.dtype))
 
     def typical_region(self) -> tuple[Any, Any]:
-        """The declared ``(center, scale)`` of ``noise_energy_fn`` (see ``Energy.typical_region``), else (0, 1)."""
+        """The declared ``(center, scale)`` of ``noise_energy_fn`` (see ``Energy.typical_region``), else (0, 1).
+
+        The built-in network's (:class:`_NoiseEquinoxApply`) is its confinement smoothed to this level.
+        """
+        if isinstance(self.noise_energy_fn, _NoiseEquinoxApply):
+            return self.noise_energy_fn.typical_region(self.sigma)
         declared = getattr(self.noise_energy_fn, "typical_region", None)
         return declared() if callable(declared) else (np.zeros(1), np.ones(1))
 
@@ -544,6 +549,34 @@ class _NoiseEquinoxApply(eqx.Module):
     def __call__(self, params: Any, x: jax.Array, sigma: jax.Array) -> jax.Array:
         return eqx.combine(params, self.static)(x, sigma)
 
+    def typical_region(self, sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(c, √(s² + σ²))``: the network's confinement ``N(c, s²)`` smoothed to ``σ``; ``(0, 1)`` without one.
+
+        :meth:`ebmppl.Energy.typical_region` reads it: AIS's pilot base and the samplers' starts then lie where
+        the confinement keeps the mass, not at the unit box around the origin.
+
+        Examples
+        --------
+        >>> import jax
+        >>> e = noise_conditional_mlp(jax.random.key(0), (2,), (3.0, 0.1), hidden=(8,), confinement_scale=4.0,
+        ...                           confinement_center=(10.0, 0.0))
+        >>> [v.tolist() for v in e.at_noise(3.0).typical_region()]     # N(c, s²) smoothed by σ = 3: scale 5
+        [[10.0, 0.0], [5.0, 5.0]]
+        """
+        confinement = _confinement(self)
+        if confinement is None:
+            return np.zeros(1), np.ones(1)
+        center, scale = confinement
+        return (np.zeros(1) if center is None else np.asarray(center, np.float64),
+                np.full(1, math.sqrt(scale**2 + float(sigma) ** 2)))
+
+
+def _confinement(noise_energy_fn: Any) -> tuple[tuple[float, ...] | None, float] | None:
+    """``(center or None, scale)`` of a built-in network's confinement term, else ``None``."""
+    static = getattr(noise_energy_fn, "static", None)
+    scale = getattr(static, "confinement_scale", None)
+    return None if scale is None else (getattr(static, "confinement_center", None), float(scale))
+
 
 def from_noise_module(module: eqx.Module, event_shape: int | Sequence[int], ladder: NoiseLadder | Sequence[float],
                       *, temperature: float = 1.0, validate: bool = True) -> NoiseConditionalEnergy:
@@ -620,3 +653,174 @@ def noise_conditional_mlp(key: jax.Array, event_shape: int | Sequence[int], ladd
                               confinement_scale=confinement_scale, confinement_center=confinement_center,
                               activation=activation, num_frequencies=num_frequencies, key=key)
     return from_noise_module(net, shape, ladder, temperature=temperature)
+
+
+# --------------------------------------------------------------------------- does the ladder fit the data?
+class NoiseLadderWarning(UserWarning):
+    """A noise ladder (or a network's confinement) does not fit the data's scale, or a computation needs levels
+    the family was not trained at (e.g. the probability-flow ODE of a family trained at discrete levels only).
+
+    Silence a judged case with ``warnings.filterwarnings("ignore", category=NoiseLadderWarning)``.
+
+    Examples
+    --------
+    >>> issubclass(NoiseLadderWarning, UserWarning)
+    True
+    """
+
+
+PAIRWISE_SUBSAMPLE = 1000
+"""Rows (evenly strided) over which :class:`LadderScaleCheck` takes the largest pairwise distance for σ_max."""
+
+
+def _nice(value: float) -> float:
+    """Two significant digits, for suggested numbers (messages stay the same from batch to batch)."""
+    return float(f"{value:.2g}")
+
+
+class LadderScaleCheck(eqx.Module):
+    """``check(data)``: warn (:class:`NoiseLadderWarning`) when a ladder or a confinement does not cover the data.
+
+    The ``check_data`` of :func:`~ebmppl.objectives.multiscale.multiscale_dsm` and
+    :func:`~ebmppl.objectives.recovery_likelihood.diffusion_recovery_likelihood`: :func:`ebmppl.fit` calls it on
+    the data before the first step. Neither objective standardises the data, and both train without error on a
+    ladder of the wrong scale, learning almost nothing. With ``C`` the data's covariance, ``s_j`` the per-coordinate
+    standard deviations and ``D`` the dimension, it warns when
+
+    * ``σ_max < √(tr C)``, the RMS distance of an example from the data's mean. Song & Ermon (2020) take
+      ``σ_max`` about the *largest* distance between two examples; the *typical* one is ``√(2 tr C)``
+      (``E‖x - x'‖² = 2 tr C``), so a ``σ_max`` below ``√(tr C)`` falls short of even the typical spread: the
+      top level does not span the data and the samplers' start ``N(center, σ_max² I)`` misses part of it;
+    * the smallest positive σ exceeds ``min(√(tr C / D), 3 min_j s_j)`` (``s_j > 0`` only): above the RMS
+      per-coordinate std, the added noise holds more than half of ``p_σ``'s variance; above three times the
+      finest coordinate's std, nine tenths of that coordinate's. The data level is then a blob around the data;
+    * a :func:`noise_conditional_mlp` confinement scale ``s`` is below ``max_j √((m_j - c_j)² + s_j²)``, the data's
+      RMS distance from the confinement centre ``c`` in its widest coordinate (``m``: the data's mean): the base
+      term ``‖x - c‖²/(2s²)`` puts the data more than one ``s`` out, and the network must learn to undo it.
+
+    The message suggests ``NoiseLadder.geometric(...)`` from the data (``σ_max``: the largest pairwise distance
+    over ``PAIRWISE_SUBSAMPLE`` (1000) rows; ``σ_min``: a tenth of the threshold above; levels at the ladder's
+    current ratio), a confinement of three times that distance, or standardising the data.
+
+    Parameters
+    ----------
+    ladder
+        The energy's :class:`NoiseLadder`.
+    objective
+        The objective's name, shown in the message.
+    confinement
+        ``(center or None, scale)`` of the network's confinement, or ``None``.
+    clean_level
+        Suggest a ladder ending in a clean ``σ = 0`` level (Diffusion Recovery Likelihood).
+
+    Examples
+    --------
+    >>> import warnings, numpy as np
+    >>> check = LadderScaleCheck(NoiseLadder.geometric(3.0, 0.1, 8), "multiscale_dsm")
+    >>> x = np.random.default_rng(0).normal(size=(500, 2))
+    >>> check(x)                                                 # unit-scale data: silent
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     check(30.0 * x)
+    >>> "NoiseLadder.geometric(" in str(caught[0].message), caught[0].category.__name__
+    (True, 'NoiseLadderWarning')
+    """
+
+    ladder: NoiseLadder = eqx.field(static=True)
+    objective: str = eqx.field(static=True)
+    confinement: tuple[tuple[float, ...] | None, float] | None = eqx.field(static=True, default=None)
+    clean_level: bool = eqx.field(static=True, default=False)
+
+    @classmethod
+    def for_energy(cls, energy: NoiseConditionalEnergy, objective: str) -> LadderScaleCheck:
+        """The check of ``energy``'s ladder and (built-in network) confinement."""
+        return cls(energy.ladder, str(objective), _confinement(energy.noise_energy_fn),
+                   energy.ladder.sigma_min == 0)
+
+    def __call__(self, data: Any) -> None:
+        x = data[0] if isinstance(data, tuple) else data
+        if not isinstance(x, (np.ndarray, jax.Array)) or np.ndim(x) < 2 or np.shape(x)[0] < 2:
+            return
+        flat = np.asarray(x, np.float64).reshape(np.shape(x)[0], -1)
+        if not np.isfinite(flat).all():
+            return  # the shape and finiteness checks elsewhere name that problem
+        message = ladder_scale_problems(self.ladder, flat, self.objective, self.confinement, self.clean_level)
+        if message:
+            import warnings
+
+            warnings.warn(message, NoiseLadderWarning, stacklevel=4)
+
+
+def ladder_scale_problems(ladder: NoiseLadder, flat: np.ndarray, objective: str,
+                          confinement: tuple[tuple[float, ...] | None, float] | None = None,
+                          clean_level: bool = False) -> str | None:
+    """The message of :class:`LadderScaleCheck` for examples ``flat`` ``(n, D)``, or ``None`` when all is well.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = 0.01 * np.random.default_rng(0).normal(size=(500, 2))
+    >>> print(ladder_scale_problems(NoiseLadder.geometric(3.0, 0.1, 8), x, "multiscale_dsm"))  # doctest: +ELLIPSIS
+    multiscale_dsm: the noise ladder ... does not fit the data's scale ... the smallest positive σ = 0.1 ...
+    """
+    n, dim = flat.shape
+    mean = flat.mean(0)
+    std = flat.std(0)
+    spread = float(math.sqrt(np.sum(std**2)))             # √(tr C): RMS distance from the mean
+    rms_std = spread / math.sqrt(dim)
+    varying = std[std > 0]
+    finest = float(varying.min()) if varying.size else 0.0
+    positive = [s for s in ladder.sigmas if s > 0]
+    top, low = ladder.sigma_max, (min(positive) if positive else 0.0)
+    problems: list[str] = []
+    hi, lo = top, low
+    sub = flat[:: max(1, n // PAIRWISE_SUBSAMPLE)][:PAIRWISE_SUBSAMPLE]
+    sq = np.sum(sub**2, 1)
+    widest = float(math.sqrt(max(float(np.max(sq[:, None] + sq[None, :] - 2.0 * sub @ sub.T)), 0.0)))
+    if widest > 0 and top > 10.0 * widest:  # not wrong, but wasteful: suggest Song & Ermon's σ_max
+        hi = _nice(widest)
+    if spread > 0 and top < spread:
+        hi = _nice(max(widest, spread))
+        problems.append(f"σ_max = {top:g} is below the data's RMS distance from their mean, √(tr Cov) ≈ "
+                        f"{_nice(spread):g} (Song & Ermon take σ_max about the LARGEST distance between two examples, "
+                        f"here ≈ {_nice(widest):g}): the top level does not span the data, and the samplers' start "
+                        "N(center, σ_max² I) misses part of it")
+    threshold = min(rms_std, 3.0 * finest) if finest > 0 else rms_std
+    if positive and threshold > 0 and low > threshold:
+        lo = _nice(0.1 * threshold)
+        problems.append(f"the smallest positive σ = {low:g} is above the data's own scale (min(RMS per-coordinate "
+                        f"std {_nice(rms_std):g}, 3 × the finest coordinate's std {_nice(finest):g})): at that level "
+                        "the added noise dominates the data, and the model is a blob around them")
+    conf_fix = ""
+    if confinement is not None:
+        center, scale = confinement
+        c = np.zeros(dim) if center is None else np.asarray(center, np.float64).reshape(-1)
+        if c.size == dim:
+            reach = np.sqrt((mean - c) ** 2 + std**2)
+            j = int(np.argmax(reach))
+            if scale < float(reach[j]):
+                conf_fix = (f"; noise_conditional_mlp(..., confinement_scale={_nice(3.0 * float(reach[j])):g}, "
+                            "confinement_center=x.mean(0))")
+                problems.append(f"confinement_scale = {scale:g} is below the data's RMS distance from the "
+                                f"confinement centre in coordinate {j} (≈ {_nice(float(reach[j])):g}): the base term "
+                                "‖x - c‖²/(2 s²) puts the data more than one s out, and the network must undo it")
+    if not problems:
+        return None
+    count = len(positive)
+    ratio = (top / low) ** (1.0 / (count - 1)) if count > 1 and low > 0 else 0.0
+    if not lo < hi:
+        lo = _nice(0.01 * hi)
+    levels = count if ratio <= 1.0 else int(math.ceil(math.log(hi / lo) / math.log(ratio))) + 1
+    levels = min(max(levels, count, 2), 200)
+    if clean_level:
+        suggestion = f"NoiseLadder.geometric({hi:g}, 0.0, {levels + 1}, smallest_positive={lo:g})"
+    else:
+        suggestion = f"NoiseLadder.geometric({hi:g}, {lo:g}, {levels})"
+    unit = ("NoiseLadder.geometric(3.0, 0.0, 7, smallest_positive=0.1)" if clean_level
+            else "NoiseLadder.geometric(3.0, 0.05, 10)")
+    shown = (ladder.sigmas if ladder.num_levels <= 4
+             else f"({top:g} … {ladder.sigma_min:g}, {ladder.num_levels} levels)")
+    return (f"{objective}: the noise ladder {shown} does not fit the data's scale (fit does not standardise the "
+            "data for this objective), and training runs without error but learns little: "
+            + "; ".join(problems) + f". Fix: a ladder from the data, e.g. {suggestion}{conf_fix}; or standardise "
+            f"the data first, (x - x.mean(0)) / x.std(0), and use a unit-scale ladder such as {unit}.")

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from ebmppl.energy import Energy
-from ebmppl.noise import NoiseConditionalEnergy
+from ebmppl.noise import LadderScaleCheck, NoiseConditionalEnergy
 from ebmppl.objectives.trainer import LossTerm, Objective
 
 __all__ = ["MultiscaleDSM", "multiscale_dsm", "multiscale_dsm_loss", "draw_sigmas"]
@@ -140,6 +140,14 @@ def multiscale_dsm(energy: NoiseConditionalEnergy, optimizer: optax.GradientTran
     ValueError
         The ladder has a ``σ = 0`` level (DSM's target ``-ε/σ`` is undefined there).
 
+    Warns
+    -----
+    NoiseLadderWarning
+        When :func:`ebmppl.fit` hands it the data (``check_data``): the ladder or the network's confinement does
+        not cover the data's scale (:class:`~ebmppl.noise.LadderScaleCheck`: ``σ_max`` below the data's spread,
+        the smallest σ above its finest scale, a confinement narrower than the data); the data are not
+        standardised for this objective. The message suggests ``NoiseLadder.geometric(...)`` from the data.
+
     Examples
     --------
     >>> import jax, optax
@@ -164,4 +172,5 @@ def multiscale_dsm(energy: NoiseConditionalEnergy, optimizer: optax.GradientTran
                          "sigma_min > 0, e.g. NoiseLadder.geometric(sigma_max, 0.01, num_levels).")
     if not isinstance(continuous, bool):
         raise TypeError(f"continuous must be True or False, got {continuous!r}.")
-    return Objective("multiscale_dsm", energy, optimizer, MultiscaleDSM(continuous))
+    return Objective("multiscale_dsm", energy, optimizer, MultiscaleDSM(continuous),
+                     check_data=LadderScaleCheck.for_energy(energy, "multiscale_dsm"))

@@ -27,8 +27,8 @@ log Z, evaluation) acts on. The energy at ``σ_max`` is never trained: that
 level only conditions the one below it.
 
 Sampling (:func:`recovery_sample`) runs the chain of conditionals from
-``σ_max`` down: start at ``N(0, σ_max² I)``, then sample each level's
-recovery conditional from the previous level's sample.
+``σ_max`` down: start at ``N(center, σ_max² I)`` (``center``: :meth:`~ebmppl.Energy.typical_region`), then
+sample each level's recovery conditional from the previous level's sample.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import optax
 from tqdm.auto import tqdm
 
 from ebmppl._validation import check_int, check_key
-from ebmppl.noise import NoiseConditionalEnergy
+from ebmppl.noise import LadderScaleCheck, NoiseConditionalEnergy
 from ebmppl.objectives.trainer import LossTerm, Objective
 from ebmppl.samplers.annealed import AnnealedSamples
 
@@ -339,7 +339,7 @@ def diffusion_recovery_likelihood(energy: Any, optimizer: optax.GradientTransfor
     The ladder: include the clean level ``σ_min = 0`` (then the data-level
     energy, what ``result.energy`` is as an :class:`~ebmppl.Energy`, models the
     data itself) and let ``σ_max`` be a few times the data's spread, so that
-    :func:`recovery_sample` may start from ``N(0, σ_max² I)``; put the
+    :func:`recovery_sample` may start from ``N(center, σ_max² I)``; put the
     smallest positive level near the data's finest scale (two moons, 5000
     steps: ``geometric(2, 0, 6, smallest_positive=0.1)``, at its noise
     scale, reached -1.16 nats held out and MMD 0.011 where 8 levels down to
@@ -392,6 +392,15 @@ def diffusion_recovery_likelihood(energy: Any, optimizer: optax.GradientTransfor
         ``energy`` is a plain :class:`~ebmppl.Energy`: build a noise-conditional one,
         ``ebmppl.noise.noise_conditional_mlp(key, event_shape, ladder, scale_by_sigma=False)``.
 
+    Warns
+    -----
+    NoiseLadderWarning
+        When :func:`ebmppl.fit` hands it the data (``check_data``): the ladder or the network's confinement does
+        not cover the data's scale (:class:`~ebmppl.noise.LadderScaleCheck`). The data are not standardised for
+        this objective; on 2-D data of scale 0.01 with a ladder ``5 → 0.1, 0`` DRL trained without error and
+        learnt almost nothing (classifier two-sample accuracy 0.98), where the same data ×50 gave 0.51. The
+        message suggests a ladder from the data.
+
     Examples
     --------
     >>> import jax, jax.numpy as jnp, optax
@@ -415,7 +424,8 @@ def diffusion_recovery_likelihood(energy: Any, optimizer: optax.GradientTransfor
     steps = recovery_step_sizes(energy.ladder, step_size, step_scale)
     weights = recovery_level_weights(energy.ladder, weighting)
     return Objective("drl", energy, optimizer, RecoveryLikelihood(energy.ladder.sigmas, steps, num_steps,
-                                                                           bool(adjusted), weights))
+                                                                           bool(adjusted), weights),
+                     check_data=LadderScaleCheck.for_energy(energy, "drl"))
 
 
 # ---------------------------------------------------------------- the progressive sampler
@@ -425,7 +435,7 @@ def recovery_sample(energy: Any, key: jax.Array, num_samples: int, *, num_steps:
                     progress_bar: bool = True) -> AnnealedSamples:
     """Progressive sampling of a recovery-likelihood model: ``σ_max`` down to ``σ_min``, one conditional per level.
 
-    Starts from ``init`` (default ``N(0, σ_max² I)``) at level 0 of the
+    Starts from ``init`` (default ``N(center, σ_max² I)``) at level 0 of the
     ladder, then for each level ``i = 1..L-1`` draws from the recovery
     conditional ``p(x_i | x_{i-1})`` by ``num_steps`` Langevin steps
     (:func:`recovery_conditional_sample`). The same steps as training are
@@ -443,7 +453,8 @@ def recovery_sample(energy: Any, key: jax.Array, num_samples: int, *, num_steps:
         Langevin steps per level, their size (:func:`recovery_step_sizes`) and
         the Metropolis correction: use the training's values.
     init
-        ``(num_samples, *event_shape)`` starting points at ``σ_max`` (default Gaussian noise of scale ``σ_max``).
+        ``(num_samples, *event_shape)`` starting points at ``σ_max`` (default ``N(center, σ_max² I)``, ``center``
+        from :meth:`~ebmppl.Energy.typical_region`: the network's ``confinement_center``, else 0).
     num_snapshots
         How many of the chains ``per_level`` keeps (default ``None``: all).
     progress_bar
@@ -479,15 +490,17 @@ def recovery_sample(energy: Any, key: jax.Array, num_samples: int, *, num_steps:
     deltas = _deltas(sigmas)
     dtype = jnp.result_type(float)
     k_init, key = jax.random.split(key)
-    if init is None:
-        x = sigmas[0] * jax.random.normal(k_init, (num_samples, *energy.event_shape), dtype)
+    if init is None:  # N(center, σ_max² I): center 0 unless the energy declares one (a network's confinement)
+        center, _ = energy.typical_region()
+        x = center + sigmas[0] * jax.random.normal(k_init, (num_samples, *energy.event_shape), dtype)
     else:
         x = jnp.asarray(init)
         if x.shape != (num_samples, *energy.event_shape):
             raise ValueError(f"init has shape {x.shape}; expected (num_samples, *event_shape) = "
                              f"({num_samples}, *{energy.event_shape}).")
         if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("init contains NaN or inf; pass finite starting points (or None for N(0, σ_max² I)).")
+            raise ValueError("init contains NaN or inf; pass finite starting points (or None for "
+                             "N(center, σ_max² I)).")
     k = min(num_snapshots, num_samples)
     snapshots = [x[:k]]
     keys = jax.random.split(key, len(sigmas) - 1)
