@@ -295,6 +295,7 @@ def log_partition(
                     num_mcmc_steps=10 if num_mcmc_steps is None else num_mcmc_steps,
                     sampler="mala" if sampler is UNSET else sampler, sampler_params=sampler_params)
     num_mcmc_steps = 1 if num_mcmc_steps is None else num_mcmc_steps
+    step_given = step_size is not UNSET or (isinstance(sampler_params, Mapping) and "step_size" in sampler_params)
     kernel, params = _resolve_sampler(energy, sampler, sampler_params, transition, num_leapfrog, step_size)
     if base not in ("auto", "gaussian", "student_t", "uniform"):
         raise ValueError(f"base must be 'auto', 'gaussian', 'student_t' or 'uniform', got {base!r}.")
@@ -335,12 +336,15 @@ def log_partition(
         else:  # an exploring pilot from the typical region: its population at β = 1 locates the mass
             q0 = _Base("gaussian", jnp.asarray(region_center, ftype), jnp.asarray(3.0 * region_scale, ftype))
             _, points = _pilot(energy, k_explore, ais_schedule(int(num_temperatures)).astype(ftype), q0, kernel,
-                               params, int(pilot_chains), int(num_mcmc_steps), step)
+                               params, int(pilot_chains), int(num_mcmc_steps),
+                               step if step_given else _scaled_step(step, q0))
             if not bool(jnp.all(jnp.isfinite(points))):
                 raise FloatingPointError("the exploring pilot run diverged: lower the step size (sampler_params="
                                          "{'step_size': ...}), or give the base (base_center/base_scale) or points "
                                          "where the mass is (data=).")
         q = _fit_base(points, kind, float(base_df), event_shape, ftype)
+    if not step_given:  # the default initial step is for unit scale: follow a narrower base down
+        run["step_size"] = _scaled_step(step, q)
     tail_notes = [] if tail_report is None or q.kind == "uniform" else _tail_notes(tail_report, q)
     advice = _TAIL_ADVICE if tail_notes else None
     if method == "importance":
@@ -348,6 +352,17 @@ def log_partition(
     if starts is not None:
         return _ais(energy, k_est, k_pilot, q, start=starts, notes=notes, num_chains=int(starts.shape[0]), **run)
     return _ais(energy, k_est, k_pilot, q, num_chains=int(num_chains), notes=tail_notes, advice=advice, **run)
+
+
+def _scaled_step(step: jax.Array, q: _Base) -> jax.Array:
+    """The default initial step ``STEP_SIZE`` (for an energy of unit scale) shrunk with a base narrower than 1.
+
+    The pilot tunes the step per temperature by small nudges; started from 0.05 on an energy whose spread is 1e-3,
+    no proposal is ever accepted and the tuning cannot catch up. The base's geometric-mean scale is the energy's
+    scale as far as is known before the pilot; bases of scale >= 1 keep the step as it was.
+    """
+    scale = jnp.exp(jnp.mean(jnp.log(jnp.asarray(q.scale, step.dtype))))
+    return step * jnp.minimum(1.0, scale)
 
 
 def _discrete_log_partition(energy: Energy, key: Any, *, method: str, num_chains: int, num_temperatures: int,

@@ -12,18 +12,26 @@ The tempered log-density is affine in β: a sampler state that caches the
 log-density and its gradient at ``β_k`` (BlackJAX's ``logdensity`` and
 ``logdensity_grad``) is moved to ``β_{k+1}`` exactly by scaling the part that
 comes from ``p̃``, with no new evaluation of the energy; the same number is the
-weight increment. A sampler whose state caches nothing is re-initialised under
-the new log-density (``init`` is the rebuild).
+weight increment. Below ``β = 0.01`` the cached share of ``p̃`` is too small to
+survive float32 rounding, so there the energy is evaluated afresh. A sampler
+whose state caches nothing is re-initialised under the new log-density
+(``init`` is the rebuild).
+
+The pilot's initial step is the default one scaled down with a base narrower
+than 1, and halves at once at a temperature where its chains (almost) never
+accept; an estimate whose chains barely accept over ``β ≥ 0.5`` is unreliable.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebmppl.energy import Energy
 from ebmppl.logz.base import _Base
@@ -51,6 +59,15 @@ _TARGET_ACCEPTANCE = {"hmc": 0.65}
 asymptotically optimal 0.651 (Beskos et al. 2013), not the more cautious 0.8 of warm-up."""
 
 
+_STUCK_ACCEPTANCE = 0.05
+"""Mean acceptance below which chains are taken as stuck: the pilot halves its step, and an estimate whose chains
+accept less than this over the second half of the path (β ≥ 0.5) is unreliable."""
+
+_CACHE_FROM = 0.01
+"""Inverse temperature from which :func:`_retemper` moves a chain's cached log-density along the path instead of
+evaluating the energy again (below it, the cached ``β·(log p̃ - log q)`` is lost to the rounding of ``log q``)."""
+
+
 def _tempered(base: _Base, logdensity_fn, beta):
     """``x ↦ (1-β)·log q(x) + β·log p̃(x)``."""
     def logdensity(x):
@@ -75,15 +92,29 @@ def _retemper(sampler: Sampler, key, state, base: _Base, logdensity_fn, b_prev, 
     the base, which is cheap, is evaluated.
     """
     x = sampler.position(state)
+
+    def evaluated(state):  # the energy evaluated afresh at x
+        increment = (b_next - b_prev) * (logdensity_fn(x) - base.log_prob(x))
+        return sampler.init(key, x, _tempered(base, logdensity_fn, b_next)), increment
+
     fields = getattr(state, "_fields", ())
-    if "logdensity" in fields and "logdensity_grad" in fields:
+    if "logdensity" not in fields or "logdensity_grad" not in fields:
+        return evaluated(state)
+
+    def cached(state):
         log_q, grad_q = jax.value_and_grad(base.log_prob)(x)
         r = b_next / b_prev
         p_part = state.logdensity - log_q  # β_prev · (log p̃ - log q)(x)
         grad = jax.tree.map(lambda g, gq: gq + r * (g - gq), state.logdensity_grad, grad_q)
         return state._replace(logdensity=log_q + r * p_part, logdensity_grad=grad), (r - 1) * p_part
-    increment = (b_next - b_prev) * (logdensity_fn(x) - base.log_prob(x))
-    return sampler.init(key, x, _tempered(base, logdensity_fn, b_next)), increment
+
+    # The cached f_β holds β·(log p̃ - log q) only to the rounding error of |log q| (float32: ~1e-7·|log q|): at
+    # small β that part can round away entirely, and r = β_next/β_prev then scales the error by up to 1/β_prev on
+    # a chain that stays put. A chain whose cache lost the energy never accepts again (its cached f_β is off) and
+    # its weight collapses to the base's, or to a rounding artefact that does not depend on the energy. Below
+    # _CACHE_FROM the energy is evaluated afresh; above it the error is amplified by at most 1/_CACHE_FROM.
+    # (b_prev is the same for every chain: under vmap the cond stays a branch.)
+    return jax.lax.cond(b_prev >= _CACHE_FROM, cached, evaluated, state)
 
 
 def _move(sampler: Sampler, key, state, base: _Base, logdensity_fn, beta, params, step, num_mcmc_steps: int,
@@ -130,7 +161,9 @@ def _pilot(energy: Energy, key, betas, base: _Base, sampler: Sampler, params: di
     def moved(states, key, beta, log_step):
         states, acc = _move(sampler, key, states, base, ld, beta, params, jnp.exp(log_step), num_mcmc_steps,
                             num_chains)
-        return states, log_step + 0.05 * (acc - target)
+        # a population that (almost) never accepts halves its step at once: a step far above the energy's scale
+        # (an energy on a scale of 1e-3 and the default 0.05) would otherwise take hundreds of temperatures to shrink
+        return states, log_step + 0.05 * (acc - target) + jnp.where(acc < _STUCK_ACCEPTANCE, -math.log(2.0), 0.0)
 
     states, log_step = moved(states, keys[0], betas[1], jnp.log(step_size))
 
@@ -150,7 +183,8 @@ def _pilot(energy: Energy, key, betas, base: _Base, sampler: Sampler, params: di
 @eqx.filter_jit
 def _anneal(energy: Energy, key, betas, base: _Base, sampler: Sampler, params: dict[str, Any], num_chains: int,
             num_mcmc_steps: int, steps, start, reverse: bool):
-    """AIS log-weights of ``num_chains`` independent chains under the fixed step schedule ``steps`` ``(K+1,)``.
+    """AIS log-weights of ``num_chains`` independent chains under the fixed step schedule ``steps`` ``(K+1,)``, and
+    the chains' mean acceptance at each temperature moved under ``(K,)`` (in the order of the run).
 
     Chain ``i`` draws all its randomness from ``fold_in(key, i)``, and no
     quantity is shared between chains: each chain's weight is a function of its
@@ -176,14 +210,14 @@ def _anneal(energy: Energy, key, betas, base: _Base, sampler: Sampler, params: d
             return (state, log_w + increment), acc
 
         (_, log_w), accs = jax.lax.scan(body, (state, log_w), (b[1:-1], b[2:], s[2:], keys[1:]))
-        return log_w, (acc + accs.sum()) / (b.shape[0] - 1)
+        return log_w, jnp.concatenate([acc[None], accs])
 
     index = jnp.arange(num_chains)
     if start is None:
         log_w, acc = jax.vmap(lambda i: chain(i, None))(index)
     else:
         log_w, acc = jax.vmap(chain)(index, start)
-    return log_w, acc.mean()
+    return log_w, acc.mean(0)
 
 
 def _ais(energy: Energy, key: jax.Array, pilot_key: jax.Array, base: _Base, sampler: Sampler,
@@ -197,8 +231,17 @@ def _ais(energy: Energy, key: jax.Array, pilot_key: jax.Array, base: _Base, samp
     steps, _ = _pilot(energy, pilot_key, betas, base, sampler, params, int(pilot_chains), int(num_mcmc_steps),
                       step_size)
     reverse = start is not None
-    log_w, _ = _anneal(energy, key, betas, base, sampler, params, int(start.shape[0] if reverse else num_chains),
-                       int(num_mcmc_steps), steps, start, reverse)
+    log_w, acc = _anneal(energy, key, betas, base, sampler, params, int(start.shape[0] if reverse else num_chains),
+                         int(num_mcmc_steps), steps, start, reverse)
+    moved_under = np.asarray(betas[::-1][1:] if reverse else betas[1:])
+    late_acc = np.asarray(acc, np.float64)[moved_under >= 0.5]
+    late = float(np.mean(late_acc)) if late_acc.size else 1.0
+    if not late >= _STUCK_ACCEPTANCE:
+        notes = [*notes, f"the chains barely move near the target: their mean acceptance over β ≥ 0.5 is {late:.3f} "
+                         f"(< {_STUCK_ACCEPTANCE}), so the weights are those of importance sampling from the base and "
+                         "the estimate cannot have seen the energy's mass; the step size does not fit the energy's "
+                         "scale: give sampler_params={'step_size': ...} (about 0.1·the energy's spread) or data= "
+                         "points where the mass is"]
     if reverse:
         return _summarise(log_w, "ais-reverse", sign=-1.0, notes=notes)
     return _summarise(log_w, "ais", notes=notes, advice=advice)
