@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+# where ``save`` writes: benchmarks/results/ unless EBMPPL_BENCH_RESULTS names another folder
+# (run_gpu.py points it at benchmarks/results/<platform>/, or at a temporary folder in --smoke mode)
+RESULTS = pathlib.Path(os.environ.get("EBMPPL_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 
 
 def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int,
@@ -61,18 +63,57 @@ def paired_speedup(times: dict[str, list[float]], ours: str, theirs: str) -> dic
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "rounds": int(ratios.size)}
 
 
-def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """Best float32 GEMM throughput of this machine through XLA (GFLOP/s), measured now."""
-    a = jax.random.normal(jax.random.key(0), (n, n))
-    b = jax.random.normal(jax.random.key(1), (n, n))
-    f = jax.jit(lambda a, b: a @ b)
-    jax.block_until_ready(f(a, b))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(a, b))
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+def matmul_peak_gflops(n: int | None = None, repeats: int = 10, dtype=jnp.float32, all_devices: bool = True) -> float:
+    """Best matrix-multiply throughput of this machine through XLA (GFLOP/s): the larger of :func:`matmul_peaks`.
+
+    >>> matmul_peak_gflops(n=64, repeats=2) > 0
+    True
+    """
+    return max(matmul_peaks(n, repeats, dtype, all_devices).values())
+
+
+def matmul_peaks(n: int | None = None, repeats: int = 10, dtype=jnp.float32,
+                 all_devices: bool = True) -> dict[str, float]:
+    """Matrix-multiply throughputs through XLA (GFLOP/s), measured now.
+
+    ``one_gemm``: one ``n × n`` product on one device (XLA:CPU spreads a big
+    GEMM over its intra-op threads); ``one_per_device`` (only with more than
+    one device and ``all_devices``): one such product per device at once (on
+    CPU, one device per core). The larger is the machine's peak, not one
+    core's. ``n`` defaults to 1024 on CPU and 8192 on an accelerator.
+
+    >>> sorted(matmul_peaks(n=64, repeats=2))[0]
+    'one_gemm'
+    """
+    def best_of(f, *args) -> float:
+        jax.block_until_ready(f(*args))
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    n = n or (1024 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    peaks = {"one_gemm": 2 * n**3 / best_of(jax.jit(lambda a, b: a @ b), a, b) / 1e9}
+    devices = jax.devices()
+    if all_devices and len(devices) > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(np.asarray(devices), ("d",)), PartitionSpec("d"))
+        stack = lambda m: jax.device_put(jnp.broadcast_to(m, (len(devices), n, n)), sharding)  # noqa: E731
+        seconds = best_of(jax.jit(lambda a, b: a @ b), stack(a), stack(b))
+        peaks["one_per_device"] = 2 * n**3 * len(devices) / seconds / 1e9
+    return peaks
+
+
+def device_description() -> dict:
+    """What the benchmarks ran on: platform, device kind and count, JAX version."""
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", d.platform)
+    return {"platform": d.platform, "device_kind": kind, "devices": len(jax.devices()), "jax": jax.__version__}
 
 
 def compiled_flops(fn: Callable, *args) -> float:
@@ -90,6 +131,7 @@ def compiled_memory_bytes(fn: Callable, *args) -> int:
 
 def machine() -> dict:
     return {"jax": jax.__version__, "backend": jax.default_backend(), "devices": len(jax.devices()),
+            "device_kind": getattr(jax.devices()[0], "device_kind", jax.default_backend()),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
 
 
@@ -107,5 +149,5 @@ def block(tree) -> None:
     jax.block_until_ready(tree)
 
 
-__all__ = ["interleaved", "interleaved_times", "paired_speedup", "matmul_peak_gflops", "compiled_flops",
-           "compiled_memory_bytes", "save", "machine", "block", "jnp"]
+__all__ = ["interleaved", "interleaved_times", "paired_speedup", "matmul_peak_gflops", "matmul_peaks", "compiled_flops",
+           "compiled_memory_bytes", "device_description", "save", "machine", "block", "jnp"]

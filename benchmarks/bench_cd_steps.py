@@ -11,33 +11,46 @@ E⁻²) penalty, Adam):
   clamped to [-1, 1].
 
 ebmppl runs through the public ``fit`` (chunked scans, metrics, divergence
-guard; no checkpoints, no progress bar). The pure-JAX reference is the loop a
+guard; no checkpoints, no progress bar) with its default ``devices``: on CPU
+``import ebmppl`` makes one XLA device per usable core and ``fit`` shards the
+batch over them (the device count it ran with is reported); the row
+``ebmppl (1 device)`` is the same call with ``devices=None``. The pure-JAX reference is the loop a
 JAX user writes by hand: plain arrays, one jitted ``lax.scan`` over steps, the
 chain inlined, ``lax.conv_general_dilated`` for convolutions. For the ConvNet,
 ebmppl is also run with ``conv_impl="lax"`` to show what its CPU formulation
 (im2col GEMMs, ``ebmppl.nn.conv2d``) buys. PyTorch runs in eager mode (see
-``torch_reference.py``). All compiled/warmed first; runs interleaved;
+``torch_reference.py``) on every usable core (``torch.set_num_threads``;
+on CUDA on the GPU), and with the model wrapped in ``torch.compile`` where
+that works (row ``PyTorch (torch.compile)``; the ratio bar is against eager,
+and the best PyTorch is reported too). All compiled/warmed first; runs interleaved;
 speeds are medians over rounds, ratios the median of the per-round ratios
 (contenders of one round run seconds apart, so the machine's drift cancels).
 
 Achieved GFLOP/s = (XLA's FLOP count of K score evaluations + one loss
 gradient on the batch) × steps per second, as a fraction of the float32
-matrix-multiply peak measured in the same run.
+matrix-multiply peak (the larger of one big GEMM and one GEMM per device at
+once: the machine's peak, not one core's). The peak is measured in every
+round beside the contenders, so a fraction is the median over rounds of
+achieved / peak measured seconds apart.
 
 Usage::
 
-    python benchmarks/bench_cd_steps.py [--model mlp|conv|both] [--repeats 3]
+    python benchmarks/bench_cd_steps.py [--model mlp|conv|both] [--repeats 12] [--steps N]
+        [--torch eager,compile] [--ebmppl-devices default|all|N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _common import compiled_flops, interleaved_times, matmul_peak_gflops, paired_speedup, save
+from _common import (compiled_flops, device_description, interleaved_times, matmul_peak_gflops, matmul_peaks,
+                     paired_speedup, save)
 from ebmppl import Energy, buffer, fit, samplers
 from ebmppl.data import load_digits, two_moons
 from ebmppl.nn import ConvEnergy, MLPEnergy
@@ -49,6 +62,7 @@ RECIPES = {
     "conv": dict(steps=10, step=1.0, noise=0.005, clamp=(-1.0, 1.0), alpha=0.1, lr=1e-4, b1=0.0, low=-1.0, high=1.0),
 }
 WIDTHS, CONV_WIDTH = (128, 128, 128), 32
+ACCELERATOR_STEPS = {"mlp": 2000, "conv": 500}  # steps per timed run on a GPU/TPU (a run of ≈ 1 s or more)
 
 
 # ---------------------------------------------------------------- pure JAX, written by hand
@@ -134,9 +148,39 @@ def load_data(model: str):
     return two_moons().sample(jax.random.key(0), 10_000) if model == "mlp" else jnp.asarray(load_digits("train")[0])
 
 
-def contenders(model: str, repeats_steps: int):
+TORCH_ROWS = {"eager": "PyTorch (eager)", "compile": "PyTorch (torch.compile)"}
+PEAK = "float32 matmul peak"  # timed in the rounds like a contender, not a row of the table
+
+
+def devices_used(result) -> int:
+    """How many devices a ``fit`` ran on (its parameters are replicated over them)."""
+    return len(jax.tree.leaves(result.state.params)[0].sharding.device_set)
+
+
+def torch_contenders(model: str, steps: int, modes: list[str]) -> tuple[dict, dict]:
+    """One PyTorch worker process per mode; modes that fail to start (no torch, no compiler) are skipped."""
+    runs, info = {}, {}
+    try:
+        import torch  # noqa: F401  (only to know it is installed; it runs in its own process)
+    except ImportError:
+        print("PyTorch not installed (pip install -e '.[bench]'): skipping the PyTorch contenders")
+        return runs, info
+    from torch_reference import TorchWorker
+
+    for mode in modes:
+        try:
+            worker = TorchWorker(model, steps, mode)
+        except RuntimeError as e:
+            print(f"skipping {TORCH_ROWS[mode]}: {e}")
+            continue
+        runs[TORCH_ROWS[mode]], info[TORCH_ROWS[mode]] = worker, worker.info
+    return runs, info
+
+
+def contenders(model: str, repeats_steps: int, torch_modes=("eager",), ebmppl_devices="default"):
+    """The timed callables of one recipe: ebmppl (default devices and one device), pure JAX, PyTorch."""
     r = RECIPES[model]
-    steps = repeats_steps or r["steps"]
+    steps = repeats_steps or (r["steps"] if jax.default_backend() == "cpu" else ACCELERATOR_STEPS[model])
     data = load_data(model)
     if model == "mlp":
         nets = {"ebmppl": MLPEnergy(2, WIDTHS, key=jax.random.key(1))}
@@ -147,31 +191,33 @@ def contenders(model: str, repeats_steps: int):
         ref_energy, ref_init, event = conv_energy, conv_init, (1, 8, 8)
     sampler = samplers.langevin(step_size=r["step"], noise_scale=r["noise"], clamp=r["clamp"])
     chain_init = buffer.replay_buffer(CAPACITY, REINIT, buffer.uniform_noise(r["low"], r["high"]))
-    runs, energies = {}, {}
+    default_kw = {} if ebmppl_devices == "default" else {"devices": ebmppl_devices}
+    variants = {"ebmppl": default_kw}
+    if len(jax.devices()) > 1:
+        variants["ebmppl (1 device)"] = {"devices": None}
+    runs, energies, used = {}, {}, {}
     for name, net in nets.items():
         energy = Energy.from_equinox(net, event_shape=event)
         energies[name] = energy
         trainer = contrastive_divergence(energy, optax.adam(r["lr"], b1=r["b1"], b2=0.999), sampler=sampler,
                                          chain_init=chain_init, num_mcmc_steps=K, alpha=r["alpha"])
+        for suffix, dev_kw in variants.items():
+            if name != "ebmppl" and suffix != "ebmppl":
+                continue  # conv_impl='lax' only with the default devices
+            row = suffix if name == "ebmppl" else name
 
-        def run_ebmppl(seed, energy=energy, trainer=trainer):
-            res = fit(energy, data, key=jax.random.key(seed), num_steps=steps, batch_size=BATCH, objective=trainer,
-                      chunk_size=max(1, steps // 5), progress_bar=False)
-            jax.block_until_ready(res.state.params)
+            def run_ebmppl(seed, energy=energy, trainer=trainer, dev_kw=dev_kw, row=row):
+                res = fit(energy, jax.random.key(seed), data, num_steps=steps, batch_size=BATCH, objective=trainer,
+                          chunk_size=max(1, steps // 5), progress_bar=False, **dev_kw)
+                jax.block_until_ready(res.state.params)
+                used[row] = devices_used(res)
 
-        runs[name] = run_ebmppl
+            runs[row] = run_ebmppl
     ref = reference(ref_energy, ref_init, data, r, steps)
     runs["pure JAX"] = lambda seed: jax.block_until_ready(ref(jax.random.key(seed)))
-    try:
-        import torch  # noqa: F401  (only to know it is installed; it runs in its own process)
-
-        from torch_reference import TorchWorker
-
-        worker = TorchWorker(model, steps)
-        runs["PyTorch (eager)"] = worker
-    except ImportError:
-        print("PyTorch not installed (pip install -e '.[bench]'): skipping the PyTorch contender")
-    return runs, energies["ebmppl"], data, r, steps
+    torch_runs, torch_info = torch_contenders(model, steps, list(torch_modes))
+    runs.update(torch_runs)
+    return runs, energies["ebmppl"], data, r, steps, used, torch_info
 
 
 def flops_per_step(energy: Energy, data, r) -> float:
@@ -182,32 +228,71 @@ def flops_per_step(energy: Energy, data, r) -> float:
     return K * score + grad
 
 
-def main() -> list[dict]:
+def parse_devices(text: str):
+    """``--ebmppl-devices``: ``default`` (fit's own default), ``all``, ``none`` or a count."""
+    if text in ("default", "all"):
+        return text
+    if text == "none":
+        return None
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["mlp", "conv", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--steps", type=int, default=0, help="override the steps per timed run")
-    args = parser.parse_args()
-    peak = matmul_peak_gflops()
+    parser.add_argument("--torch", default="eager,compile",
+                        help="PyTorch modes to run, comma-separated from eager,compile ('' for none)")
+    parser.add_argument("--ebmppl-devices", default="default", type=parse_devices,
+                        help="devices= of the main ebmppl row: default (fit's default), all, none, or a count")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds of rest before each timed call")
+    args = parser.parse_args(argv)
+    modes = [m for m in args.torch.split(",") if m]
+    peaks = matmul_peaks()  # the two ways of filling the machine (one GEMM, one per device); per round: the larger
+    bf16_peak = matmul_peak_gflops(dtype=jnp.bfloat16) if jax.default_backend() != "cpu" else None
     out = []
     for model in (["mlp", "conv"] if args.model == "both" else [args.model]):
-        runs, energy, data, r, steps = contenders(model, args.steps)
-        times = interleaved_times(runs, args.repeats)
+        runs, energy, data, r, steps, used, torch_info = contenders(model, args.steps, modes, args.ebmppl_devices)
+        round_peaks: list[float] = []  # the matmul peak measured again in every round, beside the contenders
+        runs[PEAK] = lambda seed: round_peaks.append(matmul_peak_gflops())
+        times = interleaved_times(runs, args.repeats, pause=args.pause)
+        del times[PEAK]
+        round_peaks = round_peaks[1:]  # the warm-up call dropped: one figure per round
         seconds = {name: float(np.median(t)) for name, t in times.items()}
-        if hasattr(runs.get("PyTorch (eager)"), "close"):
-            runs["PyTorch (eager)"].close()
+        for run in runs.values():
+            if hasattr(run, "close"):
+                run.close()
         if model == "conv":  # count the model's FLOPs as convolutions, whichever formulation ran
             lax_net = ConvEnergy(1, width=CONV_WIDTH, conv_impl="lax", key=jax.random.key(1))
             energy = Energy.from_equinox(lax_net, event_shape=(1, 8, 8))
         flops = flops_per_step(energy, data, r)
+        # fraction of the peak: round by round (the GEMMs ran seconds from the contender), median over rounds
         rows = {name: {"steps_per_s": steps / s, "gflops": flops * steps / s / 1e9,
-                       "fraction_of_matmul_peak": flops * steps / s / 1e9 / peak,
+                       "fraction_of_matmul_peak": float(np.median(flops * steps / np.asarray(times[name]) / 1e9
+                                                                  / np.asarray(round_peaks))),
                        "speedup_of_ebmppl": paired_speedup(times, "ebmppl", name)} for name, s in seconds.items()}
-        result = {"benchmark": f"cd_steps_{model}", "steps": steps, "repeats": args.repeats,
-                  "flops_per_step": flops, "matmul_peak_gflops": peak, "contenders": rows,
+        for name, n in used.items():
+            rows[name]["devices"] = n
+        for name, info in torch_info.items():
+            rows[name]["torch"] = info
+        result = {"benchmark": f"cd_steps_{model}", "steps": steps, "repeats": args.repeats, "batch": BATCH,
+                  "flops_per_step": flops, "matmul_peak_gflops": float(np.median(round_peaks)),
+                  "matmul_peak_rounds": round_peaks, "matmul_peaks_at_start": peaks, "contenders": rows,
+                  "ebmppl_devices": used.get("ebmppl", 1), "device": device_description(),
+                  "cpu_threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                   "ratio_ebmppl_over_pure_jax": rows["pure JAX"]["speedup_of_ebmppl"]["median"]}
+        if bf16_peak is not None:
+            result["matmul_peak_gflops_bf16"] = bf16_peak
         if "PyTorch (eager)" in rows:
             result["ratio_ebmppl_over_pytorch"] = rows["PyTorch (eager)"]["speedup_of_ebmppl"]["median"]
+        if TORCH_ROWS["compile"] in rows:
+            result["ratio_ebmppl_over_pytorch_compile"] = rows[TORCH_ROWS["compile"]]["speedup_of_ebmppl"]["median"]
+        torch_rows = [n for n in TORCH_ROWS.values() if n in rows]
+        if torch_rows:
+            best = max(torch_rows, key=lambda n: rows[n]["steps_per_s"])
+            result["best_pytorch"] = best
+            result["ratio_ebmppl_over_best_pytorch"] = rows[best]["speedup_of_ebmppl"]["median"]
         save(f"cd_steps_{model}", result)
         out.append(result)
     return out

@@ -5,6 +5,11 @@ potential that NumPyro and BlackJAX both understand, samples it with many
 vectorised chains, and reports diagnostics through ArviZ.
 """
 
+# one JAX CPU device per usable core, before any submodule can start JAX's backend (EBMPPL_CPU_DEVICES=1 opts out)
+from ebmppl.sharding import configure_cpu_devices as _configure_cpu_devices
+
+_configure_cpu_devices()
+
 # every documented module is an attribute of the package after ``import ebmppl`` (ebmppl.conditional.inpaint, ...)
 from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, ema, evaluation, goodness, jem, latent,
                     nn, noise, numpyro, objectives, samplers, structured, support, targets)

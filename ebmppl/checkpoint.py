@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebmppl.distributed import on_primary, to_host
+
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_metadata", "CheckpointError", "FORMAT_VERSION",
            "CHECKPOINT_NAME"]
 
@@ -96,6 +98,10 @@ def save_checkpoint(
     """Write ``state`` (any pytree of arrays, PRNG keys included), JSON ``metadata`` and free-form
     ``extras`` arrays (e.g. the metric history; not checked against a template) atomically to ``path``.
 
+    Under ``jax.distributed`` every process calls it: arrays sharded across
+    processes are gathered (a collective), process 0 alone writes, and a failed
+    write raises on every process (see :mod:`ebmppl.distributed`).
+
     Examples
     --------
     >>> import tempfile, jax.numpy as jnp
@@ -106,8 +112,15 @@ def save_checkpoint(
     ([1.0, 1.0, 1.0], 3)
     """
     path = pathlib.Path(path)
+    state, extras = to_host((state, extras or {}))  # every process: gathers what spans processes
+    on_primary(_write, path, state, metadata, extras)
+    return path
+
+
+def _write(path: pathlib.Path, state: Any, metadata: dict[str, Any] | None, extras: dict[str, np.ndarray]) -> None:
+    """The one writer's part of :func:`save_checkpoint`: temporary file, fsync, verify, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload, is_key = _encode(state, extras or {})
+    payload, is_key = _encode(state, extras)
     header = {
         "format_version": FORMAT_VERSION,
         "length": len(payload),
@@ -133,7 +146,6 @@ def save_checkpoint(
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
-    return path
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -153,12 +165,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return header["metadata"]
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray]]:
+def read_checkpoint(path: str | os.PathLike, *, data: bytes | None = None
+                    ) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray]]:
     """The verified header, the state's arrays (in leaf order) and the extras of a checkpoint, without a template.
 
     Nothing in the file is executed: the header is JSON and the arrays are read
     with ``allow_pickle=False``. PRNG keys come back as their raw key data
-    (``header["is_key"]`` marks them).
+    (``header["is_key"]`` marks them). ``data``: the file's bytes, already
+    read (e.g. by process 0 and sent to every process, see
+    :func:`ebmppl.distributed.broadcast_bytes`); ``path`` then only names it in messages.
 
     Raises
     ------
@@ -174,9 +189,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], list[np.nd
     (7, [[1.0, 1.0]], {})
     """
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}.")
-    header, payload = _parse(path.read_bytes(), path)
+    if data is None:
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}.")
+        data = path.read_bytes()
+    header, payload = _parse(data, path)
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             arrays = [npz[name] for name in sorted(npz.files) if name.startswith("leaf_")]
@@ -186,10 +203,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], list[np.nd
     return header, arrays, extras
 
 
-def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool = False):
+def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool = False, data: bytes | None = None):
     """Load a checkpoint into the structure of ``template`` (a state of the same model and options).
 
     Returns ``(state, metadata)``, or ``(state, metadata, extras)`` with ``with_extras=True``.
+    ``data``: the file's bytes when already read (see :func:`read_checkpoint`).
 
     Raises
     ------
@@ -211,7 +229,7 @@ def load_checkpoint(path: str | os.PathLike, template: Any, *, with_extras: bool
     ...
     ebmppl.checkpoint.CheckpointError: ...: array 0 is float32[3] but the model expects float32[4]: ...
     """
-    header, arrays, extras = read_checkpoint(path)
+    header, arrays, extras = read_checkpoint(path, data=data)
     path = pathlib.Path(path)
     leaves, treedef = jax.tree.flatten(template)
     if len(arrays) != len(leaves):

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ebmppl._deprecation import UNSET, moved
 from ebmppl._validation import check_energy, check_examples, check_int, check_key, is_key
 from ebmppl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ebmppl.distributed import broadcast_bytes, is_primary, on_primary, primary_flag, process_count, to_host
 from ebmppl.ema import _check_decay, _ema_states, ema_params, with_ema
 from ebmppl.energy import Energy
 from ebmppl.health import TrainingHealth
@@ -341,7 +342,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
     config: dict[str, Any] | None = None,
-    devices: Sequence[jax.Device] | int | str | Mesh | None = None,
+    devices: Sequence[jax.Device] | int | str | Mesh | None = "auto",
     recipe: str = "auto",
     health: bool | Any = True,
     ema: float | None = None,
@@ -405,7 +406,11 @@ def fit(
         Folder for ``checkpoint.ebm``; ``None`` writes none. A folder that
         already holds a checkpoint is refused unless ``resume`` or
         ``overwrite`` is set. Each checkpoint also records the energy, so
-        :func:`ebmppl.load` reads the trained energy from the folder.
+        :func:`ebmppl.load` reads the trained energy from the folder. Under
+        ``jax.distributed`` every process gathers the state and process 0
+        alone writes (and shows the progress bar); on ``resume`` process 0
+        reads the checkpoint and sends it to every process, so no shared
+        filesystem is needed (see :mod:`ebmppl.distributed`).
     checkpoint_every
         Steps between checkpoints (rounded up to a multiple of ``chunk_size``).
     resume
@@ -426,10 +431,16 @@ def fit(
     config
         JSON-serialisable description of the run stored in every checkpoint.
     devices
-        Shard the batch and the negative chains across devices (``"all"``, a
-        count, a list of devices or a one-axis ``Mesh``; see
-        :mod:`ebmppl.sharding`); parameters are replicated and their gradients
-        all-reduced. ``batch_size`` must be a multiple of the device count.
+        Shard the batch and the negative chains across devices. Default
+        ``"auto"``: every device where it pays — on a CPU ``import ebmppl``
+        makes one JAX device per core (``EBMPPL_CPU_DEVICES=1`` opts out),
+        and the batch is split over the most devices that give each at
+        least ``ebmppl.sharding.AUTO_MIN_PER_DEVICE`` examples (fewer: one
+        device). ``None`` (or ``1``): one device. Or ``"all"``, a count, a
+        list of devices or a one-axis ``Mesh`` (see :mod:`ebmppl.sharding`);
+        then ``batch_size`` must be a multiple of the device count.
+        Parameters are replicated and their gradients all-reduced: the
+        result equals one device's to floating-point reduction order.
         Array data only.
     recipe
         The scale-dependent defaults (:mod:`ebmppl.recipes`); an energy on a
@@ -578,19 +589,22 @@ def fit(
     _check_support(energy, data_array)
     if data_array is None and not isinstance(data, Iterable):
         raise TypeError(f"data must be an array (n, *event_shape) or an iterable of batches, got {type(data).__name__}.")
-    mesh = resolve_mesh(devices)
+    auto_without_array = isinstance(devices, str) and devices == "auto" and data_array is None
+    mesh = resolve_mesh(None if auto_without_array else devices, size=batch_size)
     if mesh is not None:
         if data_array is None:
             raise ValueError("devices= needs array data (n, *event_shape); a batch iterator is not sharded.")
         check_divisible("batch_size", batch_size, mesh)
     checkpoint_every = -(-checkpoint_every // chunk_size) * chunk_size
     ckpt_path = pathlib.Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt_path is not None and ckpt_path.exists() and not resume:
+    # under jax.distributed process 0's disk decides (a collective; no shared filesystem needed), and it alone writes
+    ckpt_bytes = _read_on_primary(ckpt_path) if ckpt_path is not None and resume else None
+    if ckpt_path is not None and not resume and primary_flag(ckpt_path.exists()):
         if not overwrite:
             raise FileExistsError(f"{checkpoint_dir} already holds a checkpoint ({CHECKPOINT_NAME}) of an earlier run; "
                                   "pass resume=True to continue it, overwrite=True to replace it, or another "
                                   "checkpoint_dir.")
-        ckpt_path.unlink()
+        on_primary(ckpt_path.unlink, missing_ok=True)
 
     state = trainer.init(key, energy.params)
     # an EMA of the parameters in the optimizer state (fit(ema=...) or the user's with_ema): the result's energy
@@ -598,8 +612,8 @@ def fit(
     if uses_ema:
         ema_params(state.opt_state, state.params)  # an ambiguous average is an error now, not after training
     history: dict[str, list[np.ndarray]] = {}
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True)
+    if ckpt_bytes is not None:  # every process parses process 0's bytes: the same state everywhere
+        state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True, data=ckpt_bytes)
         history = {k: [v[: int(state.step)]] for k, v in saved_history.items()}
 
     batches = None
@@ -626,7 +640,7 @@ def fit(
                 state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
             else:
                 state, metrics = _run_batches(trainer, state, batches, n, energy)
-            metrics = jax.tree.map(np.asarray, metrics)
+            metrics = to_host(metrics)  # replicated scalars: no communication
             _check_metrics(metrics)
             if not metrics["finite"].all():
                 first = int(np.argmin(metrics["finite"]))
@@ -656,13 +670,16 @@ def fit(
         callbacks = [*callbacks, health_monitor]
     t0 = time.perf_counter()
     start = int(state.step)
-    bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not progress_bar, mininterval=1.0)
+    bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not (progress_bar and is_primary()),
+               mininterval=1.0)
     try:
         state = run_chunks(state)
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM turned into it by the CLI): keep the last completed chunk, whose metrics are recorded
         bar.close()
-        if ckpt_path is not None and committed["state"] is not None and int(committed["state"].step) > start:
+        # one process interrupted alone cannot gather with the others: there the last periodic checkpoint stands
+        if (ckpt_path is not None and committed["state"] is not None and int(committed["state"].step) > start
+                and process_count() == 1):
             save(committed["state"])
         raise
     bar.close()
@@ -674,6 +691,14 @@ def fit(
     # with an EMA the result's energy (sampling, evaluation) is the average; NCE's log_c is mapped away alike
     out = plan.output(trainer.energy_params(ema_params(state.opt_state, state.params))) if uses_ema else raw_energy
     return FitResult(out, state, hist, time.perf_counter() - t0, plan.name, health_monitor, raw_energy)
+
+
+def _read_on_primary(path: pathlib.Path) -> bytes | None:
+    """The checkpoint's bytes as process 0 reads them, on every process (``None``: no file there)."""
+    if process_count() == 1:
+        return path.read_bytes() if path.is_file() else None
+    sent = broadcast_bytes(b"\x01" + path.read_bytes() if is_primary() and path.is_file() else b"")
+    return sent[1:] if sent else None
 
 
 # the same optimizer object and decay give the same wrapper: an equal objective reuses its compiled steps

@@ -13,6 +13,14 @@ the bits of a sharded split equal to those of an unsharded one. So 1 device
 and N devices give the same draws where the arithmetic is the same (and agree
 to floating-point reduction order where it is not, e.g. a pooled mean).
 
+Every core by default: on a CPU, XLA gives JAX one device that runs a
+program on one core. ``import ebmppl`` therefore asks JAX for one CPU device
+per usable core (:func:`configure_cpu_devices`), and ``fit`` and ``sample``
+shard by default (``devices="auto"``) whenever there is more than one device
+and the leading axis splits into blocks of at least :data:`AUTO_MIN_PER_DEVICE`.
+Opt out with the environment variable ``EBMPPL_CPU_DEVICES=1`` (set before
+``import ebmppl``) or per call with ``devices=None``.
+
 Multi-host: call ``jax.distributed.initialize()`` on every process first;
 ``jax.devices()`` then lists every host's devices and the same code runs
 (see the *Scaling* guide).
@@ -22,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,21 +39,134 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "check_divisible", "constrain_leading", "leading_axis", "replicate", "resolve_mesh", "shard_leading"]
+__all__ = ["AXIS", "AUTO_MIN_PER_DEVICE", "check_divisible", "concat_leading", "configure_cpu_devices",
+           "constrain_leading", "cpu_devices_status", "leading_axis", "replicate", "resolve_mesh", "shard_leading",
+           "split_leading",
+           "usable_cores"]
 
 AXIS = "shard"
+#: ``devices="auto"`` shards only where every device gets at least this many chains or examples: below it the
+#: per-step synchronisation costs more than a second core gives (measured: ``benchmarks/bench_sharding.py``).
+AUTO_MIN_PER_DEVICE = 32
+CPU_DEVICES_ENV = "EBMPPL_CPU_DEVICES"
 _ACTIVE: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar("ebmppl_shard_mesh", default=None)
+_CONFIGURED: dict[str, Any] = {"devices": None, "reason": "configure_cpu_devices() has not run"}
 
 
-def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None) -> Mesh | None:
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (containers).
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:  # cgroup v2: "quota period" or "max period"
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def configure_cpu_devices(num: int | None = None) -> int | None:
+    """Give JAX's CPU backend one device per usable core (run by ``import ebmppl``); returns the count set.
+
+    XLA runs a program on one CPU device on one core; with one device per
+    core, the chains and batches that :func:`ebmppl.fit` and
+    :func:`ebmppl.sample` shard by default (``devices="auto"``) use every
+    core. Nothing is changed (returns ``None``) when the user already chose:
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, a
+    ``jax_num_cpu_devices`` set before, ``JAX_PLATFORMS`` without ``cpu``,
+    or JAX's backends already initialised (the count can no longer change:
+    import ebmppl before running any JAX computation). Only the CPU backend
+    is affected: on a GPU machine ``jax.devices()`` still lists the GPUs.
+
+    Parameters
+    ----------
+    num
+        Devices to ask for; default: the environment variable
+        ``EBMPPL_CPU_DEVICES`` if set (``1`` opts out: one device, as plain
+        JAX), else :func:`usable_cores`.
+
+    Returns
+    -------
+    int or None
+        The device count set, or ``None`` when nothing was changed
+        (``ebmppl.sharding.cpu_devices_status()`` says why).
+
+    Examples
+    --------
+    >>> configure_cpu_devices() is None   # import ebmppl has already run it: the backend is initialised now
+    True
+    """
+    def skip(reason: str) -> None:
+        _CONFIGURED.update(devices=None, reason=reason)
+
+    env = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    if num is None and env:
+        try:
+            num = int(env)
+        except ValueError:
+            raise ValueError(f"{CPU_DEVICES_ENV}={env!r}: expected a whole number of CPU devices (1 = one device, "
+                             "as plain JAX).") from None
+    if num is not None and (isinstance(num, bool) or int(num) < 1):
+        raise ValueError(f"the number of CPU devices must be >= 1, got {num!r}.")
+    if re.search(r"xla_force_host_platform_device_count", os.environ.get("XLA_FLAGS", "")):
+        return skip("XLA_FLAGS sets --xla_force_host_platform_device_count")
+    platforms = os.environ.get("JAX_PLATFORMS", jax.config.jax_platforms or "")
+    if platforms and "cpu" not in platforms.split(","):
+        return skip(f"JAX_PLATFORMS={platforms!r} excludes the CPU")
+    try:
+        from jax._src import xla_bridge
+
+        initialised = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX without the probe: do not risk a late config change
+        return skip("cannot tell whether JAX's backends are initialised")
+    if initialised:
+        return skip("JAX's backends were initialised before ebmppl was imported")
+    if jax.config.jax_num_cpu_devices not in (-1, None) and _CONFIGURED["devices"] is None:
+        return skip("jax_num_cpu_devices was set before ebmppl was imported")
+    num = usable_cores() if num is None else int(num)
+    jax.config.update("jax_num_cpu_devices", num)
+    _CONFIGURED.update(devices=num, reason=f"{num} CPU device(s)" + (f" from {CPU_DEVICES_ENV}" if env else
+                                                                      " (one per usable core)"))
+    return num
+
+
+def cpu_devices_status() -> str:
+    """What :func:`configure_cpu_devices` did at import, in words (for bug reports and benchmarks).
+
+    Examples
+    --------
+    >>> isinstance(cpu_devices_status(), str)
+    True
+    """
+    return str(_CONFIGURED["reason"])
+
+
+def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None, size: int | None = None) -> Mesh | None:
     """Turn a ``devices=`` argument into a one-axis mesh (``None`` stays ``None``: no sharding).
 
     Parameters
     ----------
     devices
-        ``None`` (one device, no sharding), ``"all"`` (every device of
-        ``jax.devices()``), an int (the first that many devices), a sequence of
-        devices, or a ready :class:`jax.sharding.Mesh` with one axis.
+        ``"auto"`` (the default of ``fit`` and ``sample``: every device where
+        it pays, see below), ``None`` (one device, no sharding), ``"all"``
+        (every device of ``jax.devices()``), an int (the first that many
+        devices), a sequence of devices, or a ready
+        :class:`jax.sharding.Mesh` with one axis.
+    size
+        The length of the axis to shard (chains, batch). ``"auto"`` uses the
+        most devices that split it evenly into blocks of at least
+        :data:`AUTO_MIN_PER_DEVICE` (none: one device); with several
+        processes (``jax.distributed``) it uses every device, like ``"all"``.
 
     Examples
     --------
@@ -52,9 +175,19 @@ def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None) -> Mes
     (('shard',), True)
     >>> resolve_mesh(None) is None
     True
+    >>> resolve_mesh("auto", size=4) is None   # 4 chains: not worth a second device
+    True
     """
     if devices is None:
         return None
+    if isinstance(devices, str) and devices == "auto":
+        available = jax.devices()
+        if jax.process_count() > 1:
+            return Mesh(np.asarray(available), (AXIS,))
+        if size is None:
+            return None
+        usable = [n for n in range(len(available), 1, -1) if size % n == 0 and size // n >= AUTO_MIN_PER_DEVICE]
+        return Mesh(np.asarray(available[:usable[0]]), (AXIS,)) if usable else None
     if isinstance(devices, Mesh):
         if len(devices.axis_names) != 1:
             raise ValueError(f"devices: a Mesh with one axis is needed, got axes {devices.axis_names}.")
@@ -62,7 +195,8 @@ def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None) -> Mes
     available = jax.devices()
     if isinstance(devices, str):
         if devices != "all":
-            raise ValueError(f"devices must be None, 'all', an int, a list of devices or a Mesh; got {devices!r}.")
+            raise ValueError(f"devices must be 'auto', None, 'all', an int, a list of devices or a Mesh; got "
+                             f"{devices!r}.")
         chosen = available
     elif isinstance(devices, int) and not isinstance(devices, bool):
         if not 1 <= devices <= len(available):
@@ -105,13 +239,19 @@ def shard_leading(tree: Any, mesh: Mesh | None) -> Any:
     def place(a):
         a = jax.numpy.asarray(a) if not isinstance(a, jax.Array) else a
         spec = PartitionSpec(AXIS) if a.ndim >= 1 and a.shape[0] % mesh.size == 0 else PartitionSpec()
-        return jax.device_put(a, NamedSharding(mesh, spec))
+        return _put(a, NamedSharding(mesh, spec))
 
     return jax.tree.map(place, tree)
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Place every array of ``tree`` on every device of the mesh (parameters, optimizer state).
+
+    Works when the mesh spans several processes (``jax.distributed``): every
+    process passes the same value (host arrays, process-local arrays or PRNG
+    keys; ``jax.device_put`` checks they agree, which is a collective, so every
+    process must call this at the same point), and arrays already spread over
+    the processes are resharded.
 
     Examples
     --------
@@ -121,7 +261,10 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """
     if mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if sharding.is_fully_addressable:  # one process (the usual case): one batched transfer
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda a: _put(a, sharding), tree)
 
 
 @contextlib.contextmanager
@@ -160,3 +303,68 @@ def constrain_leading(x: jax.Array) -> jax.Array:
     if mesh is None or x.ndim == 0 or x.shape[0] % mesh.size:
         return x
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(AXIS)))
+
+
+def _put(a: Any, sharding: NamedSharding) -> Any:
+    """``jax.device_put(a, sharding)``, also when the sharding spans processes and ``a`` is a process-local
+    array (committed or not) or a PRNG key array, neither of which ``device_put`` accepts there."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(a, sharding)
+    if isinstance(a, jax.Array) and jax.numpy.issubdtype(a.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(a), sharding)  # the key's trailing data axis stays whole
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        return a if a.sharding == sharding else jax.device_put(a, sharding)  # a global array: reshard
+    # a host copy: device_put then checks it is the same on every process and keeps this process's part
+    return jax.device_put(np.asarray(a), sharding)
+
+
+def _active_blocks(*arrays: jax.Array) -> int:
+    """Devices of the active mesh when every array's leading axis splits evenly over them, else 1."""
+    mesh = _ACTIVE.get()
+    if mesh is None or mesh.size == 1 or any(a.ndim == 0 or a.shape[0] % mesh.size for a in arrays):
+        return 1
+    return mesh.size
+
+
+def concat_leading(arrays: Sequence[jax.Array]) -> jax.Array:
+    """Concatenate along the leading axis without moving rows between devices; undo with :func:`split_leading`.
+
+    One device: ``jnp.concatenate``. With a mesh active (inside ``fit(devices=...)``), device ``d``'s
+    block of the result holds device ``d``'s rows of every array, so evaluating one network on data and
+    negatives together (one pass, twice the rows per matrix product) needs no all-to-all; the row
+    order differs from ``jnp.concatenate``, which :func:`split_leading` undoes.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> x = concat_leading([jnp.zeros((4, 2)), jnp.ones((2, 2))])
+    >>> [a.shape for a in split_leading(x, (4, 2))]
+    [(4, 2), (2, 2)]
+    """
+    d = _active_blocks(*arrays)
+    if d == 1:
+        return jax.numpy.concatenate(arrays)
+    blocks = [constrain_leading(a.reshape(d, a.shape[0] // d, *a.shape[1:])) for a in arrays]
+    out = jax.numpy.concatenate(blocks, axis=1)
+    return constrain_leading(out.reshape(-1, *out.shape[2:]))
+
+
+def split_leading(x: jax.Array, sizes: Sequence[int]) -> list[jax.Array]:
+    """The arrays that :func:`concat_leading` joined (leading lengths ``sizes``), in their own row order.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> a, b = split_leading(concat_leading([jnp.arange(4.0), jnp.arange(2.0)]), (4, 2))
+    >>> a.tolist(), b.tolist()
+    ([0.0, 1.0, 2.0, 3.0], [0.0, 1.0])
+    """
+    mesh = _ACTIVE.get()
+    d = 1 if mesh is None or any(n % mesh.size for n in sizes) else mesh.size
+    bounds = np.cumsum([0, *sizes])
+    if d == 1:
+        return [x[bounds[i]:bounds[i + 1]] for i in range(len(sizes))]
+    y = constrain_leading(x.reshape(d, x.shape[0] // d, *x.shape[1:]))
+    local = np.cumsum([0, *(n // d for n in sizes)])
+    return [constrain_leading(y[:, local[i]:local[i + 1]].reshape(sizes[i], *x.shape[1:])) for i in range(len(sizes))]

@@ -1,16 +1,69 @@
 """Shared targets and helpers: Monte-Carlo tolerances come from ESS, not from tuning."""
 
-import jax
-import numpy as np
-import pytest
+import os
+import shutil
+import tempfile
 
-from ebmppl import diagnostics
-from ebmppl.targets import gaussian, ill_conditioned_gaussian
+# One CPU device per test process, set before anything imports jax or ebmppl: `import ebmppl` would
+# otherwise split the CPU into one device per core (ebmppl.sharding.configure_cpu_devices). The suite
+# already runs one pytest-xdist worker per core, and the sharding tests start their own processes
+# with the device count they need. A value set by the caller wins.
+os.environ.setdefault("EBMPPL_CPU_DEVICES", "1")
+
+# JAX's persistent compilation cache, one folder for the whole run: the xdist workers and every process
+# a test starts (CLI runs, the docs build and its gallery) inherit it. ebmppl builds fresh closures per
+# call, so jax's in-memory cache misses where the program is the same; the disk cache is keyed by the
+# program itself (HLO, compile options, devices, jax version) and returns the executable a fresh compile
+# would build: the tests prove the same, with less compiling where programs repeat (side by side on 2
+# cores: tests/test_kernels_as_values.py 2.1x faster; eager-heavy files gain nothing). The two tests that
+# prove jax's *in-memory* reuse turn it off (fixture `without_persistent_cache`). A folder set by the
+# caller is used and kept; JAX_ENABLE_COMPILATION_CACHE=false turns it off.
+_OWN_JAX_CACHE = None
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _OWN_JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ebmppl-tests-jax-cache-")
+# only programs that took >= 0.1 s to compile are written: whole sample/fit programs, not the milliseconds of
+# eager op-by-op compiles (writing those too made eager-heavy files ~6 % slower; at 0.2 s they ran as fast as
+# without the cache, while repeated sample calls kept most of the gain)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+try:  # a size limit makes jax lock the folder (filelock) around reads and writes: processes that compile the
+    import filelock  # noqa: F401  same program at once then never read a half-written entry
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 * 2**30))
+except ImportError:  # without it a rare concurrent read fails, jax warns and compiles afresh
+    pass
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ebmppl import diagnostics  # noqa: E402
+from ebmppl.targets import gaussian, ill_conditioned_gaussian  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+# in case a plugin imported jax before this file set the environment
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+if "JAX_COMPILATION_CACHE_MAX_SIZE" in os.environ:
+    jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 # helper programs run in their own process (other XLA flags, float64): not test modules
 collect_ignore_glob = ["scripts/*"]
+
+
+@pytest.fixture
+def without_persistent_cache():
+    """No disk cache during the test: for tests that prove jax's in-memory reuse of a compiled program
+    (a disk-cache hit skips the backend compile and is fast too, so it would pass them as well)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +106,12 @@ def langevin_stationary_cov(cov, step, noise_var):
 RELIABILITY = {"bad inputs tried": 0, "faults injected": 0, "lost": 0}
 
 
+def pytest_unconfigure(config):
+    # the process that made the cache folder removes it (the controller, after its workers have ended)
+    if _OWN_JAX_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
+
+
 def pytest_sessionfinish(session):
     # under pytest-xdist each worker counts its own tests: hand the tally to the controller
     if hasattr(session.config, "workeroutput"):
@@ -62,6 +121,35 @@ def pytest_sessionfinish(session):
 def pytest_configure(config):
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_CollectWorkerTallies())
+        # the files' order is ours (pytest_collection_modifyitems below), not "most tests first"
+        if hasattr(config.option, "loadscopereorder"):  # pytest-xdist >= 3.6
+            config.option.loadscopereorder = False
+
+
+# Longest files first. `--dist loadfile` hands a whole file to one worker, and pytest-xdist's own
+# order (the files with the most tests first) started the docs build (2 tests, the whole gallery:
+# the longest file by far) near the end, so it ran alone while the other workers sat idle. The files
+# named here (long files with few tests) start first, in this order; the rest follow with the most
+# tests first, as before. A missing name is harmless: the list only orders.
+LONGEST_FIRST = (
+    "tests/test_docs.py",  # the gallery in fast mode: ~13 min of the old 41 (2 cores)
+    "tests/test_cli_examples.py",  # the README's default fit, 8000 steps
+    "tests/test_gallery_latent_prior.py",  # two SVI fits (3 tests)
+    "tests/test_discrete_ising_learning.py",  # PCD with each sampler (2 tests)
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the files longest first (see LONGEST_FIRST); the tests inside a file keep their order."""
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    count, first = {}, {}
+    for i, f in enumerate(files):
+        count[f] = count.get(f, 0) + 1
+        first.setdefault(f, i)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    order = sorted(range(len(items)), key=lambda i: (rank.get(files[i], len(rank)), -count[files[i]],
+                                                     first[files[i]], i))
+    items[:] = [items[i] for i in order]
 
 
 class _CollectWorkerTallies:

@@ -187,6 +187,7 @@ def _fresh_energy():
     return Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
 
 
+@pytest.mark.usefixtures("without_persistent_cache")  # a disk-cache hit is fast too: the reuse must be in memory
 def test_a_second_sample_of_the_same_energy_reuses_its_programs(gauss2d):
     kw = dict(sampler="ula", num_chains=2, num_warmup=20, num_samples=20, progress_bar=False)
     energy = _fresh_energy()

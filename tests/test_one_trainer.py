@@ -87,6 +87,7 @@ def test_trainers_built_alike_are_equal_and_hash_alike():
     assert contrastive_divergence(energy.with_params(jnp.ones(2)), opt) == contrastive_divergence(energy, opt)
 
 
+@pytest.mark.usefixtures("without_persistent_cache")  # a disk-cache hit skips the backend compile too
 def test_equal_trainers_reuse_the_compiled_steps_of_fit():
     energy, opt, chains = _energy(), optax.adam(1e-2), replay_buffer(64)
     data = jax.random.normal(jax.random.key(0), (256, 2))

@@ -32,6 +32,7 @@ from ebmppl.objectives.discrete import (DEFAULT_DISCRETE_SAMPLER, SupportCheck, 
                                         discrete_negative_sampler, is_discrete)
 from ebmppl.objectives.trainer import NOISE_PROBE, LossTerm, Objective, negative_chains
 from ebmppl.samplers.base import Sampler
+from ebmppl.sharding import concat_leading, split_leading
 # negative-chain sampling lives in the inference layer; importable from here as before
 from ebmppl.samplers.negatives import kernel_parameters, sample_negatives
 
@@ -64,8 +65,9 @@ def cd_loss(energy: Energy, params: Any, x_pos: jax.Array, x_neg: jax.Array, alp
     """
     model = energy.with_params(params)
     # one pass over data and negatives together: twice the rows per matrix product, one backward pass
-    energies = model.energy(jnp.concatenate([x_pos, jax.lax.stop_gradient(x_neg)]))
-    e_pos, e_neg = energies[: x_pos.shape[0]], energies[x_pos.shape[0]:]
+    # (joined device block by device block when fit shards them: no rows cross devices)
+    energies = model.energy(concat_leading([x_pos, jax.lax.stop_gradient(x_neg)]))
+    e_pos, e_neg = split_leading(energies, (x_pos.shape[0], x_neg.shape[0]))
     if energy_clip is not None:
         e_pos, e_neg = jnp.clip(e_pos, -energy_clip, energy_clip), jnp.clip(e_neg, -energy_clip, energy_clip)
     loss = e_pos.mean() - e_neg.mean() + alpha * (jnp.mean(e_pos**2) + jnp.mean(e_neg**2))

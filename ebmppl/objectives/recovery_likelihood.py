@@ -48,6 +48,7 @@ from ebmppl._validation import check_int, check_key
 from ebmppl.noise import LadderScaleCheck, NoiseConditionalEnergy
 from ebmppl.objectives.trainer import LossTerm, Objective
 from ebmppl.samplers.annealed import AnnealedSamples
+from ebmppl.sharding import concat_leading, split_leading
 
 __all__ = ["diffusion_recovery_likelihood", "recovery_sample", "recovery_conditional_sample", "RecoveryLikelihood",
            "recovery_step_sizes", "recovery_level_weights", "DEFAULT_STEP_SCALE"]
@@ -311,8 +312,8 @@ class RecoveryLikelihood(LossTerm):
         frozen = jax.lax.stop_gradient(model)
         x_rec, rate = _recover(frozen, k_chain, x_next, sigma, delta, step, self.num_steps, self.adjusted)
         x_rec = jax.lax.stop_gradient(x_rec)
-        energies = model.noise_energy(jnp.concatenate([x_t, x_rec]), jnp.concatenate([sigma, sigma]))
-        e_pos, e_neg = energies[:n].mean(), energies[n:].mean()
+        energies = model.noise_energy(concat_leading([x_t, x_rec]), concat_leading([sigma, sigma]))
+        e_pos, e_neg = (e.mean() for e in split_leading(energies, (n, n)))
         shift = jnp.sqrt(jnp.mean(((x_rec - x_next).reshape(n, -1) / delta[:, None]) ** 2))
         weights = self.level_weights if self.level_weights is not None else (1.0,) * num
         weight = jnp.asarray((np.nan, *weights), dtype)[i]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ebmppl._deprecation import UNSET, renamed
 from ebmppl.compare import Comparison, compare
+from ebmppl.distributed import is_primary, on_primary
 from ebmppl.runs.folders import load_trained_energy
 from ebmppl.runs.report import compare_report, write_text
 from ebmppl.samplers import available
@@ -88,11 +89,14 @@ def compare_run(target: str | None, sampler_names: list[str], *, out: str, num_c
     comparison = compare(subject, jax.random.key(seed), sampler_names, num_chains=num_chains, num_warmup=num_warmup,
                          num_samples=num_samples, name=name, progress_bar=progress_bar)
     run = pathlib.Path(out)
-    run.mkdir(parents=True, exist_ok=True)
-    comparison.table.to_csv(run / "comparison.csv", index=False)
+    primary = is_primary()  # under jax.distributed every process compares, process 0 alone writes
+    on_primary(run.mkdir, parents=True, exist_ok=True)
+    if primary:
+        comparison.table.to_csv(run / "comparison.csv", index=False)
     write_text(run / "comparison.md", comparison.to_markdown())
     fig = diagnostics.plot_comparison(comparison)
-    fig.savefig(run / "comparison.png", dpi=100)
+    if primary:
+        fig.savefig(run / "comparison.png", dpi=100)
     plt.close(fig)
     figures = []
     for label, result in comparison.samples.items():
@@ -103,7 +107,8 @@ def compare_run(target: str | None, sampler_names: list[str], *, out: str, num_c
             axes = plot(idata)
             fig = np.asarray(axes).ravel()[0].figure
             fig.suptitle(f"{label}: {kind}")
-            fig.savefig(run / f"{kind}_{label}.png", dpi=80)
+            if primary:
+                fig.savefig(run / f"{kind}_{label}.png", dpi=80)
             plt.close(fig)
             figures.append(f"{kind}_{label}.png")
     write_text(run / "report.html", compare_report(name, comparison, figures, num_chains=num_chains,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebmppl import recipes
+from ebmppl.distributed import is_primary
 from ebmppl.evaluation import grid_log_partition, log_likelihood, mmd
 from ebmppl.fit import FitResult
 from ebmppl.normalisability import NotNormalisableError
@@ -32,8 +33,9 @@ def _pyplot():
 
 
 def _save(fig, path: pathlib.Path, dpi: int = 110) -> None:
-    """Write ``fig`` to ``path`` and free it."""
-    fig.savefig(path, dpi=dpi)
+    """Write ``fig`` to ``path`` (process 0 alone under ``jax.distributed``) and free it."""
+    if is_primary():
+        fig.savefig(path, dpi=dpi)
     _pyplot().close(fig)
 
 

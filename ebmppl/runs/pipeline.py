@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ebmppl import recipes
+from ebmppl.distributed import is_primary, on_primary, primary_flag
 from ebmppl.fit import CHECKPOINT_NAME, FitResult, fit
 from ebmppl.health import TrainingHealth
 from ebmppl.logz import LogZWarning
@@ -68,15 +69,16 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     """
     cfg = cfg.resolved()
     run = pathlib.Path(cfg.out)
-    if (run / CHECKPOINT_NAME).exists() and not (resume or overwrite):
+    # under jax.distributed every process computes, process 0's run folder decides and only process 0 writes
+    if primary_flag((run / CHECKPOINT_NAME).exists()) and not (resume or overwrite):
         raise FileExistsError(f"{run} already holds a run; pass --resume to continue it or --overwrite to replace it.")
     digits = cfg.dataset == "digits"
     train, test, limits, density = load_split(cfg)
     if resume and not digits:
-        check_same_data(run, cfg, train)
-    if overwrite and (run / CHECKPOINT_NAME).exists():
-        (run / CHECKPOINT_NAME).unlink()
-    run.mkdir(parents=True, exist_ok=True)
+        on_primary(check_same_data, run, cfg, train)
+    if overwrite:
+        on_primary((run / CHECKPOINT_NAME).unlink, missing_ok=True)
+    on_primary(run.mkdir, parents=True, exist_ok=True)
     write_json(run / "config.json", cfg.to_json())
 
     energy = build_energy(cfg, train)
@@ -109,14 +111,17 @@ def fit_run(cfg: FitConfig, *, resume: bool = False, overwrite: bool = False, pr
     import matplotlib.pyplot as plt
 
     fig = health.plot()
-    fig.savefig(run / "health.png", dpi=110)
+    if is_primary():
+        fig.savefig(run / "health.png", dpi=110)
     plt.close(fig)
     write_text(run / "report.html", fit_report(cfg, evaluation))
     return evaluation
 
 
 def _write_metrics(path: pathlib.Path, result: FitResult) -> None:
-    """One JSON line of metrics per training step, written atomically."""
+    """One JSON line of metrics per training step, written atomically (by process 0 alone)."""
+    if not is_primary():
+        return
     keys = sorted(result.history)
     lines = (json.dumps({k: result.history[k][i].item() for k in keys}) for i in range(len(result.history["loss"])))
     tmp = path.with_name(f"{path.name}.tmp")

@@ -19,6 +19,8 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ebmppl.distributed import is_primary
+
 __all__ = ["Html", "escape", "render", "table", "fit_report", "compare_report", "write_text", "write_json"]
 
 
@@ -151,6 +153,8 @@ def compare_report(name: str, comparison: Any, figures: Iterable[str], *, num_ch
 def write_text(path: pathlib.Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename): never half a file.
 
+    Under ``jax.distributed`` only process 0 writes (the others return at once).
+
     Examples
     --------
     >>> import pathlib, tempfile
@@ -158,6 +162,8 @@ def write_text(path: pathlib.Path, text: str) -> None:
     >>> write_text(path, "<p>hi</p>"); path.read_text()
     '<p>hi</p>'
     """
+    if not is_primary():
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

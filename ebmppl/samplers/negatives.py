@@ -152,7 +152,9 @@ def sample_negatives(energy: Energy, sampler: Sampler, sampler_params: dict[str,
         states, stats = step_all(step_keys, states, logdensity, sampler_params)
         if with_stats:
             return states, jax.tree.map(lambda v: jnp.nanmean(jnp.asarray(v, acceptance_dtype), axis=0), stats)
-        return states, stats.acceptance_rate.mean()
+        # per chain, averaged after the loop: a mean over sharded chains inside it would synchronise the
+        # devices at every sampler step
+        return states, jnp.asarray(stats.acceptance_rate, acceptance_dtype)
 
     acceptance_dtype = jnp.result_type(float)
     states, trace = jax.lax.scan(body, states, keys[1:])

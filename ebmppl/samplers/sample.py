@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ebmppl._validation import check_energy, check_examples, check_int, check_key
+from ebmppl.distributed import is_primary, to_host, to_local
 from ebmppl.energy import Energy
 from ebmppl.samplers.adaptation import STALL_ACCEPTANCE, reinit_schedule, warmup_with_health
 from ebmppl.samplers.base import LogDensityFn, Sampler, StepStats
@@ -525,7 +526,7 @@ def sample(
     init: jax.Array | None = None,
     adapt: bool = True,
     progress_bar: bool = True,
-    devices: Sequence[jax.Device] | int | str | Mesh | None = None,
+    devices: Sequence[jax.Device] | int | str | Mesh | None = "auto",
     reinit_stalled: bool = True,
 ) -> Samples:
     """Draw samples from ``p(x) ∝ exp(-E(x)/T)`` with many chains in parallel.
@@ -583,10 +584,18 @@ def sample(
     progress_bar
         Show a tqdm bar over warm-up and sampling.
     devices
-        Shard the chains across devices: ``"all"``, a number of devices, a
-        list of devices or a one-axis ``Mesh`` (see :mod:`ebmppl.sharding`).
-        ``num_chains`` must be a multiple of the device count. Each chain's
-        random stream is the same whatever the device count.
+        Shard the chains across devices. Default ``"auto"``: every device
+        where it pays (on a CPU ``import ebmppl`` makes one JAX device per
+        core; ``EBMPPL_CPU_DEVICES=1`` opts out), splitting the chains over
+        the most devices that give each at least
+        ``ebmppl.sharding.AUTO_MIN_PER_DEVICE`` chains (fewer: one device).
+        ``None`` (or ``1``): one device. Or ``"all"``, a number of devices,
+        a list of devices or a one-axis ``Mesh`` (see
+        :mod:`ebmppl.sharding`); then ``num_chains`` must be a multiple of
+        the device count. Each chain's random stream is the same whatever
+        the device count: fixed kernel parameters give the same draws (to
+        float rounding in matrix products); pooled warm-up statistics are
+        summed in another order, so adapted chains agree in law.
     reinit_stalled
         Restart chains that stall in warm-up (mean acceptance below 1 % over a
         warm-up window, or a non-finite log-density) from the state of a
@@ -635,7 +644,7 @@ def sample(
     """
     energy, init = _validate(energy, num_chains, num_samples, num_warmup, thinning, init)
     check_key(key)
-    mesh = resolve_mesh(devices)
+    mesh = resolve_mesh(devices, size=num_chains)
     check_divisible("num_chains", num_chains, mesh)
     sampler = bind_support(as_sampler(sampler), energy)  # a discrete sampler takes the energy's support
     support = getattr(energy, "support", None)
@@ -675,13 +684,14 @@ def sample(
     # tempering's counters, come out of the start program replicated, and the draw program would then
     # expect them replicated while producing them sharded)
     states = shard_leading(states, mesh)
-    init_ok = np.asarray(init_ok)
+    init_ok = to_host(init_ok)
     if not init_ok.all():
-        raise _init_error(np.flatnonzero(~init_ok), num_chains, init, origin)
+        raise _init_error(np.flatnonzero(~init_ok), num_chains, to_host(init), origin)
 
     num_chunks = min(10, num_samples)  # independent of progress_bar: same key, same draws
     chunk = -(-num_samples // num_chunks)
-    bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup", disable=not progress_bar, leave=False)
+    bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup",
+               disable=not (progress_bar and is_primary()), leave=False)
     if num_warmup:
         warm_c, t_compile_warm = _compile(energy, _warm, (sampler, num_warmup, adapt, reinit_stalled), states,
                                           params, k_warm)
@@ -707,17 +717,20 @@ def sample(
     jax.block_until_ready(states)
     t_draw = time.perf_counter() - t0
     positions, stats, finite_positions, finite, acceptance = _assemble(positions, stats, num_samples)
+    # chains spread over several processes (jax.distributed): every process gets all the draws, process-local
+    positions, stats, restarted_at = to_local((positions, stats, restarted_at))
     bar.close()
-    finite_positions = np.asarray(finite_positions)
+    finite_positions = to_host(finite_positions)
     if not finite_positions.all():
         raise FloatingPointError(
             f"{sampler.name} produced non-finite positions in {_chains(np.flatnonzero(~finite_positions))} of "
             f"{num_chains}: the chains diverged. Lower the step size, use more warm-up, or check the energy "
             "for overflow."
         )
-    health = ChainHealth(np.asarray(acceptance), np.asarray(finite), np.asarray(restarted_at))
+    health = ChainHealth(*to_host((acceptance, finite, restarted_at)))
     report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent),
-                            _collapse(initial_step, params.get("step_size"), positions), _disagreement(positions, discrete))
+                            _collapse(initial_step, to_host(params.get("step_size")), positions),
+                            _disagreement(positions, discrete))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
