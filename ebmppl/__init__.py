@@ -11,8 +11,8 @@ from ebmppl.sharding import configure_cpu_devices as _configure_cpu_devices
 _configure_cpu_devices()
 
 # every documented module is an attribute of the package after ``import ebmppl`` (ebmppl.conditional.inpaint, ...)
-from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, ema, evaluation, goodness, jem, latent,
-                    nn, noise, numpyro, objectives, samplers, structured, support, targets)
+from ebmppl import (buffer, compose, conditional, data, diagnostics, discrete, distributed, ema, evaluation, goodness,
+                    jem, latent, nn, noise, numpyro, objectives, samplers, structured, support, targets)
 from ebmppl.ema import with_ema
 from ebmppl._version import __version__
 from ebmppl.compare import Comparison, compare
@@ -29,4 +29,5 @@ __all__ = [
     "evaluation", "jem", "latent", "numpyro", "structured", "support", "discrete", "__version__", "ChainHealthWarning",
     "assert_normalisable", "NotNormalisableError",
     "ais_bracket", "LogZBracket", "LogZWarning", "compare", "Comparison", "noise", "ema", "with_ema", "goodness",
+    "distributed",
 ]
