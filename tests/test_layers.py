@@ -46,6 +46,7 @@ LAYERS = {
     "ebmppl.discrete": BASE,  # discrete energies and their exact log Z (enumeration, transfer matrix)
     "ebmppl.nn": BASE,
     "ebmppl.sharding": BASE,
+    "ebmppl.distributed": BASE,  # which process writes; gathering arrays that span processes
     "ebmppl.checkpoint": BASE,
     "ebmppl.compose": BASE,
     "ebmppl.targets": BASE,
