@@ -15,7 +15,8 @@ beyond ``jax.devices()``:
   every process must call it);
 * **one source of truth** — :func:`broadcast_from_primary` and
   :func:`broadcast_bytes` send process 0's values (a checkpoint read from its
-  disk) to every process, so a resumed run needs no shared filesystem;
+  disk) to every process, so a resumed run needs no shared filesystem.
+
 With one process every function is a cheap no-op or ``np.asarray``.
 
 Start the processes **before importing ebmppl**: ``import ebmppl`` imports
