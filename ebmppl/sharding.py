@@ -117,7 +117,8 @@ def configure_cpu_devices(num: int | None = None) -> int | None:
             raise ValueError(f"{CPU_DEVICES_ENV}={env!r}: expected a whole number of CPU devices (1 = one device, "
                              "as plain JAX).") from None
     if num is not None and (isinstance(num, bool) or int(num) < 1):
-        raise ValueError(f"the number of CPU devices must be >= 1, got {num!r}.")
+        source = f"{CPU_DEVICES_ENV}={env!r}" if env and str(num) == str(int(env)) else f"num={num!r}"
+        raise ValueError(f"{source}: the number of CPU devices must be >= 1 (1 = one device, as plain JAX).")
     if re.search(r"xla_force_host_platform_device_count", os.environ.get("XLA_FLAGS", "")):
         return skip("XLA_FLAGS sets --xla_force_host_platform_device_count")
     platforms = os.environ.get("JAX_PLATFORMS", jax.config.jax_platforms or "")
