@@ -19,8 +19,10 @@ import warnings
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Two CPU devices, so that the sharding example shows sharding (must precede the first JAX import).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Two CPU devices even on a one-core builder, so that the sharding example shows sharding (read by
+# `import ebmppl`, which must come first: ebmppl.sharding.configure_cpu_devices). A value set by the caller wins
+# (the test suite builds with one device: its other worker holds the other core).
+os.environ.setdefault("EBMPPL_CPU_DEVICES", "2")
 # The examples also save their figure to a file for people running them by hand; keep that out of the tree.
 os.environ.setdefault("EBMPPL_FIGURE", os.path.join(tempfile.mkdtemp(prefix="ebmppl-docs-"), "figure.png"))
 # ArviZ 0.23 announces its 1.x refactor on import; that notice is not a problem with our docs.

@@ -670,7 +670,7 @@ def fit(
         callbacks = [*callbacks, health_monitor]
     t0 = time.perf_counter()
     start = int(state.step)
-    bar = tqdm(total=num_steps, initial=start, desc="fit", disable=not (progress_bar and is_primary()),
+    bar = tqdm(total=num_steps, initial=start, desc="fit" + _on_devices(mesh), disable=not (progress_bar and is_primary()),
                mininterval=1.0)
     try:
         state = run_chunks(state)
@@ -759,6 +759,11 @@ def _with_adapted_step(plan: Any, state: TrainState) -> Any:
 
 # Module-level jitted programs with the trainer static: a Trainer reused across
 # fit calls (fit(objective=trainer, ...)) compiles once.
+def _on_devices(mesh: Mesh | None) -> str:
+    """Progress-bar suffix: how many devices the run is split over (nothing for one)."""
+    return "" if mesh is None or mesh.size == 1 else f" ({mesh.size} devices)"
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _run_chunk(trainer: Trainer, batch_size: int, num: int, mesh: Mesh | None, state: TrainState, data: Any):
     def body(state, _):

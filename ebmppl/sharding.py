@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 import os
 import re
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -65,14 +67,28 @@ def usable_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs a container's cgroup quota allows (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``); ``None``: no quota."""
     try:  # cgroup v2: "quota period" or "max period"
         with open("/sys/fs/cgroup/cpu.max") as f:
             quota, period = f.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // int(period))))
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
-    return max(1, cores)
+    for folder in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):  # cgroup v1: -1 = no quota
+        try:
+            with open(f"{folder}/cpu.cfs_quota_us") as f, open(f"{folder}/cpu.cfs_period_us") as g:
+                quota, period = int(f.read()), int(g.read())
+            return None if quota <= 0 or period <= 0 else quota / period
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def configure_cpu_devices(num: int | None = None) -> int | None:
@@ -106,10 +122,21 @@ def configure_cpu_devices(num: int | None = None) -> int | None:
     >>> configure_cpu_devices() is None   # import ebmppl has already run it: the backend is initialised now
     True
     """
-    def skip(reason: str) -> None:
-        _CONFIGURED.update(devices=None, reason=reason)
-
     env = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    requested = num
+
+    def skip(reason: str) -> None:
+        # a second call (import ebmppl ran the first) keeps the first one's account of what happened
+        if _CONFIGURED["devices"] is None or not reason.startswith("JAX's backends"):
+            _CONFIGURED.update(devices=None, reason=reason)
+        wanted = requested if requested is not None else (int(env) if env else None)
+        if wanted is not None and wanted != _cpu_device_count():  # asked for explicitly: say it was not honoured
+            source = f"num={requested!r}" if requested is not None else f"{CPU_DEVICES_ENV}={env}"
+            warnings.warn(f"{source} ignored: {reason}; JAX keeps {_cpu_device_count()} CPU device(s). "
+                          f"Set {CPU_DEVICES_ENV} before the first JAX computation and without "
+                          "--xla_force_host_platform_device_count in XLA_FLAGS.", UserWarning, stacklevel=3)
+
+
     if num is None and env:
         try:
             num = int(env)
@@ -131,7 +158,8 @@ def configure_cpu_devices(num: int | None = None) -> int | None:
     except (ImportError, AttributeError):  # a JAX without the probe: do not risk a late config change
         return skip("cannot tell whether JAX's backends are initialised")
     if initialised:
-        return skip("JAX's backends were initialised before ebmppl was imported")
+        return skip("JAX's backends were initialised before ebmppl was imported (anything that asks JAX for "
+                    "devices or makes an array starts them: jax.devices(), jax.random.key, import blackjax, ...)")
     if jax.config.jax_num_cpu_devices not in (-1, None) and _CONFIGURED["devices"] is None:
         return skip("jax_num_cpu_devices was set before ebmppl was imported")
     num = usable_cores() if num is None else int(num)
@@ -139,6 +167,22 @@ def configure_cpu_devices(num: int | None = None) -> int | None:
     _CONFIGURED.update(devices=num, reason=f"{num} CPU device(s)" + (f" from {CPU_DEVICES_ENV}" if env else
                                                                       " (one per usable core)"))
     return num
+
+
+def _cpu_device_count() -> int | None:
+    """CPU devices JAX has or will make; ``None`` when that cannot be told without starting the backend."""
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        try:
+            return len(jax.devices("cpu"))
+        except RuntimeError:  # no CPU backend
+            return None
+    match = re.search(r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    if match:
+        return int(match.group(1))
+    n = jax.config.jax_num_cpu_devices
+    return 1 if n in (-1, None) else int(n)
 
 
 def cpu_devices_status() -> str:
@@ -161,7 +205,8 @@ def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None, size: 
         ``"auto"`` (the default of ``fit`` and ``sample``: every device where
         it pays, see below), ``None`` (one device, no sharding), ``"all"``
         (every device of ``jax.devices()``), an int (the first that many
-        devices), a sequence of devices, or a ready
+        devices; under ``jax.distributed`` an equal share of every
+        process's), a sequence of devices, or a ready
         :class:`jax.sharding.Mesh` with one axis.
     size
         The length of the axis to shard (chains, batch). ``"auto"`` uses the
@@ -199,16 +244,54 @@ def resolve_mesh(devices: Sequence[jax.Device] | int | str | Mesh | None, size: 
             raise ValueError(f"devices must be 'auto', None, 'all', an int, a list of devices or a Mesh; got "
                              f"{devices!r}.")
         chosen = available
-    elif isinstance(devices, int) and not isinstance(devices, bool):
+    elif isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+        devices = int(devices)
         if not 1 <= devices <= len(available):
             raise ValueError(f"devices={devices} but {len(available)} device(s) are available; pass 1..{len(available)}"
-                             " (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N).")
-        chosen = available[:devices]
+                             f" (on CPU, {CPU_DEVICES_ENV}=N in the environment before `import ebmppl` and before "
+                             "any JAX computation makes N devices).")
+        chosen = _first_devices(devices, available)
+    elif isinstance(devices, (bool, numbers.Number)) or not isinstance(devices, Iterable):
+        raise TypeError(f"devices must be 'auto', None, 'all', a whole number of devices, a list of jax.Device or a "
+                        f"Mesh; got {devices!r} ({type(devices).__name__}).")
     else:
         chosen = list(devices)
         if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
             raise TypeError("devices must be a non-empty sequence of jax.Device (e.g. jax.devices()).")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"devices lists a device more than once ({chosen}); list each device once.")
+        _check_every_process(chosen)
     return Mesh(np.asarray(chosen), (AXIS,))
+
+
+def _first_devices(n: int, available: list[jax.Device]) -> list[jax.Device]:
+    """The first ``n`` devices; under ``jax.distributed``, the first ``n / processes`` of every process.
+
+    Every process runs the same program on its own devices, so a mesh that leaves a process out (the
+    first ``n`` of ``jax.devices()`` are all process 0's) cannot run.
+    """
+    count = jax.process_count()
+    if count == 1:
+        return available[:n]
+    if n % count:
+        raise ValueError(f"devices={n}: with {count} processes (jax.distributed) every process needs an equal share "
+                         f"of the devices; pass a multiple of {count}, or 'all'.")
+    by_process: dict[int, list[jax.Device]] = {}
+    for d in available:
+        by_process.setdefault(d.process_index, []).append(d)
+    per = n // count
+    if any(len(ds) < per for ds in by_process.values()):
+        raise ValueError(f"devices={n}: some process has fewer than {per} devices; pass at most "
+                         f"{count * min(len(ds) for ds in by_process.values())}, or 'all'.")
+    return [d for p in sorted(by_process) for d in by_process[p][:per]]
+
+
+def _check_every_process(chosen: list[jax.Device]) -> None:
+    missing = set(range(jax.process_count())) - {d.process_index for d in chosen}
+    if missing:
+        raise ValueError(f"devices leaves out process(es) {sorted(missing)} of this jax.distributed run; every "
+                         "process runs fit/sample and needs devices in the mesh: pass devices of every process "
+                         "(e.g. 'all').")
 
 
 def check_divisible(name: str, size: int, mesh: Mesh | None) -> None:

@@ -9,8 +9,8 @@ share of the chains and all-reduces what the warm-up pools. Every chain's
 random stream is split from one key over the full chain axis, so the draws
 do not depend on how many devices ran them.
 
-On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before
-JAX is imported) splits the machine into two devices; on a GPU node
+On a CPU, ``import ebmppl`` already makes one device per usable core
+(``EBMPPL_CPU_DEVICES=N``, set before the import, asks for N); on a GPU node
 ``jax.devices()`` lists the GPUs; on a cluster, call
 ``jax.distributed.initialize()`` first on every host and the same line shards
 over all of them. ``fit(..., devices="all")`` does the same for training:
@@ -20,8 +20,8 @@ batch and negatives sharded, parameters replicated, gradients all-reduced.
 import os
 import sys
 
-if "jax" not in sys.modules:  # run as a script: make two CPU devices (the docs build sets this too)
-    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+if "jax" not in sys.modules:  # run as a script: at least two CPU devices (the docs build sets this too)
+    os.environ.setdefault("EBMPPL_CPU_DEVICES", str(max(2, os.cpu_count() or 1)))
 
 
 import jax

@@ -55,3 +55,42 @@ def test_a_bad_device_count_is_named_at_import(value):
     err = probe(EBMPPL_CPU_DEVICES=value)
     assert isinstance(err, str), err  # the import failed ...
     assert f"EBMPPL_CPU_DEVICES={value!r}" in err, err  # ... naming the variable and its value
+
+
+IGNORED = """
+import warnings, jax
+jax.devices()  # the backend starts before ebmppl is imported: the device count is fixed
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import ebmppl
+print("RESULT", len(jax.devices()), "|", " / ".join(str(w.message) for w in caught))
+"""
+
+
+def test_an_explicit_request_that_cannot_be_honoured_is_said_aloud():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", EBMPPL_CPU_DEVICES="3")
+    run = subprocess.run([sys.executable, "-c", IGNORED], env=env, capture_output=True, text=True, timeout=300)
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT"))
+    assert line.startswith("RESULT 1 |") and "EBMPPL_CPU_DEVICES=3 ignored" in line, run.stdout + run.stderr
+    # the user's own XLA_FLAGS win over the variable, and the variable's request is named as ignored
+    env.update(EBMPPL_CPU_DEVICES="1", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert "EBMPPL_CPU_DEVICES=1 ignored: XLA_FLAGS" in run.stderr, run.stderr
+
+
+def test_devices_arguments_are_checked_by_name():
+    import jax
+    import numpy as np
+
+    from ebmppl.sharding import resolve_mesh
+
+    assert resolve_mesh(np.int64(1)).size == 1  # a numpy integer is a count
+    for bad in (True, 2.0, "gpu"):
+        with pytest.raises((TypeError, ValueError), match="devices"):
+            resolve_mesh(bad)
+    d = jax.devices()[0]
+    with pytest.raises(ValueError, match="more than once"):
+        resolve_mesh([d, d])
+    with pytest.raises(ValueError, match="EBMPPL_CPU_DEVICES=N"):
+        resolve_mesh(len(jax.devices()) + 1)

@@ -45,11 +45,9 @@ PARAM_ATOL = 1e-5
 
 def _env(devices: int, cache: pathlib.Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", EBMPPL_CPU_DEVICES="1", PYTHONUNBUFFERED="1",
+    env.update(JAX_PLATFORMS="cpu", EBMPPL_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1",
                # later runs load the programs the first ones compiled: a run's cost is then mostly its import
                JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
 
 
@@ -132,6 +130,13 @@ def test_two_processes_fit_like_one(reference):
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(_params(p0), _params(one, "one_"), strict=True))
     assert diff <= PARAM_ATOL, f"2 processes vs 1 process on 1 device: parameters differ by {diff:.3g}"
     np.testing.assert_array_equal(p0["step"], np.arange(1, STEPS + 1))
+
+
+def test_device_count_spans_every_process(reference):
+    for p in reference["two"]:  # devices=2 under 2 processes: one device of each; a mesh missing one: an error
+        assert p["info"]["mesh_processes"] == [0, 1]
+        assert len(p["info"]["mesh_errors"]) == 2 and all("process" in e for e in p["info"]["mesh_errors"])
+    assert reference["one"]["info"]["mesh_processes"] == [0]
 
 
 def test_exactly_one_checkpoint_writer(reference):

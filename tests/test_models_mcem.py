@@ -88,7 +88,8 @@ def test_posterior_chains_as_arviz_match_the_exact_posterior(closed_form):
 
 @pytest.mark.slow
 def test_mcem_sharded_on_two_devices_agrees_with_one():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])

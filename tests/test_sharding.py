@@ -24,7 +24,8 @@ SCRIPT = pathlib.Path(__file__).parent / "scripts" / "two_devices.py"
 
 @pytest.fixture(scope="module")
 def two_device_results():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
     run = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))

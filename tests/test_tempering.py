@@ -162,7 +162,8 @@ def test_sharded_parallel_tempering_draws_are_identical():
         two = sample(banana().energy, jax.random.key(0), devices=2, **kw)
         print("MAXDIFF", float(np.max(np.abs(np.asarray(one.positions) - np.asarray(two.positions)))))
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     diff = float(next(ln for ln in run.stdout.splitlines() if ln.startswith("MAXDIFF")).split()[1])

@@ -690,7 +690,8 @@ def sample(
 
     num_chunks = min(10, num_samples)  # independent of progress_bar: same key, same draws
     chunk = -(-num_samples // num_chunks)
-    bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup",
+    on_devices = "" if mesh is None or mesh.size == 1 else f" ({mesh.size} devices)"
+    bar = tqdm(total=num_warmup + num_samples, desc=f"{sampler.name} warmup{on_devices}",
                disable=not (progress_bar and is_primary()), leave=False)
     if num_warmup:
         warm_c, t_compile_warm = _compile(energy, _warm, (sampler, num_warmup, adapt, reinit_stalled), states,
@@ -703,7 +704,7 @@ def sample(
     bar.update(num_warmup)
 
     draw_c, t_compile_draw = _compile(energy, _draw, (sampler, chunk, thinning), states, params, k_draw)
-    bar.set_description(f"{sampler.name} sampling")
+    bar.set_description(f"{sampler.name} sampling{on_devices}")
     positions, stats = [], []
     chunk_keys = list(jax.block_until_ready(jax.random.split(k_draw, num_chunks)))
     t0 = time.perf_counter()  # times the compiled sampling program only

@@ -99,6 +99,18 @@ def params(result):
     return {f"param_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(to_host(result.state.params)))}
 
 
+# devices=N under several processes: an equal share of every process's devices, never process 0's alone
+from ebmppl.sharding import resolve_mesh  # noqa: E402
+
+mesh_processes = sorted({d.process_index for d in resolve_mesh(args.nproc).devices.flat})
+mesh_errors = []
+if args.nproc > 1:
+    for bad in (1, [jax.local_devices()[0]]):
+        try:
+            resolve_mesh(bad)
+        except ValueError as e:
+            mesh_errors.append(str(e))
+
 t0 = time.perf_counter()
 result = train("all", ckpt)
 fit_seconds = time.perf_counter() - t0
@@ -114,7 +126,8 @@ if not args.no_sample:
     out["draws"] = np.asarray(s.positions)
 os.replace, os.rename, builtins.open = _replace, _rename, _open
 info = {"devices": len(jax.devices()), "local_devices": len(jax.local_devices()), "writes": writes,
-        "fit_seconds": fit_seconds, "param_sharding": str(jax.tree.leaves(result.state.params)[0].sharding)}
+        "fit_seconds": fit_seconds, "mesh_processes": mesh_processes,
+        "mesh_errors": mesh_errors, "param_sharding": str(jax.tree.leaves(result.state.params)[0].sharding)}
 out["info"] = np.asarray(json.dumps(info))
 path = pathlib.Path(args.out) / f"result_p{args.pid}.npz"
 np.savez(path.with_suffix(".tmp.npz"), **out)

@@ -1,4 +1,4 @@
-"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=2: the SVI route on 1 and 2 devices, as JSON."""
+"""Run with EBMPPL_CPU_DEVICES=2 (two CPU devices at `import ebmppl`): the SVI route on 1 and 2 devices, as JSON."""
 
 import json
 import pathlib

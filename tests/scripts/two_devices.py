@@ -1,4 +1,4 @@
-"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=2: 1 device vs 2 devices, printed as JSON."""
+"""Run with EBMPPL_CPU_DEVICES=2 (two CPU devices at `import ebmppl`): 1 device vs 2 devices, printed as JSON."""
 
 import json
 
