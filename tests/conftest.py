@@ -121,34 +121,46 @@ def pytest_sessionfinish(session):
 def pytest_configure(config):
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_CollectWorkerTallies())
-        # the files' order is ours (pytest_collection_modifyitems below), not "most tests first"
+        # the groups' order is ours (pytest_collection_modifyitems below), not "most tests first"
         if hasattr(config.option, "loadscopereorder"):  # pytest-xdist >= 3.6
             config.option.loadscopereorder = False
 
 
-# Longest files first. `--dist loadfile` hands a whole file to one worker, and pytest-xdist's own
-# order (the files with the most tests first) started the docs build (2 tests, the whole gallery:
-# the longest file by far) near the end, so it ran alone while the other workers sat idle. The files
-# named here (long files with few tests) start first, in this order; the rest follow with the most
-# tests first, as before. A missing name is harmless: the list only orders.
+# Longest work first, one file per worker at a time. `--dist loadgroup` (pyproject.toml) hands a group of
+# tests to one worker; every test's group is its file (the tests of a file share compiled programs and
+# module fixtures), unless the test names its own `xdist_group`: the gallery's examples (tests/test_gallery.py)
+# come in three groups, so both workers run examples and no single file holds a worker for the whole run.
+# pytest-xdist's own order (the groups with the most tests first) would start the long groups of few tests
+# near the end, where they run alone while the other worker sits idle: the groups named here start first,
+# in this order; the rest follow with the most tests first. A missing name is harmless: the list only orders.
 LONGEST_FIRST = (
-    "tests/test_docs.py",  # the gallery in fast mode: ~13 min of the old 41 (2 cores)
+    "gallery-0", "gallery-1", "gallery-2",  # every example in fast mode: ~14 min in all (2 cores, quiet)
     "tests/test_cli_examples.py",  # the README's default fit, 8000 steps
+    "tests/test_docs.py",  # the site without running the examples again
     "tests/test_gallery_latent_prior.py",  # two SVI fits (3 tests)
     "tests/test_discrete_ising_learning.py",  # PCD with each sampler (2 tests)
 )
 
 
+def _group(item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0]) if mark and mark.args else item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
-    """Order the files longest first (see LONGEST_FIRST); the tests inside a file keep their order."""
-    files = [item.nodeid.split("::", 1)[0] for item in items]
+    """One group per file unless a test names its own; longest groups first (LONGEST_FIRST), tests keep their order."""
+    groups = [_group(item) for item in items]
+    for item, group in zip(items, groups):
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
     count, first = {}, {}
-    for i, f in enumerate(files):
-        count[f] = count.get(f, 0) + 1
-        first.setdefault(f, i)
+    for i, g in enumerate(groups):
+        count[g] = count.get(g, 0) + 1
+        first.setdefault(g, i)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    order = sorted(range(len(items)), key=lambda i: (rank.get(files[i], len(rank)), -count[files[i]],
-                                                     first[files[i]], i))
+    order = sorted(range(len(items)), key=lambda i: (rank.get(groups[i], len(rank)), -count[groups[i]],
+                                                     first[groups[i]], i))
     items[:] = [items[i] for i in order]
 
 

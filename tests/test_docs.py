@@ -44,24 +44,21 @@ def test_every_public_function_and_class_has_a_runnable_example():
 
 
 @pytest.mark.slow
-def test_docs_build_without_warnings_and_run_every_example(tmp_path):
+def test_docs_build_without_warnings(tmp_path):
+    """The site builds with -W (no warning) and renders every gallery page. The examples themselves run in
+    tests/test_gallery.py, one test per example the workers share out: here sphinx-gallery does not run them
+    again (``plot_gallery=0``), and a user's build (README) runs them all."""
     pytest.importorskip("sphinx_gallery")
-    env = {**os.environ, "EBMPPL_FAST": "1", "MPLBACKEND": "Agg", "EBMPPL_FIGURE": str(tmp_path / "figure.png")}
+    env = {**os.environ, "MPLBACKEND": "Agg"}
     env.pop("XLA_FLAGS", None)
-    # EBMPPL_CPU_DEVICES=1 (conftest.py) is kept: conf.py would ask for two CPU devices, and every fit and sample
-    # of the gallery would then shard (devices="auto") over two devices while the suite's other worker holds the
-    # other core; programs split over oversubscribed CPU devices wait on each other (the build then ran > 25 min
-    # instead of ~13). A user's build gets two devices; tests/test_sharding.py checks the sharded paths.
-    # the run's persistent compilation cache (conftest.py) is inherited: it pays where an example repeats a program
     out = tmp_path / "html"
     build = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",
-         "-D", "sphinx_gallery_conf.run_stale_examples=1", str(ROOT / "docs"), str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+         "-D", "plot_gallery=0", str(ROOT / "docs"), str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
     examples = sorted(p.stem for p in (ROOT / "examples").glob("plot_*.py"))
-    for name in examples:  # an executed example has its page and at least one figure
+    for name in examples:
         assert (out / "auto_examples" / f"{name}.html").exists(), name
-        assert list((out / "_images").glob(f"sphx_glr_{name}_*.png")), f"{name} produced no figure"
     assert (out / "api.html").stat().st_size > 100_000
