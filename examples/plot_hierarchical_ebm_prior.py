@@ -56,7 +56,7 @@ from ebmppl.models import chain_report, ebm_sample, energy_module, mcem, prior_c
 from ebmppl.numpyro import EnergyDistribution
 
 FAST = os.environ.get("EBMPPL_FAST") == "1"
-NUM_STEPS = 1500 if FAST else 5000
+NUM_STEPS = 600 if FAST else 5000
 
 # %%
 # Data: 200 groups, 5 measurements each; true μ = 1, τ = 0.8, σ = 1.
@@ -113,7 +113,7 @@ print("negative chains:", chain_report(state.mutable_state, "z"))
 # group keeps a persistent posterior chain (so the data carry the groups'
 # indices), the prior chains are the negative phase, and ``fit`` brings its
 # progress bar, training health and checkpoints.
-EM_STEPS = 600 if FAST else 2000
+EM_STEPS = 300 if FAST else 2000
 objective = mcem(model, energy, optax.adam(optax.cosine_decay_schedule(0.02, EM_STEPS, 0.05), b1=0.0),
                  num_data=G, num_mcmc_steps=10)
 em = ebmppl.fit(energy, jax.random.key(2), (x, jnp.arange(G)), objective=objective, num_steps=EM_STEPS,

@@ -30,7 +30,7 @@ from ebmppl.data import load_digits
 from ebmppl.nn import MLPEnergy
 
 FAST = os.environ.get("EBMPPL_FAST") == "1"
-STEPS, COMPLETIONS = (500, 2) if FAST else (4000, 8)
+STEPS, COMPLETIONS = (200, 2) if FAST else (4000, 8)
 SIGMA = 0.3
 
 train, _ = load_digits("train")

@@ -51,7 +51,7 @@ from ebmppl.plots import plot_ladder
 from ebmppl.targets import four_modes, gaussian_mixture
 
 FAST = os.environ.get("EBMPPL_FAST") == "1"
-WARMUP, DRAWS = (300, 800) if FAST else (1000, 4000)
+WARMUP, DRAWS = (200, 400) if FAST else (1000, 4000)
 FIGURE = os.environ.get("EBMPPL_FIGURE", "parallel_tempering.png")
 MAX_MCSE = 4.0
 # local chains on separated modes warn that they disagree; compare's table below says the same
@@ -126,7 +126,7 @@ if not FAST:  # the must-show: tempering converges, every local sampler is flagg
 # modes. 12 levels: the barrier Λ comes out near 4, and R ≈ 2Λ levels suffice.
 dim, m = 20, 1.5
 twenty = gaussian_mixture([0.3, 0.7], np.stack([-m * np.ones(dim), m * np.ones(dim)]), [np.eye(dim)] * 2)
-draws20 = 1000 if FAST else 4000
+draws20 = 400 if FAST else 4000
 out = sample(twenty.energy, jax.random.key(1), sampler=samplers.parallel_tempering(kernel="mala", num_replicas=12),
              num_chains=4, num_warmup=draws20 // 2 if FAST else 2000, num_samples=draws20, progress_bar=False)
 summary = samplers.tempering_summary(out)

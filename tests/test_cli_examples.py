@@ -1,9 +1,19 @@
-"""The command line runs end to end (the gallery examples run in tests/test_docs.py, inside the docs build)."""
+"""The command line runs end to end (the gallery examples run in tests/test_gallery.py)."""
 
 import json
+import shutil
 
 import pytest
 
+
+@pytest.fixture(scope="module")
+def eight_gaussians_run(tmp_path_factory):
+    """One 50-step run folder, written once: the tests below copy it before they change it."""
+    from ebmppl.cli import main
+
+    run = tmp_path_factory.mktemp("eight") / "run"
+    assert main(["fit", "--steps", "50", "--out", str(run), "--quiet", "--dataset", "eight_gaussians"]) == 0
+    return run
 
 
 def test_cli_sample_writes_run_folder(tmp_path):
@@ -42,11 +52,11 @@ def test_cli_fit_two_moons_writes_a_complete_run_folder(tmp_path):
     assert all(f'src="{png}"' in report for png in ("density.png", "samples.png", "curves.png"))
 
 
-def test_cli_fit_refuses_to_overwrite_and_resumes(tmp_path, capsys):
+def test_cli_fit_refuses_to_overwrite_and_resumes(tmp_path, capsys, eight_gaussians_run):
     from ebmppl.cli import main
 
     out = tmp_path / "run"
-    assert main(["fit", "--steps", "50", "--out", str(out), "--quiet", "--dataset", "eight_gaussians"]) == 0
+    shutil.copytree(eight_gaussians_run, out)
     with pytest.raises(SystemExit) as err:
         main(["fit", "--steps", "50", "--out", str(out), "--quiet", "--dataset", "eight_gaussians"])
     assert err.value.code == 2 and "--resume" in capsys.readouterr().err
@@ -90,11 +100,10 @@ def test_cli_compare_writes_table_figures_and_page(tmp_path):
     assert err.value.code == 2
 
 
-def test_cli_compare_on_a_trained_run(tmp_path):
+def test_cli_compare_on_a_trained_run(tmp_path, eight_gaussians_run):
     from ebmppl.cli import main
 
-    run = tmp_path / "run"
-    assert main(["fit", "--steps", "50", "--out", str(run), "--quiet", "--dataset", "eight_gaussians"]) == 0
+    run = eight_gaussians_run
     out = tmp_path / "cmp"
     assert main(["compare", "--checkpoint", str(run), "--samplers", "mala", "--warmup", "100", "--samples", "100",
                  "--out", str(out), "--quiet"]) == 0

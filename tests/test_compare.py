@@ -14,10 +14,12 @@ matplotlib.use("Agg")
 
 CASES = {
     # target: (samplers, chains, warm-up, draws)
-    "banana": (["mala", "nuts"], 4, 500, 500),
-    "funnel": (["nuts", "mala"], 4, 500, 500),
+    # small budgets: the tests below compare numbers with ArviZ's on the same draws and check flags, which hold
+    # at any length (whether a run converges is not what they test)
+    "banana": (["mala", "nuts"], 4, 300, 300),
+    "funnel": (["nuts", "mala"], 4, 300, 300),
     "mixture": (["nuts", "hmc"], 4, 300, 300),
-    "gaussian_100d": (["nuts", "mala"], 4, 300, 300),
+    "gaussian_100d": (["nuts", "mala"], 4, 200, 200),
 }
 
 

@@ -142,9 +142,10 @@ def test_conv_formulations_agree_in_value_and_gradients(spectral_norm):
             for impl in ("lax", "im2col")}
     x = jax.random.uniform(jax.random.key(1), (16, 1, 8, 8), minval=-1, maxval=1)
     energies = {k: Energy.from_equinox(n, event_shape=(1, 8, 8)) for k, n in nets.items()}
-    e = {k: v.energy(x) for k, v in energies.items()}
-    s = {k: v.score(x) for k, v in energies.items()}
-    g = {k: jax.grad(lambda p, en=v: en.with_params(p).energy(x).sum())(v.params) for k, v in energies.items()}
+    # jitted: op by op, each of the networks' hundreds of operations would compile on its own (minutes on CPU)
+    e = {k: jax.jit(lambda en: en.energy(x))(v) for k, v in energies.items()}
+    s = {k: jax.jit(lambda en: en.score(x))(v) for k, v in energies.items()}
+    g = {k: jax.jit(jax.grad(lambda p, en=v: en.with_params(p).energy(x).sum()))(v.params) for k, v in energies.items()}
     np.testing.assert_allclose(e["lax"], e["im2col"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s["lax"], s["im2col"], rtol=1e-4, atol=1e-6)
     for a, b in zip(jax.tree.leaves(g["lax"]), jax.tree.leaves(g["im2col"]), strict=True):
@@ -155,7 +156,8 @@ def test_conv_formulations_agree_in_value_and_gradients(spectral_norm):
     xi = jax.random.normal(jax.random.key(2), (3, 9, 7))
     w = jax.random.normal(jax.random.key(3), (5, 3, 3, 2))
     for stride, padding in ((1, 0), (2, 1), (3, 2)):
-        np.testing.assert_allclose(conv2d(xi, w, stride=stride, padding=padding, impl="lax"),
-                                   conv2d(xi, w, stride=stride, padding=padding, impl="im2col"), rtol=1e-4, atol=1e-5)
+        conv = jax.jit(conv2d, static_argnames=("stride", "padding", "impl"))
+        np.testing.assert_allclose(conv(xi, w, stride=stride, padding=padding, impl="lax"),
+                                   conv(xi, w, stride=stride, padding=padding, impl="im2col"), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="impl"):
         conv2d(xi, w, impl="fft")

@@ -43,13 +43,22 @@ def load_run_energy(run_dir: str | os.PathLike) -> tuple[Energy, FitConfig]:
 
     Examples
     --------
-    >>> import tempfile
+    A (very short) run on a one-column data file; the energy comes back in the file's units:
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
     >>> from ebmppl.runs import FitConfig, fit_run
-    >>> out = tempfile.mkdtemp()
-    >>> _ = fit_run(FitConfig(steps=20, out=out), progress_bar=False)
-    >>> energy, cfg = load_run_energy(out)
-    >>> energy.event_shape, cfg.steps
-    ((2,), 20)
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = np.random.default_rng(0).normal(170.0, 8.0, 300).round(1)
+    >>> _ = (run / "heights.csv").write_text("height\\n" + "\\n".join(map(str, rows)))
+    >>> cfg = FitConfig(data=str(run / "heights.csv"), steps=5, widths=(8,), out=str(run))
+    >>> _ = fit_run(cfg, progress_bar=False)
+    >>> energy, cfg = load_run_energy(run)
+    >>> energy.event_shape, cfg.steps, cfg.dataset
+    ((1,), 5, 'file')
+    >>> center, spread = energy.typical_region()   # the training rows' mean and sd, in cm
+    >>> bool(165 < center[0] < 175 and 5 < spread[0] < 11)
+    True
     """
     run = pathlib.Path(run_dir)
     cfg = read_config(run)

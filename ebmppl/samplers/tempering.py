@@ -117,7 +117,8 @@ class TemperingStats(NamedTuple):
     --------
     >>> pt, ld = parallel_tempering(num_replicas=3), lambda x: -0.5 * jnp.sum(x**2)
     >>> state = pt.init(jax.random.key(0), jnp.zeros(2), ld)
-    >>> _, stats = pt.step(jax.random.key(1), state, ld, pt.default_params(2))
+    >>> step = jax.jit(lambda key, state: pt.step(key, state, ld, pt.default_params(2)))   # one compiled step
+    >>> _, stats = step(jax.random.key(1), state)
     >>> stats.swap_acceptance.shape, stats.level_acceptance.shape, int(jnp.isnan(stats.swap_acceptance).sum())
     ((2,), (3,), 1)
     """

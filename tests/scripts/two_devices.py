@@ -19,7 +19,7 @@ mlp = ebmppl.Energy.from_equinox(net, event_shape=(4,))
 
 
 def draws(energy, sampler, adapt, devices):
-    s = ebmppl.sample(energy, jax.random.key(1), sampler=sampler, num_chains=64, num_warmup=200, num_samples=200,
+    s = ebmppl.sample(energy, jax.random.key(1), sampler=sampler, num_chains=64, num_warmup=100, num_samples=100,
                       adapt=adapt, progress_bar=False, devices=devices)
     return np.asarray(s.positions), {k: float(np.asarray(v)) for k, v in s.params.items() if np.ndim(v) == 0}, s
 
