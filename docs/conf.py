@@ -5,9 +5,10 @@ Build (from the repository root)::
     pip install -e ".[docs]"
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-``EBMPPL_FAST=1`` runs every gallery example with a small budget (what CI
-does); without it the examples run their full recipes (about 15 minutes on
-2 CPU cores).
+``EBMPPL_FAST=1`` runs every gallery example with a small budget (what the
+test suite does, one example per test: tests/test_gallery.py); without it the
+examples run their full recipes (about 15 minutes on 2 CPU cores).
+``-D plot_gallery=0`` builds the pages without running the examples.
 """
 
 import os
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Two CPU devices even on a one-core builder, so that the sharding example shows sharding (read by
 # `import ebmppl`, which must come first: ebmppl.sharding.configure_cpu_devices). A value set by the caller wins
-# (the test suite builds with one device: its other worker holds the other core).
+# (the test suite runs the examples with one device: its other worker holds the other core).
 os.environ.setdefault("EBMPPL_CPU_DEVICES", "2")
 # The examples also save their figure to a file for people running them by hand; keep that out of the tree.
 os.environ.setdefault("EBMPPL_FIGURE", os.path.join(tempfile.mkdtemp(prefix="ebmppl-docs-"), "figure.png"))
