@@ -33,6 +33,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import SUITE_XLA_FLAGS
 from ebmppl.checkpoint import CheckpointError, read_metadata
 
 pytestmark = pytest.mark.slow  # ≈ 7 process starts: over a minute on 2 cores
@@ -46,6 +47,7 @@ PARAM_ATOL = 1e-5
 def _env(devices: int, cache: pathlib.Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(JAX_PLATFORMS="cpu", EBMPPL_CPU_DEVICES=str(devices), PYTHONUNBUFFERED="1",
+               XLA_FLAGS=SUITE_XLA_FLAGS,  # no forced device count; the suite's compile flags
                # later runs load the programs the first ones compiled: a run's cost is then mostly its import
                JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     return env

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import ebmppl
+from conftest import SUITE_XLA_FLAGS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def test_docs_build_without_warnings(tmp_path):
     again (``plot_gallery=0``), and a user's build (README) runs them all."""
     pytest.importorskip("sphinx_gallery")
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     out = tmp_path / "html"
     build = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from conftest import SUITE_XLA_FLAGS
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("plot_*.py"))
 
@@ -37,7 +39,7 @@ def _group(path: pathlib.Path) -> str:
     "example", [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(_group(p))) for p in EXAMPLES])
 def test_example_runs_in_fast_mode(example, tmp_path):
     env = {**os.environ, "EBMPPL_FAST": "1", "MPLBACKEND": "Agg", "EBMPPL_FIGURE": str(tmp_path / "figure.png")}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     # EBMPPL_CPU_DEVICES=1 (tests/conftest.py) is kept: with two devices every fit and sample of an example
     # would shard while the suite's other worker holds the other core (oversubscribed devices wait on each
     # other); tests/test_sharding.py checks the sharded paths. The run's compilation cache is inherited.

@@ -29,6 +29,7 @@ from ebmppl.diagnostics import ess  # noqa: E402
 from ebmppl.models import ebm_sample, energy_module  # noqa: E402
 from ebmppl.models.mcem import PosteriorState, mcem, posterior_inference_data  # noqa: E402
 from ebmppl.objectives import TrainState  # noqa: E402
+from conftest import SUITE_XLA_FLAGS
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "mcem_two_devices.py"
 Z_LIMIT = 4.0  # |estimate - MLE| in Monte-Carlo standard errors
@@ -91,7 +92,7 @@ def test_mcem_sharded_on_two_devices_agrees_with_one(closed_form):
     # the one-device side is this module's fixture (devices=None, same key and data); the subprocess runs only the
     # two-device fit, so the comparison costs one fit instead of two
     env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])

@@ -24,6 +24,7 @@ from ebmppl.samplers.sample import ChainHealthWarning
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _svi_closed_form import CHAINS, ENERGY, data, mle, model, run_svi, z_scores  # noqa: E402
+from conftest import SUITE_XLA_FLAGS
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "svi_two_devices.py"
 
@@ -120,7 +121,7 @@ def test_svi_route_runs_sharded_on_two_devices(closed_form):
     # the one-device side is this module's fixture (same data, key and program); the subprocess runs only the
     # sharded fit, so the comparison costs one SVI run instead of two
     env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     run = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])

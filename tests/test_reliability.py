@@ -368,7 +368,11 @@ def test_sigint_during_fit_leaves_a_checkpoint_that_resume_continues(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     common = ["--dataset", "eight_gaussians", "--steps", "1000", "--quiet"]
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ebmppl.cli", "fit", *common, "--out", str(run_dir)],
+    # Ctrl-C raises KeyboardInterrupt in the child even where this test runs in a background job: a shell's
+    # `cmd &` starts it with SIGINT ignored, which Python keeps, and the interrupt would be lost
+    cli = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "sys.argv[0] = 'ebmppl'; runpy.run_module('ebmppl.cli', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", cli, "fit", *common, "--out", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 240
     while not (run_dir / "checkpoint.ebm").exists() and time.time() < deadline and proc.poll() is None:

@@ -18,6 +18,7 @@ import pytest
 
 import ebmppl
 from ebmppl.sharding import resolve_mesh
+from conftest import SUITE_XLA_FLAGS
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "two_devices.py"
 
@@ -25,7 +26,7 @@ SCRIPT = pathlib.Path(__file__).parent / "scripts" / "two_devices.py"
 @pytest.fixture(scope="module")
 def two_device_results():
     env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     run = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     line = next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))

@@ -17,6 +17,7 @@ from ebmppl.logz import LogZWarning
 from ebmppl.logz.stepping_stone import stepping_stone
 from ebmppl.samplers.tempering import equalise_ladder
 from ebmppl.targets import gaussian, gaussian_mixture
+from conftest import SUITE_XLA_FLAGS
 
 
 def _quiet_sample(*args, **kwargs):
@@ -163,7 +164,7 @@ def test_sharded_parallel_tempering_draws_are_identical():
         print("MAXDIFF", float(np.max(np.abs(np.asarray(one.positions) - np.asarray(two.positions)))))
     """)
     env = {**os.environ, "EBMPPL_CPU_DEVICES": "2", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = SUITE_XLA_FLAGS  # no forced device count; the suite's compile flags
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     diff = float(next(ln for ln in run.stdout.splitlines() if ln.startswith("MAXDIFF")).split()[1])
