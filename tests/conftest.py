@@ -146,18 +146,25 @@ def pytest_configure(config):
 
 # Longest work first, one file per worker at a time. `--dist loadgroup` (pyproject.toml) hands a group of
 # tests to one worker; every test's group is its file (the tests of a file share compiled programs and
-# module fixtures), unless the test names its own `xdist_group`: the gallery's examples (tests/test_gallery.py)
-# come in three groups, so both workers run examples and no single file holds a worker for the whole run.
-# pytest-xdist's own order (the groups with the most tests first) would start the long groups of few tests
-# near the end, where they run alone while the other worker sits idle: the groups named here start first,
-# in this order; the rest follow with the most tests first. A missing name is harmless: the list only orders.
-LONGEST_FIRST = (
-    "gallery-0", "gallery-1", "gallery-2",  # every example in fast mode: ~14 min in all (2 cores, quiet)
-    "tests/test_cli_examples.py",  # the README's default fit, 8000 steps
-    "tests/test_docs.py",  # the site without running the examples again
-    "tests/test_gallery_latent_prior.py",  # two SVI fits (3 tests)
-    "tests/test_discrete_ising_learning.py",  # PCD with each sampler (2 tests)
-)
+# module fixtures), unless the test names its own `xdist_group` (the gallery: one group per example). The
+# groups start longest first, by the seconds each took in a full run (tests/group_durations.json): with the
+# long ones started early and the short ones left to fill in, both workers finish at about the same time
+# (pytest-xdist's own order, the groups with the most tests first, started long groups of few tests near the
+# end, where they ran alone while the other worker sat idle). A group not in the file (a new test file) is
+# counted at the file's median seconds per test; after a full run with `--junitxml=junit.xml`,
+# `python tests/scripts/group_durations.py junit.xml` refreshes the file. The file only orders: a stale or
+# missing one costs balance, never a result.
+_DURATIONS_FILE = os.path.join(os.path.dirname(__file__), "group_durations.json")
+
+
+def _known_durations() -> dict[str, float]:
+    import json
+
+    try:
+        with open(_DURATIONS_FILE) as f:
+            return {str(k): float(v) for k, v in json.load(f)["seconds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _group(item) -> str:
@@ -167,7 +174,8 @@ def _group(item) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
-    """One group per file unless a test names its own; longest groups first (LONGEST_FIRST), tests keep their order."""
+    """One group per file unless a test names its own; longest groups first (group_durations.json), tests keep their
+    order within a group."""
     groups = [_group(item) for item in items]
     for item, group in zip(items, groups):
         if item.get_closest_marker("xdist_group") is None:
@@ -176,9 +184,11 @@ def pytest_collection_modifyitems(config, items):
     for i, g in enumerate(groups):
         count[g] = count.get(g, 0) + 1
         first.setdefault(g, i)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    order = sorted(range(len(items)), key=lambda i: (rank.get(groups[i], len(rank)), -count[groups[i]],
-                                                     first[groups[i]], i))
+    known = _known_durations()
+    per_test = sorted(known[g] / count[g] for g in count if g in known)
+    typical = per_test[len(per_test) // 2] if per_test else 1.0
+    seconds = {g: known.get(g, typical * n) for g, n in count.items()}
+    order = sorted(range(len(items)), key=lambda i: (-seconds[groups[i]], first[groups[i]], i))
     items[:] = [items[i] for i in order]
 
 

@@ -30,8 +30,9 @@ if not plt.get_fignums():
 
 
 def _group(path: pathlib.Path) -> str:
-    # three groups of examples the workers can take in turn (tests/conftest.py: one group per file otherwise)
-    return f"gallery-{EXAMPLES.index(path) % 3}"
+    # one group per example (tests/conftest.py: one group per file otherwise), so the workers share the
+    # examples out one at a time, the longest first (tests/group_durations.json)
+    return f"examples/{path.name}"
 
 
 @pytest.mark.slow
