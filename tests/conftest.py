@@ -151,7 +151,8 @@ def pytest_configure(config):
 # long ones started early and the short ones left to fill in, both workers finish at about the same time
 # (pytest-xdist's own order, the groups with the most tests first, started long groups of few tests near the
 # end, where they ran alone while the other worker sat idle). A group not in the file (a new test file) is
-# counted at the file's median seconds per test; after a full run with `--junitxml=junit.xml`,
+# counted as its number of tests times the known groups' median seconds per test; after a full run with
+# `--junitxml=junit.xml`,
 # `python tests/scripts/group_durations.py junit.xml` refreshes the file. The file only orders: a stale or
 # missing one costs balance, never a result.
 _DURATIONS_FILE = os.path.join(os.path.dirname(__file__), "group_durations.json")
