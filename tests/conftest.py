@@ -20,10 +20,14 @@ os.environ.setdefault("EBMPPL_CPU_DEVICES", "1")
 # process a test starts inherit the answer); subprocess tests pass SUITE_XLA_FLAGS on.
 FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false"
 if "EBMPPL_TESTS_XLA_FLAGS" not in os.environ:
-    _probe = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"],
-                            env={**os.environ, "XLA_FLAGS": FAST_COMPILE_FLAGS, "JAX_PLATFORMS": "cpu"},
-                            capture_output=True, timeout=300)
-    os.environ["EBMPPL_TESTS_XLA_FLAGS"] = FAST_COMPILE_FLAGS if _probe.returncode == 0 else ""
+    try:  # a probe that fails in any way (unknown flag, timeout) leaves XLA's defaults: slower, never wrong
+        _probe = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"],
+                                env={**os.environ, "XLA_FLAGS": FAST_COMPILE_FLAGS, "JAX_PLATFORMS": "cpu"},
+                                capture_output=True, timeout=300)
+        _accepted = _probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        _accepted = False
+    os.environ["EBMPPL_TESTS_XLA_FLAGS"] = FAST_COMPILE_FLAGS if _accepted else ""
 SUITE_XLA_FLAGS = os.environ["EBMPPL_TESTS_XLA_FLAGS"]
 if SUITE_XLA_FLAGS and SUITE_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
