@@ -7,7 +7,8 @@ these seconds, so the two workers finish together. Run the whole suite with ``--
     python tests/scripts/group_durations.py junit.xml
 
 Under pytest-xdist's ``--dist loadgroup`` every test name ends in ``@<group>``; a name without it (a run without
-xdist) is counted under its file, as conftest groups it.
+xdist) is counted under its file, as conftest groups it. Groups the XML does not hold (a partial run) keep the
+seconds already in the file; a file that cannot be read, or holds no test, changes nothing.
 """
 
 from __future__ import annotations
@@ -36,12 +37,24 @@ def group_seconds(junit_xml: str) -> dict[str, float]:
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         sys.exit("usage: python tests/scripts/group_durations.py junit.xml")
-    seconds = group_seconds(argv[0])
-    ordered = dict(sorted(((g, round(s, 1)) for g, s in seconds.items()), key=lambda kv: -kv[1]))
-    OUT.write_text(json.dumps({"source": "seconds per xdist group in one full run (2 workers, 2 cores); "
-                                         "refreshed by tests/scripts/group_durations.py",
-                               "seconds": ordered}, indent=1) + "\n")
-    print(f"{OUT}: {len(ordered)} groups, {sum(ordered.values()):.0f} s in all")
+    try:
+        seconds = group_seconds(argv[0])
+    except (OSError, ET.ParseError) as err:
+        sys.exit(f"group_durations: cannot read {argv[0]} as JUnit XML ({err}); {OUT.name} is unchanged.")
+    if not seconds:  # a wrong file or an empty run: keep the measured order rather than wipe it
+        sys.exit(f"group_durations: {argv[0]} holds no test cases; {OUT.name} is unchanged.")
+    try:  # a partial run (-k, one file) updates its groups and keeps the others' measured seconds
+        kept = json.loads(OUT.read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        kept = {}
+    merged = {**kept, **{g: round(s, 1) for g, s in seconds.items()}}
+    ordered = dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+    text = json.dumps({"source": "seconds per xdist group in one full run (2 workers, 2 cores); "
+                                 "refreshed by tests/scripts/group_durations.py", "seconds": ordered}, indent=1)
+    tmp = OUT.with_suffix(".json.tmp")  # written whole, then renamed: never a half-written file
+    tmp.write_text(text + "\n")
+    tmp.replace(OUT)
+    print(f"{OUT}: {len(seconds)} groups measured in this run, {len(ordered)} in all, {sum(ordered.values()):.0f} s")
 
 
 if __name__ == "__main__":
