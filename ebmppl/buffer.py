@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebmppl.sharding import constrain_replicated
+
 __all__ = ["ChainInit", "BufferState", "UniformNoise", "GaussianNoise", "SupportNoise", "ReplayBuffer", "ShortRun",
            "CDk", "uniform_noise", "gaussian_noise", "support_noise", "replay_buffer", "short_run", "cd_k"]
 
@@ -268,14 +270,16 @@ class ReplayBuffer(ChainInit):
     def start(self, key, buffer, batch):
         k_idx, k_mask, k_noise = jax.random.split(key, 3)
         n = batch.shape[0]
-        idx = jax.random.randint(k_idx, (n,), 0, self.capacity)
+        # the slots on every device (a few hundred integers): writing back then needs only the chains' rows
+        idx = constrain_replicated(jax.random.randint(k_idx, (n,), 0, self.capacity))
         fresh = jax.random.bernoulli(k_mask, self.reinit_prob, (n,))
         fresh = fresh.reshape((n,) + (1,) * (batch.ndim - 1))
         x0 = jnp.where(fresh, self.noise(k_noise, batch.shape), buffer.samples[idx])
         return x0, idx
 
     def finish(self, buffer, idx, x_final):
-        return buffer._replace(samples=buffer.samples.at[idx].set(x_final))
+        # the chains' rows gathered once (sharded fit); indices and rows replicated: a local scatter everywhere
+        return buffer._replace(samples=buffer.samples.at[idx].set(constrain_replicated(x_final)))
 
 
 class ShortRun(ChainInit):

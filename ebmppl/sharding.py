@@ -41,8 +41,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "AUTO_MIN_PER_DEVICE", "check_divisible", "concat_leading", "configure_cpu_devices",
-           "constrain_leading", "cpu_devices_status", "leading_axis", "replicate", "resolve_mesh", "shard_leading",
+__all__ = ["AXIS", "AUTO_MIN_PER_DEVICE", "check_divisible", "blockwise_mean", "concat_leading", "configure_cpu_devices",
+           "constrain_leading", "constrain_replicated", "cpu_devices_status", "leading_axis", "replicate", "resolve_mesh", "shard_leading",
            "split_leading",
            "usable_cores"]
 
@@ -389,6 +389,24 @@ def constrain_leading(x: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
+def constrain_replicated(x: Any) -> Any:
+    """Mark ``x`` (an array or a pytree) as replicated on every device of the active mesh; otherwise unchanged.
+
+    For values each device needs whole and that are cheap to compute everywhere (a replay buffer's slot
+    indices): computed on every device, they need no all-gather later.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> constrain_replicated(jnp.ones(3)).shape  # no active mesh: a no-op
+    (3,)
+    """
+    mesh = _ACTIVE.get()
+    if mesh is None or mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec()))
+
+
 def _put(a: Any, sharding: NamedSharding) -> Any:
     """``jax.device_put(a, sharding)``, also when the sharding spans processes and ``a`` is a process-local
     array (committed or not) or a PRNG key array, neither of which ``device_put`` accepts there."""
@@ -452,3 +470,52 @@ def split_leading(x: jax.Array, sizes: Sequence[int]) -> list[jax.Array]:
     y = constrain_leading(x.reshape(d, x.shape[0] // d, *x.shape[1:]))
     local = np.cumsum([0, *(n // d for n in sizes)])
     return [constrain_leading(y[:, local[i]:local[i + 1]].reshape(sizes[i], *x.shape[1:])) for i in range(len(sizes))]
+
+
+def blockwise_mean(fn: Any, shared: Any, rows: Any) -> Any | None:
+    """``fn(shared, rows)`` on each device's block of ``rows``, averaged over the devices with ONE all-reduce.
+
+    For a function that is a mean over the rows of ``rows`` (every leaf of
+    ``rows`` has the batch on its leading axis): on equal blocks the mean of
+    the blocks' means is the whole batch's mean, so each device evaluates
+    ``fn`` on its own rows and a single all-reduce of one flat vector
+    combines them. Under ``fit(devices=...)`` this is how a step's loss and
+    gradient are reduced: XLA's own partitioning of the same computation
+    all-reduces every gradient leaf and every metric separately, and on CPU
+    each of those is a synchronisation of all devices.
+
+    Returns ``None`` (evaluate ``fn`` whole instead) when no mesh of more
+    than one device is active, when a leaf of ``rows`` does not split evenly,
+    or when ``fn`` returns anything but floating arrays.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> blockwise_mean(lambda s, r: jnp.mean(r) * s, 2.0, jnp.arange(4.0)) is None  # no active mesh
+    True
+    >>> with leading_axis(resolve_mesh("all")):
+    ...     out = jax.jit(lambda r: blockwise_mean(lambda s, r: jnp.mean(r) * s, 2.0, r))(jnp.arange(4.0))
+    >>> float(out if out is not None else 2.0 * jnp.mean(jnp.arange(4.0)))
+    3.0
+    """
+    mesh = _ACTIVE.get()
+    leaves = jax.tree.leaves(rows)
+    if mesh is None or mesh.size == 1 or not leaves or any(a.ndim == 0 or a.shape[0] % mesh.size for a in leaves):
+        return None
+    from jax.flatten_util import ravel_pytree
+
+    with leading_axis(None):  # shapes of the outputs: evaluated on one block, no device
+        block = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] // mesh.size, *a.shape[1:]), a.dtype), rows)
+        out_shapes = jax.eval_shape(fn, shared, block)
+    if not all(jax.numpy.issubdtype(s.dtype, jax.numpy.floating) for s in jax.tree.leaves(out_shapes)):
+        return None
+    n = mesh.size
+
+    def local(shared, rows):
+        with leading_axis(None):  # inside: plain per-device arrays
+            flat, unravel = ravel_pytree(fn(shared, rows))
+        return unravel(jax.lax.psum(flat, AXIS) / n)
+
+    specs = jax.tree.map(lambda _: PartitionSpec(AXIS), rows)
+    return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), specs), out_specs=PartitionSpec(),
+                         check_vma=False)(shared, rows)

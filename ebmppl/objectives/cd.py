@@ -18,7 +18,7 @@ confinement term keeps ``Z`` finite, trains with ``α = 0``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -96,6 +96,7 @@ class ContrastiveDivergence(LossTerm):
 
     alpha: float = eqx.field(static=True, default=0.1)
     energy_clip: float | None = eqx.field(static=True, default=None)
+    row_mean: ClassVar[bool] = True  # means of per-row energies (and their squares)
 
     def __call__(self, model, phases, extra):
         loss, (e_pos, e_neg) = cd_loss(model, model.params, phases.positive, phases.negative, self.alpha,

@@ -50,6 +50,7 @@ from ebmppl.energy import Energy
 from ebmppl.objectives.base import TrainState, all_finite, apply_gradients, buffer_spread, initial_state, \
     training_metrics
 from ebmppl.samplers.negatives import kernel_parameters, sample_negatives
+from ebmppl.sharding import blockwise_mean, constrain_replicated
 
 __all__ = ["Objective", "Phases", "LossTerm", "Scaled", "PositivePhase", "DataPhase", "NegativeChains",
            "negative_chains", "freeze_arrays", "thaw_arrays"]
@@ -150,6 +151,10 @@ class LossTerm(eqx.Module):
 
     #: whether the term draws random numbers (then ``phases.key`` is a key)
     needs_key: ClassVar[bool] = False
+    #: whether the loss and every aux value are means over the rows of the batch, ``x⁺`` and ``x⁻`` (no key):
+    #: then the mean over equal blocks of rows is the whole batch's value, and a sharded ``fit`` evaluates the
+    #: term block by block on each device and reduces loss, aux and gradient in one all-reduce
+    row_mean: ClassVar[bool] = False
 
     def extra_params(self) -> dict[str, jax.Array]:
         """Parameters the term trains besides the energy's (default none): ``{name: initial value}``.
@@ -186,6 +191,10 @@ class Scaled(LossTerm):
     @property
     def needs_key(self) -> bool:  # type: ignore[override]
         return self.term.needs_key
+
+    @property
+    def row_mean(self) -> bool:  # type: ignore[override]
+        return self.term.row_mean
 
     def extra_params(self) -> dict[str, jax.Array]:
         return self.term.extra_params()
@@ -395,7 +404,7 @@ class NegativeChains(eqx.Module):
             metrics = {"acceptance_rate": acceptance, "reinit_fraction": jnp.asarray(strategy.reinit_prob, dtype),
                        # spread of the persistent negatives (nan without a buffer): collapsing or exploding
                        # buffers show up here first
-                       "buffer_std": buffer_spread(new_buffer, x_neg)}
+                       "buffer_std": buffer_spread(new_buffer, constrain_replicated(x_neg))}
         else:
             x_neg, new_buffer = None, buffer
             metrics = {"acceptance_rate": nan, "reinit_fraction": nan, "buffer_std": nan}
@@ -630,10 +639,9 @@ class Objective(eqx.Module):
         buffer, phase_metrics, x_neg = state.buffer, {}, None
         if self.negative is not None:
             x_neg, buffer, phase_metrics = self.negative(k_neg, self.energy, theta, state.buffer, x_pos)
-        phases = Phases(batch, x_pos, x_neg, k_loss)
         extra_names = tuple(self._extras())
 
-        def loss_fn(params):
+        def loss_fn(params, phases):
             model = self.energy.with_params(self.energy_params(params))
             extra = {name: params[name] for name in extra_names}
             total, aux = None, {}
@@ -643,10 +651,27 @@ class Objective(eqx.Module):
                 aux.update(term_aux)
             return total, aux
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         # chains can diverge; the data were validated before training (and a NaN in them makes the loss NaN)
-        finite = jnp.asarray(True) if isinstance(self.positive, DataPhase) else all_finite(x_pos)
-        finite = finite if x_neg is None else all_finite(x_neg) & finite
+        def chains(x_pos, x_neg):
+            return [x for x in ((None if isinstance(self.positive, DataPhase) else x_pos), x_neg) if x is not None]
+
+        def blockwise(params, rows):
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, Phases(*rows, None))
+            bad = sum((jnp.sum(~jnp.isfinite(x)) for x in chains(*rows[1:])), jnp.zeros((), jnp.int32))
+            return loss, aux, grads, bad.astype(jnp.result_type(loss))  # a count: exact in the float sum
+
+        # a sharded step: every device its own rows, loss, metrics, gradient and guard in one all-reduce
+        reduced = None if k_loss is not None or not all(t.row_mean for t in self.loss) else \
+            blockwise_mean(blockwise, state.params, (batch, x_pos, x_neg))
+        if reduced is not None:
+            loss, aux, grads, bad = reduced
+            finite = bad == 0
+        else:
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params,
+                                                                           Phases(batch, x_pos, x_neg, k_loss))
+            finite = jnp.asarray(True)
+            for x in chains(x_pos, x_neg):
+                finite = all_finite(x) & finite
         guarded, ok = apply_gradients(state, grads, loss, self.optimizer, buffer, key, finite)
         if positive_state is not None:  # the phase's chains move on only with a finite step, like the buffer
             guarded = guarded._replace(positive=jax.tree.map(lambda n, o: jnp.where(ok, n, o), positive_state,
