@@ -68,6 +68,26 @@ def test_sharded_training_matches_one_device(two_device_results):
     assert two_device_results["fit-loss-max-diff"] < 1e-4
 
 
+@pytest.mark.slow
+def test_sharded_training_metrics_match_one_device(two_device_results):
+    # CD's loss, metrics, gradient and guard are reduced block by block in one all-reduce: same numbers
+    rel = two_device_results["fit-metrics-max-rel-diff"]
+    assert {"loss", "energy_pos", "energy_neg", "grad_norm", "buffer_std"} <= set(rel)
+    assert max(rel.values()) < 1e-4, rel
+
+
+@pytest.mark.slow
+def test_sharded_training_of_a_term_that_is_not_a_row_mean(two_device_results):
+    # DSM draws its noise from the step's key: not split by blocks, XLA partitions it as one computation
+    assert two_device_results["dsm-max-param-diff"] < 1e-4
+
+
+@pytest.mark.slow
+def test_sharded_divergence_guard_stops_where_one_device_does(two_device_results):
+    one, two = two_device_results["runaway-stops"]
+    assert one != "finished" and one == two
+
+
 def test_devices_argument_is_checked():
     e = ebmppl.Energy(lambda p, x: jnp.sum(x**2), jnp.zeros(()), event_shape=(2,))
     with pytest.raises(ValueError, match="devices="):

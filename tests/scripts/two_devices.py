@@ -53,4 +53,27 @@ scales = [float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(results[0].state.p
 out["fit-max-param-diff"] = max(diffs)
 out["fit-max-param-scale"] = max(scales)
 out["fit-loss-max-diff"] = float(np.max(np.abs(results[0].history["loss"] - results[1].history["loss"])))
+# every recorded metric (reduced block by block on 2 devices): relative to its scale
+out["fit-metrics-max-rel-diff"] = {
+    k: float(np.nanmax(np.abs(v - results[1].history[k])) / max(1.0, float(np.nanmax(np.abs(v)))))
+    for k, v in results[0].history.items() if np.issubdtype(v.dtype, np.floating) and not np.isnan(v).all()}
+
+# a term that is not a mean over rows (denoising score matching draws noise): XLA partitions it whole
+dsm = [ebmppl.fit(mlp, x, key=jax.random.key(4), num_steps=50, batch_size=64, progress_bar=False, objective="dsm",
+                  optimizer=optax.adam(1e-3), chunk_size=25, devices=devices).state.params for devices in (None, "all")]
+out["dsm-max-param-diff"] = max(float(jnp.max(jnp.abs(a - b)))
+                                for a, b in zip(jax.tree.leaves(dsm[0]), jax.tree.leaves(dsm[1]), strict=True))
+
+# the divergence guard on 2 devices: chains that run off to infinity stop the run at the same step as on one
+runaway = ebmppl.Energy(lambda p, x: -p * jnp.sum(x**4), jnp.float32(1.0), event_shape=(2,))
+stops = []
+for devices in (None, "all"):
+    try:
+        ebmppl.fit(runaway, jnp.ones((256, 2)), key=jax.random.key(5), num_steps=20, batch_size=64, progress_bar=False,
+                   sampler=samplers.langevin(step_size=1.0, noise_scale=0.1), chain_init=buffer.replay_buffer(128),
+                   num_mcmc_steps=20, chunk_size=20, devices=devices, health=False)
+        stops.append("finished")
+    except ebmppl.TrainingDiverged as e:
+        stops.append(str(e).splitlines()[0])
+out["runaway-stops"] = stops
 print("RESULT " + json.dumps(out))
