@@ -39,12 +39,12 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "AUTO_MIN_PER_DEVICE", "check_divisible", "blockwise_mean", "concat_leading", "configure_cpu_devices",
-           "constrain_leading", "constrain_replicated", "cpu_devices_status", "leading_axis", "replicate", "resolve_mesh", "shard_leading",
-           "split_leading",
-           "usable_cores"]
+__all__ = ["AXIS", "AUTO_MIN_PER_DEVICE", "blockwise_mean", "check_divisible", "concat_leading",
+           "configure_cpu_devices", "constrain_leading", "constrain_replicated", "cpu_devices_status", "leading_axis",
+           "replicate", "resolve_mesh", "shard_leading", "split_leading", "usable_cores"]
 
 AXIS = "shard"
 #: ``devices="auto"`` shards only where every device gets at least this many chains or examples: below it the
@@ -491,19 +491,21 @@ def blockwise_mean(fn: Any, shared: Any, rows: Any) -> Any | None:
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> blockwise_mean(lambda s, r: jnp.mean(r) * s, 2.0, jnp.arange(4.0)) is None  # no active mesh
+    >>> scaled_mean = lambda scale, rows: scale * jnp.mean(rows)
+    >>> blockwise_mean(scaled_mean, jnp.float32(2.0), jnp.arange(4.0)) is None  # no active mesh: evaluate whole
     True
-    >>> with leading_axis(resolve_mesh("all")):
-    ...     out = jax.jit(lambda r: blockwise_mean(lambda s, r: jnp.mean(r) * s, 2.0, r))(jnp.arange(4.0))
-    >>> float(out if out is not None else 2.0 * jnp.mean(jnp.arange(4.0)))
+    >>> mesh = resolve_mesh("all")
+    >>> def reduced(rows):
+    ...     with leading_axis(mesh):
+    ...         out = blockwise_mean(scaled_mean, jnp.float32(2.0), rows)
+    ...     return scaled_mean(2.0, rows) if out is None else out  # None on one device
+    >>> float(jax.jit(reduced)(jnp.arange(4.0)))
     3.0
     """
     mesh = _ACTIVE.get()
     leaves = jax.tree.leaves(rows)
     if mesh is None or mesh.size == 1 or not leaves or any(a.ndim == 0 or a.shape[0] % mesh.size for a in leaves):
         return None
-    from jax.flatten_util import ravel_pytree
-
     with leading_axis(None):  # shapes of the outputs: evaluated on one block, no device
         block = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] // mesh.size, *a.shape[1:]), a.dtype), rows)
         out_shapes = jax.eval_shape(fn, shared, block)
