@@ -189,6 +189,15 @@ def _discrete_plan(energy: Energy, recipe: str, objective: Any, options: dict[st
     return "none", options
 
 
+def _user_row_mean_terms(trainer: Trainer) -> bool:
+    """Whether the trainer's loss runs block by block on devices because of a term defined outside ebmppl."""
+    terms = getattr(trainer, "loss", None)
+    if not isinstance(terms, tuple) or not hasattr(trainer, "check_row_means"):
+        return False
+    inner = [getattr(t, "term", t) for t in terms]  # Scaled(term, weight): the term's own module
+    return all(t.row_mean for t in terms) and any(not type(t).__module__.startswith("ebmppl.") for t in inner)
+
+
 def _check_trainer_data(trainer: Trainer, data: Any) -> None:
     """Tuple data for an examples-only objective is an error naming the fix; then the trainer's own check."""
     if isinstance(data, tuple) and trainer.name in _EXAMPLES_ONLY:
@@ -620,6 +629,10 @@ def fit(
     if data_array is None:  # skip the batches the checkpointed steps consumed: a resumed run sees the same ones
         batches = itertools.islice(iter(data), int(state.step), None)
     state, data_array = replicate(state, mesh), replicate(data_array, mesh)
+    if mesh is not None and mesh.size > 1 and _user_row_mean_terms(trainer):
+        with leading_axis(mesh):  # a user's row_mean declaration, checked once on the first rows
+            first = jax.tree.map(lambda a: constrain_leading(a[:batch_size]), data_array)
+            trainer.check_row_means(state.params, first)
 
     energy_meta = energy_metadata(plan.output(energy.params)) if ckpt_path is not None else None
 

@@ -88,6 +88,12 @@ def test_sharded_divergence_guard_stops_where_one_device_does(two_device_results
     assert one != "finished" and one == two
 
 
+@pytest.mark.slow
+def test_a_term_that_sums_over_rows_cannot_claim_row_mean(two_device_results):
+    message = two_device_results["summing-term"]
+    assert "row_mean = True" in message and "SumOfSquares" in message and "row_mean = False" in message
+
+
 def test_devices_argument_is_checked():
     e = ebmppl.Energy(lambda p, x: jnp.sum(x**2), jnp.zeros(()), event_shape=(2,))
     with pytest.raises(ValueError, match="devices="):

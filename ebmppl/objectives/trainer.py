@@ -612,6 +612,57 @@ class Objective(eqx.Module):
         return TrainState(params, self.optimizer.init(params), buffer, key, jnp.zeros((), jnp.int32), positive)
 
     # ------------------------------------------------------------ the step skeleton
+    def _loss(self, params: Any, phases: Phases) -> tuple[jax.Array, dict[str, Any]]:
+        """The terms' summed loss and their aux values at ``params``."""
+        model = self.energy.with_params(self.energy_params(params))
+        extra = {name: params[name] for name in self._extras()}
+        total, aux = None, {}
+        for term in self.loss:
+            value, term_aux = term(model, phases, extra)
+            total = value if total is None else total + value
+            aux.update(term_aux)
+        return total, aux
+
+    def check_row_means(self, params: Any, batch: Any) -> None:
+        """Check that terms declaring ``row_mean`` give, on device blocks of ``batch``, the whole batch's loss.
+
+        A sharded :func:`ebmppl.fit` evaluates such terms block by block (see
+        :attr:`LossTerm.row_mean`), so a term that is not a row mean would
+        silently train something else. ``fit`` calls this once, before a sharded
+        run, for terms defined outside ebmppl (``x⁺ = x⁻ = batch``, no draws); a
+        mismatch raises ``ValueError`` naming the terms. It catches a term whose
+        value depends on how many rows it sees (a sum instead of a mean, a
+        ``log(batch size)``); a term that normalises over the batch (a
+        ``logsumexp`` over rows) can pass it when the energies are nearly equal,
+        as at initialisation: ``row_mean`` stays the term's own promise.
+        Nothing is checked without an active mesh of several devices.
+
+        Examples
+        --------
+        >>> from ebmppl.objectives import contrastive_divergence
+        >>> e = Energy(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), jnp.zeros(2), event_shape=(2,))
+        >>> contrastive_divergence(e, optax.adam(1e-2)).check_row_means(e.params, jnp.ones((8, 2)))  # passes
+        """
+        if not all(t.row_mean for t in self.loss):
+            return
+
+        @jax.jit
+        def both(params, batch):  # traced under the caller's active mesh
+            rows = (batch, batch, batch)
+            blocks = blockwise_mean(lambda p, r: self._loss(p, Phases(*r, None))[0], params, rows)
+            return blocks, self._loss(params, Phases(*rows, None))[0]
+
+        blocks, whole = both(params, batch)
+        if blocks is None:
+            return
+        if not jnp.abs(blocks - whole) <= 1e-4 * (1.0 + jnp.abs(whole)):
+            names = ", ".join(sorted({type(t).__name__ for t in self.loss}))
+            raise ValueError(
+                f"a loss term declares row_mean = True, but on {jax.tree.leaves(batch)[0].shape[0]} rows split over "
+                f"the devices its loss is {float(blocks):.6g} and on the whole batch {float(whole):.6g} (terms: "
+                f"{names}). A row-mean term's loss and aux values must be means over the rows of the batch, x⁺ and "
+                "x⁻ (a sum over rows is not); set row_mean = False on such a term (it then runs unsplit).")
+
     def step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         """One jit-able training step: ``(state, batch) -> (state, metrics)``.
 
@@ -639,17 +690,7 @@ class Objective(eqx.Module):
         buffer, phase_metrics, x_neg = state.buffer, {}, None
         if self.negative is not None:
             x_neg, buffer, phase_metrics = self.negative(k_neg, self.energy, theta, state.buffer, x_pos)
-        extra_names = tuple(self._extras())
-
-        def loss_fn(params, phases):
-            model = self.energy.with_params(self.energy_params(params))
-            extra = {name: params[name] for name in extra_names}
-            total, aux = None, {}
-            for term in self.loss:
-                value, term_aux = term(model, phases, extra)
-                total = value if total is None else total + value
-                aux.update(term_aux)
-            return total, aux
+        loss_fn = self._loss
 
         # chains can diverge; the data were validated before training (and a NaN in them makes the loss NaN)
         def chains(x_pos, x_neg):

@@ -10,6 +10,7 @@ import optax
 import ebmppl
 from ebmppl import buffer, samplers
 from ebmppl.nn import MLPEnergy
+from ebmppl.objectives import ContrastiveDivergence, LossTerm, Objective, negative_chains
 from ebmppl.targets import banana
 
 assert len(jax.devices()) == 2, jax.devices()
@@ -76,4 +77,22 @@ for devices in (None, "all"):
     except ebmppl.TrainingDiverged as e:
         stops.append(str(e).splitlines()[0])
 out["runaway-stops"] = stops
+
+
+# a user's term that declares row_mean but sums over rows: refused before training, naming the fix
+class SumOfSquares(LossTerm):
+    row_mean = True
+
+    def __call__(self, model, phases, extra):
+        return 0.01 * jnp.sum(model.energy(phases.positive) ** 2), {}
+
+
+summing = Objective("cd+sum", mlp, optax.adam(1e-3), (ContrastiveDivergence(), SumOfSquares()),
+                    negative=negative_chains("langevin", 4, num_mcmc_steps=5, chain_init=buffer.replay_buffer(256)))
+try:
+    ebmppl.fit(mlp, x, key=jax.random.key(6), objective=summing, num_steps=4, batch_size=64, chunk_size=4,
+               progress_bar=False, devices="all")
+    out["summing-term"] = "trained"
+except ValueError as e:
+    out["summing-term"] = str(e)
 print("RESULT " + json.dumps(out))
