@@ -648,13 +648,14 @@ class Objective(eqx.Module):
 
         @jax.jit
         def both(params, batch):  # traced under the caller's active mesh
-            rows = (batch, batch, batch)
+            x = batch[0] if isinstance(batch, tuple) else batch  # (examples, labels / mask): x⁺ = x⁻ = examples
+            rows = (batch, x, x)
             blocks = blockwise_mean(lambda p, r: self._loss(p, Phases(*r, None))[0], params, rows)
             return blocks, self._loss(params, Phases(*rows, None))[0]
 
         blocks, whole = both(params, batch)
-        if blocks is None:
-            return
+        if blocks is None or not (jnp.isfinite(blocks) & jnp.isfinite(whole)):
+            return  # a non-finite loss is the divergence guard's to report, with its own advice
         if not jnp.abs(blocks - whole) <= 1e-4 * (1.0 + jnp.abs(whole)):
             names = ", ".join(sorted({type(t).__name__ for t in self.loss}))
             raise ValueError(
