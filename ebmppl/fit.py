@@ -33,7 +33,7 @@ from ebmppl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ebmppl.distributed import broadcast_bytes, is_primary, on_primary, primary_flag, process_count, to_host
 from ebmppl.ema import _check_decay, _ema_states, ema_params, with_ema
 from ebmppl.energy import Energy
-from ebmppl.health import TrainingHealth
+from ebmppl.health import BUILDERS, TrainingHealth, builder_call
 from ebmppl.io import energy_metadata
 from ebmppl.objectives import OBJECTIVES, Objective, Trainer, TrainState
 from ebmppl.recipes import resolve_recipe
@@ -310,26 +310,31 @@ def _check_objective_options(objective: str, options: dict[str, Any]) -> None:
                         "optimizer, ema, ...).")
 
 
-def _advice(metrics: dict[str, np.ndarray], trainer: bool = False) -> str:
+def _advice(metrics: dict[str, np.ndarray], trainer: bool = False, name: str | None = None) -> str:
     acc = float(np.asarray(metrics.get("acceptance_rate", np.nan)))
     seen = f" (sampler acceptance {acc:.2f})" if np.isfinite(acc) else ""
-    if trainer:  # fit's options do not reach a Trainer: name its builder's
-        step = ("lower the sampler step size or clip its gradient where the Trainer was built (e.g. "
-                "jem_hybrid(joint, optimizer, sampler_params={'step_size': ...}))")
-        lr = "lower the learning rate of the optimizer the Trainer was built with"
-        alpha = "the builder's alpha"
+    alpha = "alpha"
+    if trainer:  # fit's options do not reach a Trainer: name its builder's (ebmppl.health.BUILDERS)
+        drl = name == "drl"  # no sampler_params, no alpha: its step is step_scale
+        call = builder_call(name, "step_scale=0.05" if drl else "sampler_params={'step_size': ...}")
+        step = ("lower the sampler step size or clip its gradient where the Trainer was built ("
+                + (call or "e.g. jem_hybrid(joint, optimizer, sampler_params={'step_size': ...})") + ")")
+        optimizer = "optax.adam(1e-4)" if drl else "optax.adam(1e-4, b1=0.0)"
+        lr = ("lower the learning rate of the optimizer the Trainer was built with"
+              + (f" ({builder_call(name, optimizer + ', ...')})" if name in BUILDERS else ""))
+        alpha = None if drl else "the builder's alpha"
     else:
         step = ("lower the sampler step size (sampler_params={'step_size': ...}) or clip its gradient, or let the "
                 "step adapt (target_acceptance=0.6, the default of recipe='density')")
         lr = "lower the learning rate (optimizer=optax.adam(1e-4, b1=0.0))"
-        alpha = "alpha"
+    last = ("" if alpha is None else
+            f"; only as a last resort raise the energy penalty {alpha} (e.g. 0 -> 0.1, or 0.1 -> 1.0) to keep "
+            "energies bounded (a regulariser: it biases the fitted density towards flatter)")
     return (
         "Training diverged (non-finite loss, gradient, negatives or parameters) at step "
         f"{int(metrics['step'])}{seen}. The state before that step is kept and the last good checkpoint is intact. "
         "Usually the energy sharpened faster than the sampler followed it, or the sampler's step is far too large "
-        f"for the energy. To fix it, in order of what works: {step}; {lr}; only as a last resort raise the energy "
-        f"penalty {alpha} (e.g. 0 -> 0.1, or 0.1 -> 1.0) to keep energies bounded (a regulariser: it biases the "
-        "fitted density towards flatter)."
+        f"for the energy. To fix it, in order of what works: {step}; {lr}{last}."
     )
 
 
@@ -659,7 +664,8 @@ def fit(
                 first = int(np.argmin(metrics["finite"]))
                 bar.close()
                 raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()},
-                                               trainer=not isinstance(objective, str)))
+                                               trainer=not isinstance(objective, str),
+                                               name=getattr(objective, "name", None)))
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             committed["state"] = state  # metrics recorded: safe to checkpoint on interruption

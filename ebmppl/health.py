@@ -38,6 +38,37 @@ ADVICE_FOR = ("fit", "density", "trainer")
 """Whom :class:`TrainingHealth`'s advice addresses: options of ``fit`` for a named objective, the same under
 the ``"density"`` recipe (step in standard deviations, adapted by default), or the builder of a Trainer."""
 
+BUILDERS = {
+    "cd": ("contrastive_divergence", "energy"),
+    "recovery_cd": ("recovery_contrastive_divergence", "energy"),
+    "jem": ("jem_hybrid", "joint"),
+    "drl": ("diffusion_recovery_likelihood", "energy"),
+    "mcem": ("mcem", "model, energy"),
+}
+"""The builder of each named Trainer (``Objective.name``) and its leading arguments: advice for a Trainer
+names the call that made it, since ``fit``'s own options do not reach a Trainer."""
+
+
+def builder_call(objective: str | None, text: str) -> str | None:
+    """How to pass ``text`` (e.g. ``"num_mcmc_steps=40"``) to the builder of the Trainer named ``objective``.
+
+    ``None`` when the name is not one of ebmppl's builders (a Trainer of the user's own).
+
+    Examples
+    --------
+    >>> builder_call("cd", "num_mcmc_steps=40")
+    'contrastive_divergence(energy, optimizer, num_mcmc_steps=40)'
+    >>> builder_call("cd+pull", "num_mcmc_steps=40") is None
+    True
+    """
+    if objective not in BUILDERS:
+        return None
+    name, leading = BUILDERS[objective]
+    if objective == "mcem" and "optax" not in text:  # its prior chains carry the sampler options
+        return f"mcem(..., negative=prior_chains(..., {text}))"
+    return f"{name}({leading}, {text})" if "optax" in text else f"{name}({leading}, optimizer, {text})"
+
+
 MCMC_FREE = ("dsm", "ssm", "nce", "sm", "ed", "multiscale_dsm", "pseudo_likelihood", "ratio_matching")
 """Objectives without negative chains: their loss does not pin the energy's absolute level (multi-σ DSM's
 ``E = f/σ`` is about -2500 by design at σ = 5e-4), so :class:`TrainingHealth` does not judge their energies'
@@ -270,16 +301,18 @@ class TrainingHealth:
         return f"fit(..., objective='drl', {text})"
 
     def _lr(self) -> str:
-        if self.advice_for == "trainer" and self._drl:
-            return ("lower the learning rate of the optimizer the Trainer was built with (e.g. "
-                    "diffusion_recovery_likelihood(energy, optax.adam(1e-4), ...))")
         if self.advice_for == "trainer":
-            return ("lower the learning rate of the optimizer the Trainer was built with (e.g. "
-                    "jem_hybrid(joint, optax.adam(1e-4, b1=0.0), ...))")
+            optimizer = "optax.adam(1e-4)" if self._drl else "optax.adam(1e-4, b1=0.0)"
+            call = builder_call(self.objective, f"{optimizer}, ...") or f"e.g. jem_hybrid(joint, {optimizer}, ...)"
+            return f"lower the learning rate of the optimizer the Trainer was built with ({call})"
         return "lower the learning rate (fit(..., optimizer=optax.adam(1e-4, b1=0.0)))"
 
     def _option(self, text: str) -> str:
         """How to pass a sampler option: ``text`` is e.g. ``"sampler_params={'step_size': ...}"``."""
+        if self.advice_for == "trainer" and not self._drl and builder_call(self.objective, text) is not None:
+            return (f"pass {text} to the builder that made the Trainer: {builder_call(self.objective, text)}"
+                    + (" (its noise_mean= and noise_scale= also say where a prior far from unit scale lies)"
+                       if self.objective == "mcem" else "") + "; fit's own options do not reach a Trainer")
         if self.advice_for == "trainer":
             return (f"pass {text} to the builder that made the Trainer (e.g. jem_hybrid(joint, optimizer, {text}), "
                     "contrastive_divergence(energy, optimizer, ...), or, for ebmppl.models.mcem, to its prior chains: "

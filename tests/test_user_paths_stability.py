@@ -125,6 +125,19 @@ def test_advice_for_a_trainer_names_its_builder_not_fit_options():
     assert any("jem_hybrid(joint" in m for m in messages)
 
 
+@pytest.mark.parametrize("objective, call", [("cd", "contrastive_divergence(energy, optimizer, "),
+                                             ("jem", "jem_hybrid(joint, optimizer, "),
+                                             ("mcem", "mcem(..., negative=prior_chains(..., ")])
+def test_health_advice_names_the_builder_of_the_trainer(objective, call):
+    """Before: a contrastive_divergence Trainer was told to pass options to jem_hybrid(joint, ...)."""
+    health = TrainingHealth(gaussian_energy(2), window=4, grace=0, emit=False, advice_for="trainer",
+                            objective=objective)
+    messages = _feed(health, [0.95, 0.0, 0.5], energy=-5e4)
+    assert any(call in m for m in messages), messages
+    others = {"cd": "contrastive_divergence(", "jem": "jem_hybrid(", "mcem": "mcem("}
+    assert not any(other in m for m in messages for name, other in others.items() if name != objective), messages
+
+
 def test_fit_tells_health_and_the_divergence_guard_which_options_apply():
     e = gaussian_energy(2)
     x = 3.0 + jax.random.normal(jax.random.key(53), (256, 2))
@@ -140,6 +153,7 @@ def test_fit_tells_health_and_the_divergence_guard_which_options_apply():
         fit(e, x, key=jax.random.key(0), num_steps=20, objective=wild, progress_bar=False, chunk_size=10)
     text = str(err.value)
     assert "where the Trainer was built" in text and "recipe='density'" not in text
+    assert "contrastive_divergence(energy, optimizer, sampler_params=" in text and "jem_hybrid" not in text, text
     assert text.index("step size") < text.index("learning rate") < text.index("alpha")
 
 
