@@ -321,7 +321,7 @@ def _advice(metrics: dict[str, np.ndarray], trainer: bool = False, name: str | N
                 + (call or "e.g. jem_hybrid(joint, optimizer, sampler_params={'step_size': ...})") + ")")
         optimizer = "optax.adam(1e-4)" if drl else "optax.adam(1e-4, b1=0.0)"
         lr = ("lower the learning rate of the optimizer the Trainer was built with"
-              + (f" ({builder_call(name, optimizer + ', ...')})" if name in BUILDERS else ""))
+              + (f" ({builder_call(name, optimizer=optimizer)})" if name in BUILDERS else ""))
         alpha = None if drl else "the builder's alpha"
     else:
         step = ("lower the sampler step size (sampler_params={'step_size': ...}) or clip its gradient, or let the "

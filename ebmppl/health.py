@@ -49,8 +49,8 @@ BUILDERS = {
 names the call that made it, since ``fit``'s own options do not reach a Trainer."""
 
 
-def builder_call(objective: str | None, text: str) -> str | None:
-    """How to pass ``text`` (e.g. ``"num_mcmc_steps=40"``) to the builder of the Trainer named ``objective``.
+def builder_call(objective: str | None, option: str = "...", *, optimizer: str | None = None) -> str | None:
+    """The call to the builder of the Trainer named ``objective`` that passes ``option`` (or ``optimizer``).
 
     ``None`` when the name is not one of ebmppl's builders (a Trainer of the user's own).
 
@@ -58,15 +58,19 @@ def builder_call(objective: str | None, text: str) -> str | None:
     --------
     >>> builder_call("cd", "num_mcmc_steps=40")
     'contrastive_divergence(energy, optimizer, num_mcmc_steps=40)'
+    >>> builder_call("jem", optimizer="optax.adam(1e-4, b1=0.0)")
+    'jem_hybrid(joint, optax.adam(1e-4, b1=0.0), ...)'
     >>> builder_call("cd+pull", "num_mcmc_steps=40") is None
     True
     """
     if objective not in BUILDERS:
         return None
     name, leading = BUILDERS[objective]
-    if objective == "mcem" and "optax" not in text:  # its prior chains carry the sampler options
-        return f"mcem(..., negative=prior_chains(..., {text}))"
-    return f"{name}({leading}, {text})" if "optax" in text else f"{name}({leading}, optimizer, {text})"
+    if optimizer is not None:
+        return f"{name}({leading}, {optimizer}, ...)"
+    if objective == "mcem":  # its prior chains carry the sampler options
+        return f"mcem(..., negative=prior_chains(..., {option}))"
+    return f"{name}({leading}, optimizer, {option})"
 
 
 MCMC_FREE = ("dsm", "ssm", "nce", "sm", "ed", "multiscale_dsm", "pseudo_likelihood", "ratio_matching")
@@ -303,7 +307,7 @@ class TrainingHealth:
     def _lr(self) -> str:
         if self.advice_for == "trainer":
             optimizer = "optax.adam(1e-4)" if self._drl else "optax.adam(1e-4, b1=0.0)"
-            call = builder_call(self.objective, f"{optimizer}, ...") or f"e.g. jem_hybrid(joint, {optimizer}, ...)"
+            call = builder_call(self.objective, optimizer=optimizer) or f"e.g. jem_hybrid(joint, {optimizer}, ...)"
             return f"lower the learning rate of the optimizer the Trainer was built with ({call})"
         return "lower the learning rate (fit(..., optimizer=optax.adam(1e-4, b1=0.0)))"
 
