@@ -106,10 +106,24 @@ def check_energy(energy: Any, name: str = "energy") -> Any:
     raise TypeError(f"{name} must be an ebmppl.Energy, got {type(energy).__name__}; {hint}.")
 
 
-def check_sampler_params(overrides: Any, valid: Any, name: str = "sampler_params") -> dict[str, Any]:
+def _build_options(sampler: Any) -> set[str]:
+    """The names a sampler's builder takes (its dataclass fields), or none for anything that is not a sampler value."""
+    import dataclasses
+
+    from ebmppl import samplers as _samplers
+
+    if sampler is None or not dataclasses.is_dataclass(sampler) \
+            or not callable(getattr(_samplers, getattr(sampler, "name", ""), None)):
+        return set()
+    return {f.name for f in dataclasses.fields(sampler)}
+
+
+def check_sampler_params(overrides: Any, valid: Any, name: str = "sampler_params", sampler: Any = None) -> dict[str, Any]:
     """``overrides`` as a dict whose keys are all in ``valid`` (the sampler's kernel parameters), else a ValueError.
 
-    A typo (``{"stepsize": 0.1}``) would otherwise be ignored in silence.
+    A typo (``{"stepsize": 0.1}``) would otherwise be ignored in silence. Given the ``sampler`` value, a key
+    that is one of its build options (HMC's ``num_integration_steps``) is refused naming the builder call that
+    sets it: options are fixed when the sampler is built, kernel parameters can be passed per call.
 
     Examples
     --------
@@ -119,6 +133,12 @@ def check_sampler_params(overrides: Any, valid: Any, name: str = "sampler_params
     Traceback (most recent call last):
     ...
     ValueError: sampler_params has unknown key 'stepsize'; this sampler's parameters are: 'noise_scale', 'step_size'.
+    >>> from ebmppl import samplers
+    >>> check_sampler_params({"num_integration_steps": 5}, ["step_size", "inverse_mass_matrix"],
+    ...                      sampler=samplers.hmc())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sampler_params has unknown key 'num_integration_steps'; ... build the sampler with it instead: sampler=ebmppl.samplers.hmc(num_integration_steps=5).
     """
     if overrides is None:
         return {}
@@ -127,6 +147,13 @@ def check_sampler_params(overrides: Any, valid: Any, name: str = "sampler_params
     unknown = [k for k in overrides if k not in valid]
     if unknown:
         keys = ", ".join(repr(k) for k in unknown)
+        options = _build_options(sampler)
+        built = {k: overrides[k] for k in unknown if k in options}
+        hint = "" if not built else (
+            f" {', '.join(repr(k) for k in built)} {'is an option' if len(built) == 1 else 'are options'} of the "
+            f"sampler, fixed when it is built; build the sampler with {'it' if len(built) == 1 else 'them'} "
+            f"instead: sampler=ebmppl.samplers.{sampler.name}("
+            f"{', '.join(f'{k}={v!r}' for k, v in built.items())}).")
         raise ValueError(f"{name} has unknown key{'s' if len(unknown) > 1 else ''} {keys}; this sampler's "
-                         f"parameters are: {', '.join(repr(k) for k in sorted(valid))}.")
+                         f"parameters are: {', '.join(repr(k) for k in sorted(valid))}.{hint}")
     return dict(overrides)

@@ -449,7 +449,7 @@ def inpaint(
         num_draws, thin = (steps, 1) if traced else (1, steps)
     num_warmup = check_int("num_warmup", (_DEFAULT_WARMUP if adapts else 0) if num_warmup is None else num_warmup, 0)
     defaults = sampler.default_params(energy.dim)
-    params = {**defaults, **check_sampler_params(sampler_params, defaults)}
+    params = {**defaults, **check_sampler_params(sampler_params, defaults, sampler=sampler)}
     params = {k: jnp.asarray(v, jnp.result_type(float)) for k, v in params.items()}
 
     ftype = jnp.result_type(float)

@@ -310,14 +310,30 @@ def _check_objective_options(objective: str, options: dict[str, Any]) -> None:
                         "optimizer, ema, ...).")
 
 
-def _advice(metrics: dict[str, np.ndarray], trainer: bool = False, name: str | None = None) -> str:
+# |x| beyond this in the data a trainer sees: far from the unit scale its default steps and penalties assume
+# (standardised data stay within ~5; a batch of images in [0, 255] or raw measurements in the thousands do not)
+_LARGE_DATA = 20.0
+
+
+def _advice(metrics: dict[str, np.ndarray], trainer: bool = False, name: str | None = None,
+            data_magnitude: float | None = None, iterator: bool = False) -> str:
     acc = float(np.asarray(metrics.get("acceptance_rate", np.nan)))
     seen = f" (sampler acceptance {acc:.2f})" if np.isfinite(acc) else ""
     alpha = "alpha"
+    scale = ""
+    if data_magnitude is not None and data_magnitude > _LARGE_DATA:
+        where = ("the batch it diverged on" if iterator else "the data the trainer sees")
+        how = ("batches from an iterator are used as they come (only one array under recipe='density' is "
+               "standardised); standardise them, (x - mean) / std, or pass the data as one array"
+               if iterator else "standardise it, (x - mean) / std, or use objective='cd' with recipe='density', "
+               "which does")
+        scale = (f" First, the data's scale: {where} has entries up to |x| = {data_magnitude:.3g}, far from the unit "
+                 f"scale the default steps assume; {how}.")
     if trainer:  # fit's options do not reach a Trainer: name its builder's (ebmppl.health.BUILDERS)
-        drl = name == "drl"  # no sampler_params, no alpha: its step is step_scale
+        drl = name == "drl"  # no sampler_params, no alpha, no clipping: its step is step_scale
         call = builder_call(name, "step_scale=0.05" if drl else "sampler_params={'step_size': ...}")
-        step = ("lower the sampler step size or clip its gradient where the Trainer was built ("
+        step = (("lower the sampler step scale where the Trainer was built (" if drl else
+                 "lower the sampler step size or clip its gradient where the Trainer was built (")
                 + (call or "e.g. jem_hybrid(joint, optimizer, sampler_params={'step_size': ...})") + ")")
         optimizer = "optax.adam(1e-4)" if drl else "optax.adam(1e-4, b1=0.0)"
         lr = ("lower the learning rate of the optimizer the Trainer was built with"
@@ -334,7 +350,7 @@ def _advice(metrics: dict[str, np.ndarray], trainer: bool = False, name: str | N
         "Training diverged (non-finite loss, gradient, negatives or parameters) at step "
         f"{int(metrics['step'])}{seen}. The state before that step is kept and the last good checkpoint is intact. "
         "Usually the energy sharpened faster than the sampler followed it, or the sampler's step is far too large "
-        f"for the energy. To fix it, in order of what works: {step}; {lr}{last}."
+        f"for the energy.{scale} To fix it, in order of what works: {step}; {lr}{last}."
     )
 
 
@@ -656,16 +672,20 @@ def fit(
             previous = state
             if batches is None:
                 state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
+                magnitude = None
             else:
-                state, metrics = _run_batches(trainer, state, batches, n, energy)
+                state, metrics, magnitude = _run_batches(trainer, state, batches, n, energy)
             metrics = to_host(metrics)  # replicated scalars: no communication
             _check_metrics(metrics)
             if not metrics["finite"].all():
                 first = int(np.argmin(metrics["finite"]))
                 bar.close()
+                if batches is None:  # the data as the trainer sees it (standardised under recipe="density")
+                    magnitude = _magnitude(plan.data)
                 raise TrainingDiverged(_advice({k: v[first] for k, v in metrics.items()},
                                                trainer=not isinstance(objective, str),
-                                               name=getattr(objective, "name", None)))
+                                               name=getattr(objective, "name", None),
+                                               data_magnitude=magnitude, iterator=batches is not None))
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             committed["state"] = state  # metrics recorded: safe to checkpoint on interruption
@@ -827,7 +847,19 @@ def _run_batches(trainer, state, batches, n, energy):
         state, metrics = _step_batch(trainer, state, batch)
         collected.append(metrics)
         if not bool(metrics.get("finite", True)):
+            magnitude = _magnitude(batch)
             break
+    else:
+        magnitude = None
     if not collected:
         raise ValueError("the batch iterator ran out before num_steps; pass more batches or fewer num_steps.")
-    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *collected)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *collected), magnitude
+
+
+def _magnitude(data) -> float | None:
+    """The largest finite |x| of the examples (the first leaf of a tuple), for the divergence advice."""
+    x = np.asarray(jax.tree.leaves(data)[0]) if data is not None else None
+    if x is None or not np.issubdtype(x.dtype, np.floating) or x.size == 0:
+        return None
+    finite = np.abs(x[np.isfinite(x)])
+    return float(finite.max()) if finite.size else None

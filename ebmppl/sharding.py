@@ -10,8 +10,11 @@ replicated.
 Random numbers do not depend on the device count: every chain's key is split
 from one key on the full chain axis, and JAX's partitionable Threefry makes
 the bits of a sharded split equal to those of an unsharded one. So 1 device
-and N devices give the same draws where the arithmetic is the same (and agree
-to floating-point reduction order where it is not, e.g. a pooled mean).
+and N devices give the same draws where the arithmetic is the same, usually
+bit for bit, and agree to floating-point rounding where it is not (a pooled
+mean, a matrix product blocked by batch size, a multiply-add XLA fuses in
+one block shape and not another); a Metropolis decision at its boundary can
+then send one chain another way, along a path of the same law.
 
 Every core by default: on a CPU, XLA gives JAX one device that runs a
 program on one core. ``import ebmppl`` therefore asks JAX for one CPU device

@@ -157,6 +157,45 @@ def test_fit_tells_health_and_the_divergence_guard_which_options_apply():
     assert text.index("step size") < text.index("learning rate") < text.index("alpha")
 
 
+
+def _cosh_energy():
+    # cosh(θx) overflows for |θx| ≳ 89: fine at unit scale, infinite on raw data of scale 1e3
+    return Energy(lambda p, x: jnp.sum(jnp.cosh(p * x)), jnp.float32(1.0), event_shape=(3,))
+
+
+def test_divergence_on_unscaled_data_names_the_scale_first():
+    """Before: data of scale 1e3 from an iterator diverged at step 1 and the advice spoke only of step sizes."""
+    x = np.asarray(1e3 * jax.random.normal(jax.random.key(7), (256, 3)), np.float32)
+    with pytest.raises(TrainingDiverged) as err:
+        fit(_cosh_energy(), jax.random.key(0), [x[i:i + 64] for i in range(0, 256, 64)], num_steps=4, batch_size=64,
+            progress_bar=False)
+    text = str(err.value)
+    assert "batch it diverged on has entries up to |x| = " in text and "standardise them" in text, text
+    assert text.index("data's scale") < text.index("step size")
+    # the same data standardised still diverge (the default Langevin step is too large for cosh's gradient):
+    # then the scale is not blamed
+    with pytest.raises(TrainingDiverged) as err:
+        fit(_cosh_energy(), jax.random.key(0), [x[i:i + 64] / 1e3 for i in range(0, 256, 64)], num_steps=4,
+            batch_size=64, progress_bar=False)
+    assert "data's scale" not in str(err.value) and "step size" in str(err.value)
+
+
+def test_divergence_advice_for_drl_names_its_step_scale_only():
+    """DRL has no sampler_params, no gradient clipping and no alpha: its advice offers none of them."""
+    from ebmppl.noise import NoiseLadder, noise_conditional
+    from ebmppl.objectives import diffusion_recovery_likelihood
+
+    e = noise_conditional(lambda p, x, s: jnp.sum(jnp.cosh(p * x)), jnp.float32(1.0), (3,),
+                          NoiseLadder.geometric(1.0, 0.1, 3))
+    x = np.asarray(1e3 * jax.random.normal(jax.random.key(7), (256, 3)), np.float32)
+    with pytest.raises(TrainingDiverged) as err:
+        fit(e, jax.random.key(0), x, num_steps=4, batch_size=64, progress_bar=False,
+            objective=diffusion_recovery_likelihood(e, optax.adam(1e-3), num_steps=2))
+    text = str(err.value)
+    assert "step_scale=0.05" in text and "diffusion_recovery_likelihood(" in text, text
+    assert "alpha" not in text and "clip" not in text and "sampler_params" not in text, text
+    assert "data the trainer sees has entries up to" in text, text
+
 @pytest.mark.slow
 def test_default_fit_on_breast_cancer_does_not_run_away():
     """The stranger's case: MLPEnergy, 30-D breast cancer (427 rows), fit's defaults, 2000 steps."""

@@ -434,7 +434,8 @@ def _resolve_sampler(energy: Energy, sampler: Any, sampler_params: Any, transiti
     if "step_size" not in defaults:
         raise ValueError(f"sampler {sampler.name!r} has no step_size parameter for the pilot run to tune; use one of "
                          f"{', '.join(_AIS_SAMPLERS)}.")
-    overrides = check_sampler_params(None if sampler_params is None else dict(sampler_params), defaults)
+    overrides = check_sampler_params(None if sampler_params is None else dict(sampler_params), defaults,
+                                     sampler=sampler)
     initial = renamed("log_partition", "step_size", step_size, 'sampler_params["step_size"]',
                       overrides.pop("step_size", UNSET), default=STEP_SIZE, stacklevel=4)
     try:

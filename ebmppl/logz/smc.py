@@ -317,7 +317,8 @@ def _resolve_moves(energy: Energy, sampler: Any, sampler_params: Any) -> tuple[S
     defaults = dict(sampler.default_params(dim))
     if "step_size" not in defaults:
         raise ValueError(f"sampler {sampler.name!r} has no step_size to adapt; use one of {', '.join(_SMC_SAMPLERS)}.")
-    overrides = check_sampler_params(None if sampler_params is None else dict(sampler_params), defaults)
+    overrides = check_sampler_params(None if sampler_params is None else dict(sampler_params), defaults,
+                                     sampler=sampler)
     power = 1 / 4 if "inverse_mass_matrix" in defaults else 1 / 3  # HMC/NUTS: d^{-1/4}; MALA/Barker: d^{-1/3}
     params = {**defaults, "step_size": dim ** -power, **overrides}
     step = params["step_size"]

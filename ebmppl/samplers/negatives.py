@@ -60,7 +60,7 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
     ValueError: sampler_params['step_size'] must be > 0, got -1.0.
     """
     defaults = sampler.default_params(dim)
-    params = {**defaults, **check_sampler_params(overrides, defaults)}
+    params = {**defaults, **check_sampler_params(overrides, defaults, sampler=sampler)}
     params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
     for name, value in params.items():
         if name in ("step_size", "noise_scale") and not float(value) > 0:

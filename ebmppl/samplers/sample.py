@@ -593,9 +593,11 @@ def sample(
         a list of devices or a one-axis ``Mesh`` (see
         :mod:`ebmppl.sharding`); then ``num_chains`` must be a multiple of
         the device count. Each chain's random stream is the same whatever
-        the device count: fixed kernel parameters give the same draws (to
-        float rounding in matrix products); pooled warm-up statistics are
-        summed in another order, so adapted chains agree in law.
+        the device count: fixed kernel parameters give the same draws to
+        float rounding (usually bit for bit on element-wise energies; a
+        Metropolis decision at its boundary may still send a chain another
+        way); pooled warm-up statistics are summed in another order, so
+        adapted chains agree in law.
     reinit_stalled
         Restart chains that stall in warm-up (mean acceptance below 1 % over a
         warm-up window, or a non-finite log-density) from the state of a
