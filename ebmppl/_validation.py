@@ -110,10 +110,9 @@ def _build_options(sampler: Any) -> set[str]:
     """The names a sampler's builder takes (its dataclass fields), or none for anything that is not a sampler value."""
     import dataclasses
 
-    from ebmppl import samplers as _samplers
-
-    if sampler is None or not dataclasses.is_dataclass(sampler) \
-            or not callable(getattr(_samplers, getattr(sampler, "name", ""), None)):
+    # ebmppl's own samplers only: their builder is ebmppl.samplers.<name>; a user's sampler class is not
+    if not dataclasses.is_dataclass(sampler) or not type(sampler).__module__.startswith("ebmppl.samplers") \
+            or not isinstance(getattr(sampler, "name", None), str):
         return set()
     return {f.name for f in dataclasses.fields(sampler)}
 
