@@ -199,3 +199,29 @@ def test_restarts_leave_a_healthy_run_bit_identical(gauss2d):
     off = sample(gauss2d.energy, jax.random.key(11), reinit_stalled=False, **kw)
     assert np.array_equal(np.asarray(on.positions), np.asarray(off.positions))
     assert on.health.restarted_at.tolist() == [-1] * 4 and on.health.unhealthy == []
+
+
+def test_an_overflowing_kinetic_energy_rejects_the_proposal():
+    """Found inpainting a 5-D Gaussian: after a metric update dual averaging tried a step 10× the last, a
+    trajectory reached momenta ~1e20, BlackJAX's ½ pᵀ M⁻¹ p (true value 2.7e39) overflowed to -inf, the
+    Hamiltonian read -inf and HMC *accepted* a move to x ~ 1e19 (every later proposal then rejected). HMC
+    and NUTS use a kinetic energy that is +inf there (a rejection); a finite one is unchanged."""
+    import blackjax
+
+    from ebmppl.samplers.kernels import _guarded_metric
+
+    imm = jnp.array([[0.06024709, -0.01800995, -0.00571954, 0.16289191, 0.04160661],
+                     [-0.01800995, 1.0710311, -0.07361585, -0.01730599, 0.13223004],
+                     [-0.00571954, -0.07361585, 1.1180915, -0.04601142, 0.17414808],
+                     [0.16289191, -0.01730599, -0.04601142, 0.6537352, 0.15543438],
+                     [0.04160661, 0.13223004, 0.17414808, 0.15543438, 0.88416165]])  # positive definite
+    far = jnp.array([1.0965996e20, -2.3340472e19, 1.4711787e19, -9.369513e19, -2.8491372e19])
+    near = jnp.array([0.3, -1.2, 0.5, 2.0, -0.7])
+    assert np.all(np.linalg.eigvalsh(np.asarray(imm)) > 0)
+    raw, guarded = blackjax.mcmc.metrics.default_metric(imm), _guarded_metric(imm)
+    if not float(raw.kinetic_energy(far)) < 0:  # this jaxlib sums the overflowing products otherwise
+        pytest.skip("BlackJAX's kinetic energy does not overflow to -inf on this platform")
+    assert float(guarded.kinetic_energy(far)) == np.inf
+    assert float(guarded.kinetic_energy(near)) == float(raw.kinetic_energy(near)) > 0
+    grad = jax.grad(guarded.kinetic_energy)(near)
+    assert np.array_equal(grad, jax.grad(raw.kinetic_energy)(near))

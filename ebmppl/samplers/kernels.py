@@ -69,6 +69,27 @@ def _metric_params(step_size: float, dim: int, dense: bool) -> dict[str, jax.Arr
     return {"step_size": _f(step_size), "inverse_mass_matrix": jnp.eye(dim) if dense else jnp.ones(dim)}
 
 
+def _guarded_metric(inverse_mass_matrix: jax.Array) -> Any:
+    """BlackJAX's Euclidean metric for ``inverse_mass_matrix`` with a kinetic energy that is ``+inf`` where
+    float overflow made ``½ pᵀ M⁻¹ p`` negative or NaN.
+
+    A diverging trajectory (a first step size 10× the last, as dual averaging tries after each metric update)
+    reaches momenta whose quadratic form overflows; its terms of both signs can sum to ``-inf``, so the
+    Hamiltonian of a state 10¹⁹ out in the tails read ``-inf`` and the move was *accepted* with probability
+    1 (an inpainting chain then sat at ``x ≈ 1e18`` with every later proposal rejected). With ``+inf``
+    such a proposal is rejected, like any other divergence. Where the energy is finite and ``>= 0`` (every
+    healthy step) it is BlackJAX's value and gradient unchanged.
+    """
+    metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
+    kinetic_energy = metric.kinetic_energy
+
+    def guarded(momentum, *args, **kwargs):
+        value = kinetic_energy(momentum, *args, **kwargs)
+        return jnp.where(value >= 0, value, jnp.inf)  # NaN >= 0 is False: NaN is +inf too
+
+    return metric._replace(kinetic_energy=guarded)
+
+
 def _stats(acceptance, divergent, grad_evals, logdensity) -> StepStats:
     return StepStats(
         acceptance_rate=_f(acceptance),
@@ -173,7 +194,8 @@ class HMC(_Kernel):
             key_jitter, key = jax.random.split(key)
             eps = eps * jax.random.uniform(key_jitter, minval=1.0 - self.jitter, maxval=1.0 + self.jitter)
         n = self.num_integration_steps
-        state, info = blackjax.hmc.build_kernel()(key, state, logdensity_fn, eps, params["inverse_mass_matrix"], n)
+        state, info = blackjax.hmc.build_kernel()(key, state, logdensity_fn, eps,
+                                                  _guarded_metric(params["inverse_mass_matrix"]), n)
         return state, _stats(info.acceptance_rate, info.is_divergent, n, state.logdensity)
 
     def default_params(self, dim):
@@ -208,7 +230,8 @@ class NUTS(_Kernel):
 
     def step(self, key, state, logdensity_fn, params):
         state, info = blackjax.nuts.build_kernel()(
-            key, state, logdensity_fn, params["step_size"], params["inverse_mass_matrix"], self.max_num_doublings
+            key, state, logdensity_fn, params["step_size"], _guarded_metric(params["inverse_mass_matrix"]),
+            self.max_num_doublings
         )
         return state, _stats(info.acceptance_rate, info.is_divergent, info.num_integration_steps, state.logdensity)
 
