@@ -12,13 +12,15 @@ import tempfile
 # with the device count they need. A value set by the caller wins.
 os.environ.setdefault("EBMPPL_CPU_DEVICES", "1")
 
-# XLA:CPU's older loop emitters instead of its MLIR fusion emitters: the suite's time is mostly XLA compiling
-# small programs (every eager op, every fresh closure), which this halves (an eager op 68 ms -> 34 ms; side by
-# side on 2 cores tests/test_samplers.py + tests/test_fit.py 378 s -> 334 s). The programs compute the same
-# maths; the flag only changes how XLA generates their loops. Tests only: users keep XLA's defaults. A jaxlib
-# that no longer knows the flag would abort on it, so a short probe decides once per run (the workers and every
+# The suite's time is mostly XLA compiling small programs (every eager op, every fresh closure), so it compiles
+# for less: XLA:CPU's older loop emitters instead of its MLIR fusion emitters (an eager op 68 ms -> 34 ms; side by
+# side on 2 cores tests/test_samplers.py + tests/test_fit.py 378 s -> 334 s), and LLVM at -O1 instead of -O2
+# (the four longest gallery and CLI tests 190 s -> 147 s side by side: examples ~40 % faster, the 8000-step
+# default fit no slower; -O0 halved the examples but made that fit 1.7x slower). The programs compute the same
+# maths; the flags only change how XLA generates their code. Tests only: users keep XLA's defaults. A jaxlib
+# that no longer knows a flag would abort on it, so a short probe decides once per run (the workers and every
 # process a test starts inherit the answer); subprocess tests pass SUITE_XLA_FLAGS on.
-FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1"
 if "EBMPPL_TESTS_XLA_FLAGS" not in os.environ:
     try:  # a probe that fails in any way (unknown flag, timeout) leaves XLA's defaults: slower, never wrong
         _probe = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"],
