@@ -73,6 +73,33 @@ if "JAX_COMPILATION_CACHE_MAX_SIZE" in os.environ:
 # helper programs run in their own process (other XLA flags, float64): not test modules
 collect_ignore_glob = ["scripts/*"]
 
+# Two compile levels, one per test file. Most of the suite's time is XLA compiling programs it runs for a few
+# steps, so by default the programs compile with `jax_disable_most_optimizations` (LLVM -O0, no expensive
+# passes); a file whose tests run long programs (8000-step fits, digits training) is marked
+# `pytestmark = pytest.mark.xla_optimized` and keeps the -O1 above (the gallery chooses per example,
+# tests/test_gallery.py). Measured file by file in one full run at each level (Dec 2026): e.g.
+# tests/test_compare.py 64 s at -O1 vs 40 s at -O0, tests/test_cli_examples.py 244 s vs 447 s; the whole suite's work 3457 s at -O1 vs 2758 s
+# with each file at its faster level. The level is set per module (module fixtures compile under it) and passed
+# to the processes a test starts (JAX_DISABLE_MOST_OPTIMIZATIONS); jax's in-memory cache does not key on it, so
+# a worker that changes level clears that cache: a test's programs are always compiled at its own file's level,
+# whatever ran before it on the worker (the levels may round floats differently; a test's numbers must not
+# depend on the scheduling).
+def set_compile_level(optimized: bool) -> None:
+    """Compile the next programs with XLA's optimisations (``optimized``) or without most of them."""
+    disable = not optimized
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1" if disable else "0"
+    if bool(jax.config.values["jax_disable_most_optimizations"]) != disable:
+        jax.config.update("jax_disable_most_optimizations", disable)
+        jax.clear_caches()
+
+
+set_compile_level(False)  # collection (doctest imports) as before; each module then sets its own
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compile_level(request):
+    set_compile_level(request.node.get_closest_marker("xla_optimized") is not None)
+
 
 @pytest.fixture
 def without_persistent_cache():

@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 
 @pytest.fixture(scope="module")
 def eight_gaussians_run(tmp_path_factory):

@@ -12,6 +12,8 @@ from ebmppl.conditional import inpaint
 from ebmppl.logz import log_partition
 from ebmppl.targets import gaussian
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 A = gaussian([1.0, 0.0], [[1.0, 0.3], [0.3, 0.5]])
 B = gaussian([-1.0, 0.5], [[0.8, -0.2], [-0.2, 1.5]])
 GRID = dict(method="grid", limits=(-12, 12, -12, 12), resolution=600)

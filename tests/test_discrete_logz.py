@@ -20,6 +20,8 @@ from ebmppl.logz.discrete import independent_base, rbm_ais, sm_schedule
 from ebmppl.objectives import contrastive_divergence
 from ebmppl.support import BINARY, SPINS, Categorical
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 
 def _random_couplings(n=16, scale=0.5, seed=42):
     k_j, k_h = jax.random.split(jax.random.key(seed))

@@ -20,6 +20,8 @@ from ebmppl.objectives.discrete import pseudo_log_likelihood, ratio_matching_los
 from ebmppl.samplers.discrete import gibbs
 from ebmppl.support import BINARY, SPINS
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 
 def _chain(n=6, coupling=0.8, field=0.2):
     J = coupling * (jnp.eye(n, k=1) + jnp.eye(n, k=-1))

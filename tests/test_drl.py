@@ -18,6 +18,8 @@ from ebmppl.objectives.recovery_likelihood import (
     recovery_step_sizes,
 )
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 MU, V = np.array([1.0, -1.0]), 0.5  # data N(MU, V I): level σ is N(MU, (V + σ²) I)
 
 

@@ -9,6 +9,8 @@ import pytest
 from ebmppl import Energy, fit
 from ebmppl.objectives.mcmc_free import energy_discrepancy, score_matching, sm_loss, ssm_loss
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 MEAN = np.array([1.0, -0.5])
 COV = np.array([[1.0, 0.6], [0.6, 0.8]])
 

@@ -15,6 +15,8 @@ from ebmppl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmppl.fit import CHECKPOINT_NAME
 from ebmppl.nn import MLPEnergy
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 TRUE_MEAN = np.array([1.0, -0.5])
 TRUE_COV = np.array([[1.0, 0.6], [0.6, 0.8]])
 

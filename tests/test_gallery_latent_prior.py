@@ -24,7 +24,7 @@ from ebmppl import Energy
 from ebmppl.models import ebm_sample, energy_module, prior_chains
 from ebmppl.nn import MLPEnergy
 
-pytestmark = pytest.mark.slow  # two SVI fits to compile: ~40 s on one core
+pytestmark = [pytest.mark.slow, pytest.mark.xla_optimized]  # two SVI fits to compile: ~40 s on one core
 
 D, SIGMA, N, BATCH, STEPS, K = 2, 0.5, 512, 128, 400, 300
 

@@ -10,6 +10,8 @@ import pytest
 from ebmppl import fit
 from ebmppl.jem import expected_calibration_error, jem_hybrid, joint_energy
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 
 class Classifier(eqx.Module):
     mlp: eqx.nn.MLP

@@ -21,6 +21,8 @@ from ebmppl import Energy, diagnostics
 from ebmppl.models.exchange import ApproximateExchangeWarning, Exchange
 from ebmppl.numpyro import EnergyDistribution
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 L = 3
 N_SPINS = L * L
 EDGES = jnp.array([(i, i + 1) for i in range(N_SPINS) if i % L < L - 1] + [(i, i + L) for i in range(N_SPINS - L)])

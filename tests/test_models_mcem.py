@@ -31,6 +31,8 @@ from ebmppl.models.mcem import PosteriorState, mcem, posterior_inference_data  #
 from ebmppl.objectives import TrainState  # noqa: E402
 from conftest import SUITE_XLA_FLAGS
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "mcem_two_devices.py"
 Z_LIMIT = 4.0  # |estimate - MLE| in Monte-Carlo standard errors
 

@@ -26,6 +26,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _svi_closed_form import CHAINS, ENERGY, data, mle, model, run_svi, z_scores  # noqa: E402
 from conftest import SUITE_XLA_FLAGS
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "svi_two_devices.py"
 
 

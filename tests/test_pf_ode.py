@@ -17,6 +17,8 @@ from ebmppl.logz.pf_ode import pf_ode_log_likelihood
 from ebmppl.noise import NoiseLadder, noise_conditional
 from ebmppl.targets import gaussian_mixture
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 WEIGHTS = np.array([0.3, 0.7])
 MEANS = np.array([[-1.5, 0.5], [1.5, -0.5]])
 SCALES = np.array([0.4, 0.7])

@@ -30,6 +30,8 @@ from conftest import RELIABILITY
 from ebmppl import buffer, samplers
 from ebmppl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 PROPERTY = settings(max_examples=20, deadline=None, derandomize=True,
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target],  # no slow shrinking in CI
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

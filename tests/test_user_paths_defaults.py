@@ -21,6 +21,8 @@ from ebmppl.evaluation import grid_log_partition, log_likelihood
 from ebmppl.health import HealthWarning
 from ebmppl.nn import MLPEnergy
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 SCALE, SHIFT = 100.0, 50.0
 RING = rings((1.0,), 0.15)
 

@@ -22,6 +22,8 @@ from ebmppl.fit import TrainingDiverged
 from ebmppl.health import HealthWarning, TrainingHealth
 from ebmppl.objectives import contrastive_divergence
 
+pytestmark = pytest.mark.xla_optimized  # long-running programs: compiled with XLA's optimisations
+
 
 def gaussian_energy(d):
     return Energy(lambda p, x: 0.5 * jnp.sum(((x - p["m"]) * jnp.exp(p["s"])) ** 2),
