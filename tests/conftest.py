@@ -78,8 +78,9 @@ collect_ignore_glob = ["scripts/*"]
 # passes); a file whose tests run long programs (8000-step fits, digits training) is marked
 # `pytestmark = pytest.mark.xla_optimized` and keeps the -O1 above (the gallery chooses per example,
 # tests/test_gallery.py). Measured file by file in one full run at each level (Dec 2026): e.g.
-# tests/test_compare.py 64 s at -O1 vs 40 s at -O0, tests/test_cli_examples.py 244 s vs 447 s; the whole suite's work 3457 s at -O1 vs 2758 s
-# with each file at its faster level. The level is set per module (module fixtures compile under it) and passed
+# tests/test_compare.py 64 s at -O1 vs 40 s at -O0, tests/test_cli_examples.py 244 s vs 447 s; the whole suite's
+# work 3457 s at -O1 vs 2758 s with each file at its faster level (tests/test_compile_levels*.py check that the
+# levels are applied). The level is set per module (module fixtures compile under it) and passed
 # to the processes a test starts (JAX_DISABLE_MOST_OPTIMIZATIONS); jax's in-memory cache does not key on it, so
 # a worker that changes level clears that cache: a test's programs are always compiled at its own file's level,
 # whatever ran before it on the worker (the levels may round floats differently; a test's numbers must not
