@@ -226,7 +226,8 @@ def run_chains(
 @functools.partial(jax.jit, static_argnums=2)
 def _assemble(positions, stats, num_samples):
     # the chunks joined in one compiled call (op by op it was ~5 % of a short run),
-    # with each chain's health from the statistics already there
+    # with each chain's health from the statistics already there, and the moments the
+    # disagreement check needs (on the host in numpy they took a third of a long run's wall time)
     join = lambda *a: jnp.concatenate(a, axis=1)[:, :num_samples]  # noqa: E731
     positions = join(*positions)
     stats = jax.tree.map(join, *stats)
@@ -234,7 +235,8 @@ def _assemble(positions, stats, num_samples):
     finite_positions = jnp.all(jnp.isfinite(positions.reshape(n, -1)), axis=1)
     finite = finite_positions & jnp.all(jnp.isfinite(stats.logdensity), axis=1)
     acceptance = jnp.nanmean(stats.acceptance_rate, axis=1)
-    return positions, stats, finite_positions, finite, acceptance
+    moments = _moments(positions, jnp) if n >= 2 and num_samples >= RHAT_MIN_DRAWS else None
+    return positions, stats, finite_positions, finite, acceptance, moments
 
 
 def _start(sampler, energy, init, key):
@@ -294,6 +296,51 @@ RHAT_LIMIT = 1.01
 RHAT_MIN_DRAWS = 100
 
 
+class _Moments(NamedTuple):
+    """What the disagreement check needs of ``(chain, draw, ...)`` draws, per coordinate (a few numbers per chain)."""
+
+    half_mean: Any  # (2·chains, d): each chain's first and second half, as R-hat splits them
+    half_var: Any  # (2·chains, d), ddof 1
+    batch_mean: Any  # (chains, batches, d): means of consecutive batches of draws
+    chain_mean: Any  # (chains, d)
+
+
+def _num_batches(num_draws: int) -> int:
+    return max(4, min(20, num_draws // 50))
+
+
+def _moments(positions: Any, xp: Any = np) -> _Moments:
+    """The moments with ``xp = numpy`` (float64, host) or ``jax.numpy`` (inside :func:`_assemble`, on the devices).
+
+    Draws are shifted by the first chain's first draw before summing: the spreads then keep their digits in
+    float32 whatever the offset of the target (a mean of 1e4 with unit spread).
+    """
+    num_chains, num_draws = positions.shape[:2]
+    x = xp.reshape(xp.asarray(positions), (num_chains, num_draws, -1))
+    x = x.astype(np.float64 if xp is np else jnp.result_type(float))
+    shift = x[0, 0]
+    x = x - shift
+    half, nb = num_draws // 2, _num_batches(num_draws)
+    first, second = x[:, :half], x[:, half:2 * half]
+    length = num_draws // nb
+    return _Moments(
+        half_mean=xp.concatenate([first.mean(axis=1), second.mean(axis=1)]),
+        half_var=xp.concatenate([first.var(axis=1, ddof=1), second.var(axis=1, ddof=1)]),
+        batch_mean=x[:, :nb * length].reshape(num_chains, nb, length, -1).mean(axis=2),
+        chain_mean=x.mean(axis=1) + shift,
+    )
+
+
+def _rhat(m: _Moments, num_draws: int) -> np.ndarray:
+    half = num_draws // 2
+    within = np.asarray(m.half_var, np.float64).mean(axis=0)
+    between = half * np.asarray(m.half_mean, np.float64).var(axis=0, ddof=1)
+    pooled = (half - 1) / half * within + between / half
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rhat = np.sqrt(pooled / within)
+    return np.where(within > 0, rhat, np.where(between > 0, np.inf, 1.0))
+
+
 def split_rhat(positions: Any) -> np.ndarray:
     """Split R-hat (Gelman et al. 2013) of every coordinate of ``(chain, draw, *event_shape)`` draws.
 
@@ -306,19 +353,11 @@ def split_rhat(positions: Any) -> np.ndarray:
     >>> bool(np.all(split_rhat(x) < 1.01)), bool(split_rhat(x + np.arange(4)[:, None, None])[0] > 1.5)
     (True, True)
     """
-    x = np.asarray(positions, np.float64)
-    x = x.reshape(x.shape[0], x.shape[1], -1)
-    half = x.shape[1] // 2
-    halves = np.concatenate([x[:, :half], x[:, half:2 * half]], axis=0)  # 2·chains chains of `half` draws
-    within = halves.var(axis=1, ddof=1).mean(axis=0)
-    between = half * halves.mean(axis=1).var(axis=0, ddof=1)
-    pooled = (half - 1) / half * within + between / half
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rhat = np.sqrt(pooled / within)
-    return np.where(within > 0, rhat, np.where(between > 0, np.inf, 1.0))
+    positions = np.asarray(positions)
+    return _rhat(_moments(positions), positions.shape[1])
 
 
-def _disagreement(positions: Any, discrete: bool = False) -> str | None:
+def _disagreement(positions: Any, discrete: bool = False, moments: _Moments | None = None) -> str | None:
     """A sentence when the chains disagree beyond their Monte-Carlo error, or None.
 
     A coordinate is reported when its split R-hat exceeds ``RHAT_LIMIT`` AND the
@@ -328,27 +367,27 @@ def _disagreement(positions: Any, discrete: bool = False) -> str | None:
     (Bonferroni-corrected over coordinates, level 0.001). So a short run of a
     slowly mixing but unimodal sampler (R-hat a little over 1.01 from noise
     alone) is not called disagreement; chains sitting in different modes are.
+    ``moments`` (from :func:`_assemble`) spares the pass over the draws.
     """
     from scipy.stats import f as f_distribution
 
     num_chains, num_draws = positions.shape[:2]
     if num_chains < 2 or num_draws < RHAT_MIN_DRAWS:
         return None
-    x = np.asarray(positions, np.float64).reshape(num_chains, num_draws, -1)
-    num_batches = max(4, min(20, num_draws // 50))
-    length = num_draws // num_batches
-    batch_means = x[:, :num_batches * length].reshape(num_chains, num_batches, length, -1).mean(axis=2)
+    m = _moments(np.asarray(positions)) if moments is None else moments
+    batch_means = np.asarray(m.batch_mean, np.float64)
+    num_batches = batch_means.shape[1]
     between = batch_means.mean(axis=1).var(axis=0, ddof=1)
     expected = batch_means.var(axis=1, ddof=1).mean(axis=0) / num_batches  # variance of one chain's mean
     with np.errstate(divide="ignore", invalid="ignore"):
         p_value = f_distribution.sf(between / expected, num_chains - 1, num_chains * (num_batches - 1))
     p_value = np.where((expected == 0) & (between > 0), 0.0, p_value)
-    rhat = split_rhat(x)
+    rhat = _rhat(m, num_draws)
     bad = np.flatnonzero((rhat > RHAT_LIMIT) & (p_value < 1e-3 / rhat.size))
     if not bad.size:
         return None
     worst = int(bad[np.argmax(np.nan_to_num(rhat[bad], nan=np.inf))])
-    means = np.asarray(positions, np.float64).reshape(positions.shape[0], positions.shape[1], -1)[:, :, worst].mean(1)
+    means = np.asarray(m.chain_mean, np.float64)[:, worst]
     shown = ", ".join(f"{m:.3g}" for m in means[:8]) + (", ..." if means.size > 8 else "")
     return (f"the chains disagree: split R-hat {rhat[worst]:.4f} > {RHAT_LIMIT} in {bad.size} of {rhat.size} "
             f"coordinates (coordinate {worst}: chain means {shown}). Pooled draws then weigh the regions the chains "
@@ -719,9 +758,9 @@ def sample(
             bar.update(min(chunk, num_samples + num_warmup - bar.n))
     jax.block_until_ready(states)
     t_draw = time.perf_counter() - t0
-    positions, stats, finite_positions, finite, acceptance = _assemble(positions, stats, num_samples)
+    positions, stats, finite_positions, finite, acceptance, moments = _assemble(positions, stats, num_samples)
     # chains spread over several processes (jax.distributed): every process gets all the draws, process-local
-    positions, stats, restarted_at = to_local((positions, stats, restarted_at))
+    positions, stats, restarted_at, moments = to_local((positions, stats, restarted_at, moments))
     bar.close()
     finite_positions = to_host(finite_positions)
     if not finite_positions.all():
@@ -733,7 +772,7 @@ def sample(
     health = ChainHealth(*to_host((acceptance, finite, restarted_at)))
     report = _health_report(sampler.name, health, num_warmup, np.asarray(stats.is_divergent),
                             _collapse(initial_step, to_host(params.get("step_size")), positions),
-                            _disagreement(positions, discrete))
+                            _disagreement(positions, discrete, moments))
     if report is not None:
         warnings.warn(report, stacklevel=2)
     timings = {"compile": t_compile_start + t_compile_warm + t_compile_draw, "warmup": t_warm, "sampling": t_draw}
