@@ -455,7 +455,10 @@ def fit(
         deleted before training starts).
     callbacks
         ``callback(step, state, metrics)`` after each chunk (``metrics``: that
-        chunk's per-step arrays); return ``True`` to stop early.
+        chunk's per-step arrays); return ``True`` to stop early. On in-memory
+        data the next chunk is already computing while callbacks run (the
+        devices never wait for the host); stopping discards it, and the
+        result is the state the callback saw.
     progress_bar
         Show a tqdm bar with the latest loss and energies.
     config
@@ -667,14 +670,28 @@ def fit(
     committed: dict[str, TrainState | None] = {"state": None}
 
     def run_chunks(state: TrainState) -> TrainState:
-        while int(state.step) < num_steps:
-            n = min(chunk_size, num_steps - int(state.step))
+        step = int(state.step)
+
+        def dispatch(state, step):
+            # asynchronous: returns at once with the chunk's outputs still being computed
+            n = min(chunk_size, num_steps - step)
+            return (*_run_chunk(trainer, batch_size, n, mesh, state, data_array), n)
+
+        # On in-memory data the next chunk is dispatched before this chunk's metrics are read: the devices
+        # compute while the host checks, records and checkpoints (a GPU otherwise idles at every chunk
+        # boundary). The chunk in flight when training stops (a callback, a divergence) is discarded unread.
+        pending = dispatch(state, step) if batches is None and step < num_steps else None
+        while step < num_steps:
             previous = state
-            if batches is None:
-                state, metrics = _run_chunk(trainer, batch_size, n, mesh, state, data_array)
+            if pending is not None:
+                state, metrics, n = pending
+                step += n
+                pending = dispatch(state, step) if step < num_steps else None
                 magnitude = None
             else:
+                n = min(chunk_size, num_steps - step)
                 state, metrics, magnitude = _run_batches(trainer, state, batches, n, energy)
+                step = int(state.step)
             metrics = to_host(metrics)  # replicated scalars: no communication
             _check_metrics(metrics)
             if not metrics["finite"].all():
@@ -689,15 +706,15 @@ def fit(
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             committed["state"] = state  # metrics recorded: safe to checkpoint on interruption
-            bar.update(int(state.step) - int(previous.step))
+            bar.update(step - int(previous.step))
             bar.set_postfix(_postfix(metrics))
             saved = False
-            if ckpt_path is not None and (int(state.step) % checkpoint_every == 0 or int(state.step) >= num_steps):
+            if ckpt_path is not None and (step % checkpoint_every == 0 or step >= num_steps):
                 save(state)
                 saved = True
             # callbacks run after the checkpoint, so an interruption inside one loses nothing
             # a list, not a generator: every callback runs even when an earlier one asks to stop
-            if any([bool(cb(int(state.step), state, metrics)) for cb in callbacks]):  # noqa: C419
+            if any([bool(cb(step, state, metrics)) for cb in callbacks]):  # noqa: C419
                 if ckpt_path is not None and not saved:
                     save(state)
                 break
