@@ -104,6 +104,26 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     assert int(resumed.state.step) == 60
 
 
+def test_a_callback_that_stops_gets_the_state_it_saw_with_the_next_chunk_in_flight():
+    # fit dispatches chunk k+1 before running callbacks on chunk k: stopping must return chunk k's state, its
+    # history only, and the same state as a run that ends there
+    energy, data, kwargs = small_setup()
+    kwargs = {k: v for k, v in kwargs.items() if k != "checkpoint_every"}
+    seen = {}
+
+    def stop_at_30(step, state, metrics):
+        seen[step] = state
+        return step == 30
+
+    stopped = fit(energy, data, key=jax.random.key(4), num_steps=100, callbacks=[stop_at_30], **kwargs)
+    short = fit(energy, data, key=jax.random.key(4), num_steps=30, **kwargs)
+    assert sorted(seen) == [10, 20, 30] and int(stopped.state.step) == 30
+    assert len(stopped.history["loss"]) == 30
+    for a, b, c in zip(jax.tree.leaves(stopped.state.params), jax.tree.leaves(short.state.params),
+                       jax.tree.leaves(seen[30].params), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b)) and np.array_equal(np.asarray(a), np.asarray(c))
+
+
 def test_damaged_checkpoints_are_detected_and_never_replace_the_good_one(tmp_path, monkeypatch):
     energy, data, kwargs = small_setup()
     fit(energy, data, key=jax.random.key(3), num_steps=20, checkpoint_dir=tmp_path, **kwargs)
