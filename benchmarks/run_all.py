@@ -26,7 +26,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOC = HERE.parent / "docs" / "benchmarks" / "performance.md"
-SCRIPTS = ["bench_cd_steps.py", "bench_sampling.py", "bench_sharding.py"]
+SCRIPTS = ["bench_cd_steps.py", "bench_sampling.py", "bench_sharding.py", "bench_core_contention.py"]
 LAX = "ebmppl (conv_impl='lax')"
 
 
@@ -110,6 +110,29 @@ def sharding_section(sh: dict) -> list[str]:
     return lines + [""]
 
 
+def contention_section(cc: dict) -> list[str]:
+    """The ceiling of sharding on this machine: independent single-core processes (bench_core_contention.py)."""
+    names = {"mala": "MALA, MLP energy d = 16, 1024 chains × 200 per share",
+             "conv_score": "ConvNet score (Langevin), 64 images × 100 steps per share"}
+    lines = ["## What two busy cores give (the ceiling of sharding here)", "",
+             "The same program as one core's share, timed alone on one core (no intra-op threads) and as two "
+             "processes at once on two cores; twice the work sharded over 2 XLA devices (ebmppl's default) and on "
+             "one device with XLA's intra-op threads. Sharding cannot beat two independent processes: "
+             "*one device ÷ two processes* is the largest speed-up over one device any sharding can show on this "
+             "machine.", "",
+             "| workload | one core alone | two processes at once | sharded, 2 devices | one device (threaded) | "
+             "cores slow each other | sharded ÷ two processes | best possible speed-up over one device | "
+             "sharded speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, w in cc["workloads"].items():
+        pair = max(w["pair_s"])
+        lines.append(f"| {names.get(key, key)} | {fmt(w['solo_s'], 3)} s | {fmt(pair, 3)} s | "
+                     f"{fmt(w['sharded_s'], 3)} s | {fmt(w['one_device_s'], 3)} s | {fmt(w['contention'])}× | "
+                     f"{fmt(w['sharded_over_ceiling'])} | **{fmt(w['best_possible_speedup_over_one_device'])}×** | "
+                     f"{fmt(w['sharded_speedup_over_one_device'])}× |")
+    return lines + [""]
+
+
 def render(results: pathlib.Path = RESULTS, title: str = "Performance", command: str = "python benchmarks/run_all.py",
            source: str = "benchmarks/results/*.json") -> str:
     """The Markdown page of every table found in ``results`` (one JSON file per benchmark)."""
@@ -184,6 +207,9 @@ def render(results: pathlib.Path = RESULTS, title: str = "Performance", command:
     sh = load_("sharding")
     if sh:
         out += sharding_section(sh)
+    cc = load_("core_contention")
+    if cc and cc.get("workloads"):
+        out += contention_section(cc)
     if m:
         out += [f"Machine: {m['cpu_count']} CPU cores ({m['machine']}), backend `{m['backend']}` "
                 f"({m.get('device_kind', m['backend'])}, {m['devices']} device{'s' if m['devices'] > 1 else ''}), "

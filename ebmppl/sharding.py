@@ -17,7 +17,8 @@ one block shape and not another); a Metropolis decision at its boundary can
 then send one chain another way, along a path of the same law.
 
 Every core by default: on a CPU, XLA gives JAX one device that runs a
-program on one core. ``import ebmppl`` therefore asks JAX for one CPU device
+program on one core (only large matrix products may be threaded over
+cores). ``import ebmppl`` therefore asks JAX for one CPU device
 per usable core (:func:`configure_cpu_devices`), and ``fit`` and ``sample``
 shard by default (``devices="auto"``) whenever there is more than one device
 and the leading axis splits into blocks of at least :data:`AUTO_MIN_PER_DEVICE`.
@@ -97,7 +98,8 @@ def _cgroup_cpu_quota() -> float | None:
 def configure_cpu_devices(num: int | None = None) -> int | None:
     """Give JAX's CPU backend one device per usable core (run by ``import ebmppl``); returns the count set.
 
-    XLA runs a program on one CPU device on one core; with one device per
+    XLA runs a program on one CPU device on one core (only large matrix
+    products may be spread over cores); with one device per
     core, the chains and batches that :func:`ebmppl.fit` and
     :func:`ebmppl.sample` shard by default (``devices="auto"``) use every
     core. Nothing is changed (returns ``None``) when the user already chose:
