@@ -28,6 +28,8 @@ def check_examples(name: str, x: Any, event_shape: tuple[int, ...], leading: int
         hint = (f" These look like integer labels of a categorical energy: one-hot encode them, "
                 f"jax.nn.one_hot({name}, {event_shape[-1]})." if labels else "")
         raise ValueError(f"{name} has shape {x.shape}; expected {expected}.{hint}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has no examples (shape {x.shape}); pass at least one row.")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{name} has dtype {x.dtype}; pass floating-point values (e.g. .astype('float32')).")
     if not bool(jnp.all(jnp.isfinite(x))):

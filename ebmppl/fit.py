@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import json
 import pathlib
 import time
 import warnings
@@ -554,6 +555,16 @@ def fit(
     FileExistsError
         ``checkpoint_dir`` already holds a checkpoint and neither ``resume`` nor
         ``overwrite`` is set.
+    TypeError, ValueError
+        Before any training: ``callbacks`` not a list of functions, a
+        ``config`` JSON cannot store, a ``checkpoint_dir`` that is a file, no
+        examples, a Python list of rows as ``data`` (pass ``np.asarray``).
+
+    Warns
+    -----
+    UserWarning
+        ``resume=True`` from a checkpoint already past ``num_steps`` (its
+        state is returned untrained).
 
     Examples
     --------
@@ -575,6 +586,8 @@ def fit(
     if ema is not None:
         ema = _check_decay(ema, "ema")
         _warn_if_ema_lags(ema, num_steps)
+    callbacks = _check_callbacks(callbacks)
+    _check_run_options(config, checkpoint_dir, data)
     # the recipe (ebmppl.recipes) fills the scale-dependent defaults; under "density" the trainer sees
     # standardised data and a confined energy, and plan.output maps the result back to the data's scale
     if getattr(getattr(energy, "support", None), "is_discrete", False):
@@ -648,6 +661,11 @@ def fit(
     if ckpt_bytes is not None:  # every process parses process 0's bytes: the same state everywhere
         state, _meta, saved_history = load_checkpoint(ckpt_path, state, with_extras=True, data=ckpt_bytes)
         history = {k: [v[: int(state.step)]] for k, v in saved_history.items()}
+        if int(state.step) > num_steps:
+            warnings.warn(f"resume=True: the checkpoint in {checkpoint_dir} is at step {int(state.step)}, past "
+                          f"num_steps={num_steps}; nothing is trained and the checkpoint's state is returned as it "
+                          "is (fit does not roll back). Pass a larger num_steps to train on.", UserWarning,
+                          stacklevel=2)
 
     batches = None
     if data_array is None:  # skip the batches the checkpointed steps consumed: a resumed run sees the same ones
@@ -776,6 +794,39 @@ def _warn_if_ema_lags(decay: float, num_steps: int) -> None:
                       f"ema={max(0.0, 1 - 5 / num_steps):.4g} (or train longer); result.raw_energy holds the last "
                       "parameters.",
                       UserWarning, stacklevel=3)
+
+
+def _check_callbacks(callbacks: Any) -> list:
+    """``callbacks`` as a list of callables, or a TypeError that says how to pass them."""
+    if callable(callbacks):
+        raise TypeError("callbacks must be a list of functions callback(step, state, metrics); got one function: "
+                        f"pass callbacks=[{getattr(callbacks, '__name__', 'callback')}].")
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of functions callback(step, state, metrics), got "
+                        f"{type(callbacks).__name__}.") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) is not a function callback(step, state, metrics).")
+    return callbacks
+
+
+def _check_run_options(config: Any, checkpoint_dir: Any, data: Any) -> None:
+    """What would otherwise fail only after training (a config the checkpoint cannot store, a file where the
+    checkpoint folder goes) or be misread (a Python list of rows taken for an iterable of batches)."""
+    if config is not None:
+        try:
+            json.dumps(config)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"config must be JSON-serialisable (it is stored in every checkpoint): {err}. Pass "
+                            "plain numbers, strings, lists and dicts (e.g. str(value) for other objects).") from None
+    if checkpoint_dir is not None and pathlib.Path(checkpoint_dir).is_file():
+        raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r} is a file; pass a folder (fit writes "
+                         f"{CHECKPOINT_NAME} into it).")
+    if isinstance(data, list) and data and isinstance(data[0], (list, int, float)):
+        raise TypeError("data is a Python list of rows; a list is read as an iterable of batches (each an array). "
+                        "Pass np.asarray(data) for one array of examples (n, *event_shape).")
 
 
 def _key_and_data(key: Any, data: Any, options: dict[str, Any]) -> tuple[jax.Array, Any]:

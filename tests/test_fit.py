@@ -263,3 +263,32 @@ def test_recovery_cd_fits_incomplete_data(gaussian_data):
     mle_cov = np.cov(data.T, bias=True)
     assert np.max(np.abs(mean - data.mean(0))) < 0.05, mean
     assert np.linalg.norm(cov - mle_cov) / np.linalg.norm(mle_cov) < 0.06, (cov, mle_cov)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(data=np.zeros((0, 2), np.float32)), "data has no examples"),
+    (dict(data="rows"), "Python list of rows"),
+    (dict(callbacks=lambda step, state, metrics: False), r"pass callbacks=\[<lambda>\]"),
+    (dict(callbacks=[1]), r"callbacks\[0\] \(int\) is not a function"),
+    (dict(config={"f": object()}), "config must be JSON-serialisable"),
+    (dict(checkpoint_dir="file"), "is a file; pass a folder"),
+], ids=["empty", "list_of_rows", "one_callback", "callback_item", "config", "checkpoint_file"])
+def test_mistakes_that_would_surface_after_training_are_refused_before_it(bad, message, tmp_path):
+    energy, data, kwargs = small_setup()
+    bad = dict(bad)
+    if isinstance(bad.get("data"), str):
+        bad["data"] = np.asarray(data).tolist()
+    if isinstance(bad.get("checkpoint_dir"), str):
+        (tmp_path / "f").write_text("not a folder")
+        bad["checkpoint_dir"] = tmp_path / "f"
+    run_data = bad.pop("data", data)
+    with pytest.raises((TypeError, ValueError), match=message):
+        fit(energy, jax.random.key(0), run_data, num_steps=10, **{**kwargs, **bad})
+
+
+def test_resuming_past_num_steps_says_so(tmp_path):
+    energy, data, kwargs = small_setup()
+    fit(energy, jax.random.key(0), data, num_steps=20, checkpoint_dir=tmp_path, **kwargs)
+    with pytest.warns(UserWarning, match="past num_steps=10; nothing is trained"):
+        out = fit(energy, jax.random.key(0), data, num_steps=10, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert int(out.state.step) == 20

@@ -164,6 +164,8 @@ def test_sample_takes_sampler_params(gauss2d):
 @pytest.mark.parametrize("params, match", [
     ({"stepsize": 0.1}, r"sampler_params has unknown key 'stepsize'; this sampler's parameters are: 'step_size'"),
     ({"step_size": -1.0}, r"sampler_params\['step_size'\] must be > 0"),
+    ({"step_size": np.ones(2)}, r"sampler_params\['step_size'\] must have shape \(\), got shape \(2,\)"),
+    ({"step_size": "0.1"}, r"sampler_params\['step_size'\] must be a number or an array, got the string"),
     ({"inverse_mass_matrix": np.ones(3)}, r"sampler_params\['inverse_mass_matrix'\] has shape \(3,\)"),
     # a build option passed as a kernel parameter: the error names the builder call that sets it
     ({"num_integration_steps": 5}, r"unknown key 'num_integration_steps'.*"
@@ -171,7 +173,7 @@ def test_sample_takes_sampler_params(gauss2d):
 ])
 def test_sample_rejects_bad_sampler_params(gauss2d, params, match):
     sampler = "hmc" if {"inverse_mass_matrix", "num_integration_steps"} & set(params) else "mala"
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         sample(gauss2d.energy, jax.random.key(0), sampler=sampler, sampler_params=params, num_chains=2,
                num_warmup=0, num_samples=5, progress_bar=False)
 

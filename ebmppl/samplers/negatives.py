@@ -60,11 +60,22 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
     ValueError: sampler_params['step_size'] must be > 0, got -1.0.
     """
     defaults = sampler.default_params(dim)
+    for name, value in (overrides or {}).items():
+        if isinstance(value, (str, bytes)):  # numpy would parse "0.1"; a string here is a mistake upstream
+            raise TypeError(f"sampler_params[{name!r}] must be a number or an array, got the string {value!r}.")
     params = {**defaults, **check_sampler_params(overrides, defaults, sampler=sampler)}
     params = {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in params.items()}
     for name, value in params.items():
-        if name in ("step_size", "noise_scale") and not float(value) > 0:
-            raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value)!r}.")
+        if name not in ("step_size", "noise_scale"):
+            continue
+        if np.shape(value) != np.shape(defaults[name]):
+            raise ValueError(f"sampler_params[{name!r}] must have shape {np.shape(defaults[name])} (one value for "
+                             f"every chain and coordinate), got shape {np.shape(value)}; scale coordinates with "
+                             "inverse_mass_matrix instead." if name == "step_size" and "inverse_mass_matrix" in params
+                             else f"sampler_params[{name!r}] must have shape {np.shape(defaults[name])}, got shape "
+                             f"{np.shape(value)}.")
+        if not float(value) > 0:
+            raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value):.6g}.")
     _check_metric(params.get("inverse_mass_matrix"))
     return params
 
