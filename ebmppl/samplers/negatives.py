@@ -57,7 +57,7 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
     >>> kernel_parameters(samplers.mala(), 2, {"step_size": -1.0})
     Traceback (most recent call last):
     ...
-    ValueError: sampler_params['step_size'] must be > 0, got -1.0.
+    ValueError: sampler_params['step_size'] must be > 0, got -1.
     """
     defaults = sampler.default_params(dim)
     for name, value in (overrides or {}).items():
