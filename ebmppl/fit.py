@@ -15,6 +15,7 @@ import functools
 import inspect
 import itertools
 import json
+import numbers
 import pathlib
 import time
 import warnings
@@ -824,7 +825,7 @@ def _check_run_options(config: Any, checkpoint_dir: Any, data: Any) -> None:
     if checkpoint_dir is not None and pathlib.Path(checkpoint_dir).is_file():
         raise ValueError(f"checkpoint_dir={str(checkpoint_dir)!r} is a file; pass a folder (fit writes "
                          f"{CHECKPOINT_NAME} into it).")
-    if isinstance(data, list) and data and isinstance(data[0], (list, int, float)):
+    if isinstance(data, list) and data and isinstance(data[0], (list, numbers.Number, np.generic)):
         raise TypeError("data is a Python list of rows; a list is read as an iterable of batches (each an array). "
                         "Pass np.asarray(data) for one array of examples (n, *event_shape).")
 

@@ -40,3 +40,20 @@ def test_split_rhat_matches_arviz_classic_form():
 
     # classic split R-hat and ArviZ's rank-normalised one agree closely on Gaussian draws
     assert np.allclose(split_rhat(x), rhat(x), atol=0.01)
+
+
+def test_the_on_device_moments_judge_as_the_float64_ones_far_from_the_origin():
+    # sample() reduces the disagreement check's moments on the devices in float32 (shifted by the first draw);
+    # on a well-mixed Gaussian centred at 1e5 (sd 1) nothing is reported, and its split R-hat from those moments
+    # equals the float64 host computation on the same draws
+    from ebmppl.samplers.sample import _moments, _rhat
+
+    far = ebmppl.Energy(lambda p, x: 0.5 * jnp.sum((x - 1e5) ** 2), None, event_shape=(3,))
+    init = 1e5 + jax.random.normal(jax.random.key(1), (4, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChainHealthWarning)
+        out = ebmppl.sample(far, jax.random.key(0), sampler="mala", num_chains=4, num_samples=1000, init=init,
+                            progress_bar=False)
+    x = np.asarray(out.positions)
+    on_device = _rhat(jax.jit(lambda a: _moments(a, jnp))(out.positions), 1000)  # as _assemble computes them
+    assert np.allclose(on_device, _rhat(_moments(x), 1000), atol=1e-4), (on_device, split_rhat(x))

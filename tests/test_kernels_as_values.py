@@ -164,7 +164,7 @@ def test_sample_takes_sampler_params(gauss2d):
 @pytest.mark.parametrize("params, match", [
     ({"stepsize": 0.1}, r"sampler_params has unknown key 'stepsize'; this sampler's parameters are: 'step_size'"),
     ({"step_size": -1.0}, r"sampler_params\['step_size'\] must be > 0"),
-    ({"step_size": np.ones(2)}, r"sampler_params\['step_size'\] must have shape \(\), got shape \(2,\)"),
+    ({"step_size": np.ones(2)}, r"sampler_params\['step_size'\] must have shape \(\).*got shape \(2,\)"),
     ({"step_size": "0.1"}, r"sampler_params\['step_size'\] must be a number or an array, got the string"),
     ({"inverse_mass_matrix": np.ones(3)}, r"sampler_params\['inverse_mass_matrix'\] has shape \(3,\)"),
     # a build option passed as a kernel parameter: the error names the builder call that sets it

@@ -69,11 +69,9 @@ def kernel_parameters(sampler: Sampler, dim: int, overrides: dict[str, Any] | No
         if name not in ("step_size", "noise_scale"):
             continue
         if np.shape(value) != np.shape(defaults[name]):
-            raise ValueError(f"sampler_params[{name!r}] must have shape {np.shape(defaults[name])} (one value for "
-                             f"every chain and coordinate), got shape {np.shape(value)}; scale coordinates with "
-                             "inverse_mass_matrix instead." if name == "step_size" and "inverse_mass_matrix" in params
-                             else f"sampler_params[{name!r}] must have shape {np.shape(defaults[name])}, got shape "
-                             f"{np.shape(value)}.")
+            per_coordinate = " (scale coordinates with inverse_mass_matrix)" if "inverse_mass_matrix" in params else ""
+            raise ValueError(f"sampler_params[{name!r}] must have shape {np.shape(defaults[name])}: one value for every "
+                             f"chain and coordinate{per_coordinate}; got shape {np.shape(value)}.")
         if not float(value) > 0:
             raise ValueError(f"sampler_params[{name!r}] must be > 0, got {float(value):.6g}.")
     _check_metric(params.get("inverse_mass_matrix"))
